@@ -1,0 +1,237 @@
+//! [`Lock`]: the blocking face of [`AsyncLock`], for code without async.
+//!
+//! Every blocking call hands its work to one background runtime that
+//! shylock starts on first use (a single worker thread named
+//! `shylock-runtime`) and waits for the answer on a plain channel. That
+//! works from plain threads, from `tokio::task::spawn_blocking`, and never
+//! nests one runtime inside another. Renewal of blocking guards runs there
+//! too, so the caller needs no runtime at all.
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crate::backend::{LockInfo, SharedBackend};
+use crate::error::{Error, Result};
+use crate::guard::AsyncLockGuard;
+use crate::lock::AsyncLock;
+use crate::options::LockOptions;
+
+static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+fn runtime() -> Result<&'static tokio::runtime::Runtime> {
+    if let Some(rt) = RUNTIME.get() {
+        return Ok(rt);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("shylock-runtime")
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    // If another thread won the race its runtime is kept and ours dropped
+    // (we are not inside any runtime here, so dropping it is fine).
+    let _ = RUNTIME.set(rt);
+    RUNTIME
+        .get()
+        .ok_or_else(|| Error::Runtime(std::io::Error::other("runtime vanished")))
+}
+
+/// Runs `fut` on the background runtime and blocks the calling thread until
+/// it finishes.
+fn run<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    runtime()?.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    match rx.recv() {
+        Ok(result) => result,
+        Err(_) => Err(Error::Runtime(std::io::Error::other(
+            "a lock operation on the background runtime panicked",
+        ))),
+    }
+}
+
+/// A named distributed lock for blocking (non-async) code.
+///
+/// The same lock as [`AsyncLock`] with the same methods, minus `.await`.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{Lock, MemoryBackend};
+///
+/// let backend = MemoryBackend::new();
+/// let lock = Lock::with_backend("nightly-job", backend.clone());
+/// let guard = lock.acquire()?;
+/// assert!(Lock::with_backend("nightly-job", backend).try_acquire()?.is_none());
+/// guard.release()?;
+/// # Ok::<(), shylock_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Lock {
+    inner: AsyncLock,
+}
+
+impl Lock {
+    /// A lock on `name` in the default backend (see [`AsyncLock::new`]).
+    pub fn new(name: impl Into<String>) -> Self {
+        Lock {
+            inner: AsyncLock::new(name),
+        }
+    }
+
+    /// A lock on `name` in an explicit backend.
+    pub fn with_backend(name: impl Into<String>, backend: impl Into<SharedBackend>) -> Self {
+        Lock {
+            inner: AsyncLock::with_backend(name, backend),
+        }
+    }
+
+    /// Sets this lock's options (see [`AsyncLock::with_options`]).
+    pub fn with_options(self, options: LockOptions) -> Self {
+        Lock {
+            inner: self.inner.with_options(options),
+        }
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The async lock behind this one.
+    pub fn as_async(&self) -> &AsyncLock {
+        &self.inner
+    }
+
+    /// Blocks until the lock is ours (see [`AsyncLock::acquire`]).
+    pub fn acquire(&self) -> Result<LockGuard> {
+        let lock = self.inner.clone();
+        run(async move { lock.acquire().await }).map(LockGuard::new)
+    }
+
+    /// One attempt, never waits (see [`AsyncLock::try_acquire`]).
+    pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
+        let lock = self.inner.clone();
+        Ok(run(async move { lock.try_acquire().await })?.map(LockGuard::new))
+    }
+
+    /// Waits at most `timeout`; `None` when it timed out.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard>> {
+        let lock = self.inner.clone();
+        Ok(run(async move { lock.acquire_timeout(timeout).await })?.map(LockGuard::new))
+    }
+
+    /// True when anyone holds the lock.
+    pub fn is_locked(&self) -> Result<bool> {
+        let lock = self.inner.clone();
+        run(async move { lock.is_locked().await })
+    }
+
+    /// The current holder, or `None` when the lock is free.
+    pub fn inspect(&self) -> Result<Option<LockInfo>> {
+        let lock = self.inner.clone();
+        run(async move { lock.inspect().await })
+    }
+
+    /// Removes the lock whoever holds it (see [`AsyncLock::force_release`]).
+    pub fn force_release(&self) -> Result<bool> {
+        let lock = self.inner.clone();
+        run(async move { lock.force_release().await })
+    }
+}
+
+/// A held blocking lock; dropping it releases the lock before `drop`
+/// returns.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{Lock, MemoryBackend};
+///
+/// let lock = Lock::with_backend("cron", MemoryBackend::new());
+/// {
+///     let _guard = lock.acquire()?;
+///     // exclusive work
+/// } // released here
+/// assert!(!lock.is_locked()?);
+/// # Ok::<(), shylock_core::Error>(())
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard {
+    inner: Option<AsyncLockGuard>,
+}
+
+impl LockGuard {
+    fn new(inner: AsyncLockGuard) -> Self {
+        LockGuard { inner: Some(inner) }
+    }
+
+    fn guard(&self) -> &AsyncLockGuard {
+        self.inner
+            .as_ref()
+            .expect("the inner guard is only taken by release() or drop")
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        self.guard().name()
+    }
+
+    /// This holder's fencing token (see [`AsyncLockGuard::fencing_token`]).
+    pub fn fencing_token(&self) -> u64 {
+        self.guard().fencing_token()
+    }
+
+    /// When the lease expires unless extended, by the database's clock.
+    pub fn expires_at(&self) -> SystemTime {
+        self.guard().expires_at()
+    }
+
+    /// True once the lock is known lost.
+    pub fn is_lost(&self) -> bool {
+        self.guard().is_lost()
+    }
+
+    /// Blocks until the lock is lost or `timeout` passes; returns whether it
+    /// was lost.
+    pub fn wait_lost(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if self.is_lost() {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(10)));
+        }
+    }
+
+    /// Pushes the expiry to now + `ttl` (see [`AsyncLockGuard::extend`]).
+    pub fn extend(&self, ttl: Duration) -> Result<()> {
+        run(self.guard().extend_owned(ttl))
+    }
+
+    /// Frees the lock (see [`AsyncLockGuard::release`]).
+    pub fn release(mut self) -> Result<()> {
+        match self.inner.take() {
+            Some(guard) => run(guard.release()),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Some(guard) = self.inner.take() {
+            let name = guard.name().to_owned();
+            if let Err(error) = run(guard.release()) {
+                tracing::warn!(lock = %name, %error, "release of a blocking lock on drop failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The one error type of shylock.
+
+use std::time::Duration;
+
+/// A boxed error from a database driver, kept as the `source()` of
+/// [`Error::Backend`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Result alias used throughout shylock.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong when taking, holding or releasing a lock.
+///
+/// Every message says what to do next. The enum is `#[non_exhaustive]`: match
+/// the variants you care about and keep a `_` arm.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{AsyncLock, Error, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let lock = AsyncLock::with_backend("", MemoryBackend::new());
+/// match lock.try_acquire().await {
+///     Err(Error::InvalidName { .. }) => {}
+///     other => panic!("expected InvalidName, got {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A lock was created without a backend and no default backend is set.
+    #[error(
+        "no default lock backend is configured: call `shylock::configure(backend)` once at \
+         startup, or build the lock with `with_backend(name, backend)`"
+    )]
+    NotConfigured,
+
+    /// [`configure`](crate::configure) or [`configure_with`](crate::configure_with)
+    /// was called a second time.
+    #[error(
+        "a default lock backend is already configured: call `shylock::configure` only once per \
+         process, or pass a backend explicitly with `with_backend(name, backend)`"
+    )]
+    AlreadyConfigured,
+
+    /// The lock name is empty or too long.
+    #[error("invalid lock name: {reason}")]
+    InvalidName {
+        /// Why the name was rejected and what is accepted.
+        reason: String,
+    },
+
+    /// A [`LockOptions`](crate::LockOptions) value is out of range.
+    #[error("invalid lock options: {reason}")]
+    InvalidOptions {
+        /// Which option is wrong and what range is accepted.
+        reason: String,
+    },
+
+    /// Waiting for the lock took longer than the configured wait timeout.
+    #[error(
+        "timed out after {waited:?} waiting for lock {name:?}: it is still held by another \
+         owner; raise the wait timeout, use `try_acquire()` to skip instead of waiting, or \
+         check `is_locked()` / `force_release()` if the holder is stuck"
+    )]
+    Timeout {
+        /// Name of the lock.
+        name: String,
+        /// How long the caller waited.
+        waited: Duration,
+    },
+
+    /// The lock is no longer ours: it expired and another owner may have taken
+    /// it, or it was force-released.
+    #[error(
+        "lock {name:?} was lost: it expired or was taken over before it was released or \
+         extended; treat the work done under it as unprotected (check fencing tokens in the \
+         systems you wrote to) and raise the ttl or keep renewal on"
+    )]
+    LockLost {
+        /// Name of the lock.
+        name: String,
+    },
+
+    /// The database failed or could not be reached.
+    #[error("{backend} backend error: {message}")]
+    Backend {
+        /// Which backend reported the error (`"mongodb"`, `"sqlite"`, ...).
+        backend: &'static str,
+        /// What failed and what to check.
+        message: String,
+        /// The driver's own error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The background runtime that drives blocking [`Lock`](crate::Lock)s
+    /// could not be started.
+    #[error("could not start shylock's background runtime for blocking locks: {0}; use AsyncLock from your own runtime instead")]
+    Runtime(#[source] std::io::Error),
+}
+
+impl Error {
+    /// Builds an [`Error::Backend`] with the driver error as its source.
+    pub fn backend(
+        backend: &'static str,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Error::Backend {
+            backend,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// Builds an [`Error::Backend`] that has no underlying driver error.
+    pub fn backend_msg(backend: &'static str, message: impl Into<String>) -> Self {
+        Error::Backend {
+            backend,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn invalid_options(reason: impl Into<String>) -> Self {
+        Error::InvalidOptions {
+            reason: reason.into(),
+        }
+    }
+
+    /// True for errors that a later attempt may not hit again (backend
+    /// errors); false for errors in the caller's input or state.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Backend { .. })
+    }
+}

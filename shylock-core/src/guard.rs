@@ -1,0 +1,376 @@
+//! [`AsyncLockGuard`]: proof of holding a lock, renewal and the lost signal.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::backend::{Lease, SharedBackend};
+use crate::error::{Error, Result};
+use crate::options::{validate_ttl, Backoff, LockOptions};
+
+/// A held lock. Releasing it (or dropping it) frees the lock.
+///
+/// While the guard lives and renewal is on (the default), its lease is
+/// extended in the background every ttl / 3. If the lease cannot be kept —
+/// another owner took the lock after it expired, an operator force-released
+/// it, or the database stayed unreachable until the lease ran out — the
+/// guard is *lost*: [`is_lost`](Self::is_lost) turns true and
+/// [`lost`](Self::lost) resolves. Work that must stay exclusive should stop
+/// then, and writes to other systems should carry
+/// [`fencing_token`](Self::fencing_token) so those systems can refuse a
+/// stale holder.
+///
+/// Dropping the guard never blocks: it releases in the background on the
+/// runtime the lock was acquired on; if that runtime is gone, the lock
+/// expires after its ttl.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{AsyncLock, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shylock_core::Result<()> {
+/// let guard = AsyncLock::with_backend("invoices", MemoryBackend::new()).acquire().await?;
+/// tokio::select! {
+///     _ = guard.lost() => eprintln!("lost the lock, stopping"),
+///     _ = async { /* exclusive work */ } => {}
+/// }
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct AsyncLockGuard {
+    shared: Arc<Shared>,
+    backend: SharedBackend,
+    runtime: Option<tokio::runtime::Handle>,
+    renewal: Option<JoinHandle<()>>,
+    released: bool,
+}
+
+/// State shared by a guard and its renewal task.
+struct Shared {
+    name: String,
+    fencing_token: u64,
+    state: Mutex<LeaseState>,
+    lost: watch::Sender<bool>,
+}
+
+struct LeaseState {
+    lease: Lease,
+    ttl: Duration,
+    /// Local instant by which the lease has surely expired on the server:
+    /// the start of the request that set it plus its ttl.
+    deadline: Instant,
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, LeaseState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn snapshot(&self) -> (Lease, Duration, Instant) {
+        let s = self.state();
+        (s.lease.clone(), s.ttl, s.deadline)
+    }
+
+    fn update(&self, lease: Lease, ttl: Duration, request_started: Instant) {
+        let mut s = self.state();
+        s.lease = lease;
+        s.ttl = ttl;
+        s.deadline = request_started + ttl;
+    }
+
+    fn is_lost(&self) -> bool {
+        if *self.lost.borrow() {
+            return true;
+        }
+        if Instant::now() >= self.state().deadline {
+            self.mark_lost("its lease ran out before it was extended");
+            return true;
+        }
+        false
+    }
+
+    fn lost_error(&self) -> Error {
+        Error::LockLost {
+            name: self.name.clone(),
+        }
+    }
+
+    fn mark_lost(&self, why: &str) {
+        let newly = self
+            .lost
+            .send_if_modified(|lost| !std::mem::replace(lost, true));
+        if newly {
+            tracing::warn!(
+                lock = %self.name,
+                fencing_token = self.fencing_token,
+                "lock lost: {why}"
+            );
+        }
+    }
+}
+
+impl AsyncLockGuard {
+    pub(crate) fn start(
+        backend: SharedBackend,
+        lease: Lease,
+        options: LockOptions,
+        request_started: Instant,
+    ) -> Self {
+        let shared = Arc::new(Shared {
+            name: lease.name().to_owned(),
+            fencing_token: lease.fencing_token(),
+            state: Mutex::new(LeaseState {
+                lease,
+                ttl: options.ttl,
+                deadline: request_started + options.ttl,
+            }),
+            lost: watch::channel(false).0,
+        });
+        let runtime = tokio::runtime::Handle::try_current().ok();
+        let renewal = match (options.renewal_interval(), &runtime) {
+            (Some(interval), Some(handle)) => {
+                Some(handle.spawn(renew(shared.clone(), backend.clone(), interval, options)))
+            }
+            _ => None,
+        };
+        AsyncLockGuard {
+            shared,
+            backend,
+            runtime,
+            renewal,
+            released: false,
+        }
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// This holder's fencing token: strictly greater than every earlier
+    /// holder's token for the same name. Pass it along with writes to other
+    /// systems so they can reject a holder whose lock was lost.
+    pub fn fencing_token(&self) -> u64 {
+        self.shared.fencing_token
+    }
+
+    /// The owner token of this lease (unique per acquisition).
+    pub fn owner(&self) -> String {
+        self.shared.state().lease.owner().to_owned()
+    }
+
+    /// When the lease expires unless extended, by the database's clock. Kept
+    /// current by renewal and [`extend`](Self::extend).
+    pub fn expires_at(&self) -> SystemTime {
+        self.shared.state().lease.expires_at()
+    }
+
+    /// True once the lock is known lost (see the type docs). Final: a lost
+    /// guard never becomes valid again.
+    pub fn is_lost(&self) -> bool {
+        self.shared.is_lost()
+    }
+
+    /// Resolves when the lock is lost; never resolves while it is held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it changes nothing, so it can sit in a
+    /// `tokio::select!` beside the work the lock protects.
+    pub async fn lost(&self) {
+        let mut rx = self.shared.lost.subscribe();
+        loop {
+            if *rx.borrow_and_update() || self.shared.is_lost() {
+                return;
+            }
+            let deadline = self.shared.state().deadline;
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // Cannot happen while `self` holds the sender.
+                        std::future::pending::<()>().await;
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Pushes the expiry to now + `ttl` (one round trip); later renewals use
+    /// this ttl as well. Works with renewal on or off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockLost`] if the lock is no longer ours;
+    /// [`Error::InvalidOptions`] for a ttl out of range; [`Error::Backend`]
+    /// if the database failed (the lease is then unchanged).
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped mid-flight the expiry may or may not have been pushed;
+    /// the guard stays valid either way.
+    pub async fn extend(&self, ttl: Duration) -> Result<()> {
+        self.extend_owned(ttl).await
+    }
+
+    /// [`extend`](Self::extend) as a future that borrows nothing, so it can
+    /// run on another runtime.
+    pub(crate) fn extend_owned(
+        &self,
+        ttl: Duration,
+    ) -> impl std::future::Future<Output = Result<()>> + Send + 'static {
+        let shared = self.shared.clone();
+        let backend = self.backend.clone();
+        async move {
+            validate_ttl(ttl)?;
+            if shared.is_lost() {
+                return Err(shared.lost_error());
+            }
+            let (lease, _, _) = shared.snapshot();
+            let started = Instant::now();
+            match backend.extend(&lease, ttl).await? {
+                Some(lease) => {
+                    shared.update(lease, ttl, started);
+                    tracing::debug!(lock = %shared.name, ?ttl, "lease extended");
+                    Ok(())
+                }
+                None => {
+                    shared.mark_lost("extend found another owner or no lock");
+                    Err(shared.lost_error())
+                }
+            }
+        }
+    }
+
+    /// Frees the lock and consumes the guard.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LockLost`] when the lock was no longer ours, or the guard
+    /// was already lost (its lease ran out): the work done under it was not
+    /// protected all along. Another owner's lock is never freed;
+    /// [`Error::Backend`] when the database failed (the lock then expires
+    /// after its ttl).
+    ///
+    /// # Cancel safety
+    ///
+    /// If dropped mid-flight the lock may or may not have been freed; if
+    /// not, it expires after its ttl.
+    pub async fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.stop_renewal();
+        let was_lost = self.shared.is_lost();
+        let (lease, _, _) = self.shared.snapshot();
+        // Even a lost guard asks the backend: if nobody took the lock over,
+        // this frees it now instead of at its expiry.
+        let freed = self.backend.release(&lease).await?;
+        if freed && !was_lost {
+            tracing::debug!(lock = %self.shared.name, fencing_token = self.shared.fencing_token, "lock released");
+            Ok(())
+        } else {
+            self.shared
+                .mark_lost("release found another owner or no lock");
+            Err(self.shared.lost_error())
+        }
+    }
+
+    fn stop_renewal(&mut self) {
+        if let Some(task) = self.renewal.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for AsyncLockGuard {
+    fn drop(&mut self) {
+        self.stop_renewal();
+        if self.released {
+            return;
+        }
+        let (lease, _, _) = self.shared.snapshot();
+        match &self.runtime {
+            Some(handle) => {
+                let backend = self.backend.clone();
+                handle.spawn(async move {
+                    match backend.release(&lease).await {
+                        Ok(true) => tracing::debug!(lock = %lease.name(), "lock released on drop"),
+                        Ok(false) => tracing::warn!(lock = %lease.name(), "lock was already lost when its guard was dropped"),
+                        Err(error) => tracing::warn!(lock = %lease.name(), %error, "release on drop failed; the lock expires by its ttl"),
+                    }
+                });
+            }
+            None => tracing::debug!(
+                lock = %lease.name(),
+                "guard dropped outside a runtime; the lock expires by its ttl"
+            ),
+        }
+    }
+}
+
+impl std::fmt::Debug for AsyncLockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncLockGuard")
+            .field("name", &self.shared.name)
+            .field("fencing_token", &self.shared.fencing_token)
+            .field("expires_at", &self.expires_at())
+            .field("lost", &*self.shared.lost.borrow())
+            .finish()
+    }
+}
+
+/// Keeps a lease alive until the task is aborted or the lease is lost.
+async fn renew(
+    shared: Arc<Shared>,
+    backend: SharedBackend,
+    interval: Duration,
+    options: LockOptions,
+) {
+    let mut next = Instant::now() + interval;
+    loop {
+        tokio::time::sleep_until(next).await;
+        let mut backoff = Backoff::new(&options);
+        loop {
+            let (lease, ttl, deadline) = shared.snapshot();
+            let started = Instant::now();
+            if started >= deadline {
+                shared.mark_lost("renewal could not extend the lease before it ran out");
+                return;
+            }
+            match tokio::time::timeout_at(deadline, backend.extend(&lease, ttl)).await {
+                Ok(Ok(Some(lease))) => {
+                    shared.update(lease, ttl, started);
+                    tracing::trace!(lock = %shared.name, "lease renewed");
+                    // Renewal may use a shorter interval than the ttl a
+                    // caller set with extend(); never a longer one.
+                    let every = if ttl == options.ttl {
+                        interval
+                    } else {
+                        interval.min(ttl / 3).max(Duration::from_millis(1))
+                    };
+                    next = started + every;
+                    break;
+                }
+                Ok(Ok(None)) => {
+                    shared.mark_lost("renewal found another owner or no lock");
+                    return;
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(lock = %shared.name, %error, "renewal failed; retrying within the lease");
+                    let pause = backoff.next_delay();
+                    tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
+                }
+                Err(_) => {
+                    shared.mark_lost("renewal did not get an answer before the lease ran out");
+                    return;
+                }
+            }
+        }
+    }
+}

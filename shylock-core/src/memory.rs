@@ -1,0 +1,194 @@
+//! An in-process backend for tests and single-process programs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, Lease, LockInfo};
+use crate::error::Result;
+
+/// Locks kept in this process's memory.
+///
+/// Useful for tests and for programs that run as a single process. Clones
+/// share the same store. Waiters are woken as soon as a lock is released.
+/// Expiry follows tokio's clock, so tests may use paused time.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{AsyncLock, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shylock_core::Result<()> {
+/// let backend = MemoryBackend::new();
+/// let guard = AsyncLock::with_backend("report", backend.clone()).acquire().await?;
+/// assert!(AsyncLock::with_backend("report", backend).try_acquire().await?.is_none());
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    locks: HashMap<String, Entry>,
+    /// One counter for all names: strictly increasing per name as well, and
+    /// it survives release and expiry because it is never reset.
+    last_fence: u64,
+    signals: HashMap<String, watch::Sender<u64>>,
+}
+
+struct Entry {
+    owner: String,
+    fence: u64,
+    deadline: Instant,
+    expires_at: SystemTime,
+}
+
+impl Entry {
+    fn live(&self, now: Instant) -> bool {
+        self.deadline > now
+    }
+}
+
+impl std::fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let held = self.state().locks.len();
+        f.debug_struct("MemoryBackend")
+            .field("entries", &held)
+            .finish()
+    }
+}
+
+impl MemoryBackend {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this mutex cannot leave the map half-updated
+        // (every update is a single insert or remove), so poisoning is ignored.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn notify_released(&mut self, name: &str) {
+        if let Some(tx) = self.signals.get(name) {
+            if tx.receiver_count() == 0 {
+                self.signals.remove(name);
+            } else {
+                tx.send_modify(|v| *v = v.wrapping_add(1));
+            }
+        }
+    }
+}
+
+fn expiry(ttl: Duration) -> (Instant, SystemTime) {
+    (Instant::now() + ttl, SystemTime::now() + ttl)
+}
+
+#[async_trait::async_trait]
+impl Backend for MemoryBackend {
+    async fn acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let (deadline, expires_at) = expiry(ttl);
+        if let Some(entry) = state.locks.get_mut(name) {
+            if entry.live(now) && entry.owner != owner {
+                return Ok(None);
+            }
+            if entry.live(now) {
+                // Our own retry: same lease, later expiry.
+                entry.deadline = deadline;
+                entry.expires_at = expires_at;
+                return Ok(Some(Lease::new(name, owner, entry.fence, expires_at)));
+            }
+        }
+        state.last_fence += 1;
+        let fence = state.last_fence;
+        state.locks.insert(
+            name.to_owned(),
+            Entry {
+                owner: owner.to_owned(),
+                fence,
+                deadline,
+                expires_at,
+            },
+        );
+        Ok(Some(Lease::new(name, owner, fence, expires_at)))
+    }
+
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+        let mut state = self.state();
+        let Some(entry) = state.locks.get_mut(lease.name()) else {
+            return Ok(None);
+        };
+        if entry.owner != lease.owner() {
+            return Ok(None);
+        }
+        let (deadline, expires_at) = expiry(ttl);
+        entry.deadline = deadline;
+        entry.expires_at = expires_at;
+        Ok(Some(Lease::new(
+            lease.name(),
+            lease.owner(),
+            entry.fence,
+            expires_at,
+        )))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<bool> {
+        let mut state = self.state();
+        match state.locks.get(lease.name()) {
+            Some(entry) if entry.owner == lease.owner() => {
+                state.locks.remove(lease.name());
+                state.notify_released(lease.name());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+        let state = self.state();
+        let now = Instant::now();
+        Ok(state
+            .locks
+            .get(name)
+            .filter(|e| e.live(now))
+            .map(|e| LockInfo::new(name, e.owner.clone(), e.fence, e.expires_at)))
+    }
+
+    async fn force_release(&self, name: &str) -> Result<bool> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let removed = state.locks.remove(name);
+        state.notify_released(name);
+        Ok(removed.is_some_and(|e| e.live(now)))
+    }
+
+    fn release_signal(&self, name: &str) -> Option<watch::Receiver<u64>> {
+        let mut state = self.state();
+        let tx = state
+            .signals
+            .entry(name.to_owned())
+            .or_insert_with(|| watch::channel(0).0);
+        Some(tx.subscribe())
+    }
+}

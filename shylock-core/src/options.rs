@@ -1,0 +1,243 @@
+//! Per-lock settings: ttl, renewal, waiting and backoff.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// Longest accepted ttl (one year).
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// How a lock is held and waited for. Every setting has a default that works.
+///
+/// Invalid combinations are reported as [`Error::InvalidOptions`] when the
+/// lock is used (or by [`LockOptions::validate`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use shylock_core::LockOptions;
+///
+/// let options = LockOptions::default()
+///     .ttl(Duration::from_secs(10))
+///     .wait_timeout(Some(Duration::from_secs(2)))
+///     .backoff(Duration::from_millis(5), Duration::from_millis(100));
+/// assert!(options.validate().is_ok());
+/// assert!(LockOptions::default().ttl(Duration::ZERO).validate().is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockOptions {
+    pub(crate) ttl: Duration,
+    pub(crate) wait_timeout: Option<Duration>,
+    pub(crate) min_backoff: Duration,
+    pub(crate) max_backoff: Duration,
+    pub(crate) renewal: Renewal,
+}
+
+/// Whether and how often a held lock's lease is extended in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Renewal {
+    /// No renewal: the lock expires `ttl` after it was taken (or last
+    /// extended with `extend`).
+    Off,
+    /// Extend every `ttl / 3` (the default).
+    Auto,
+    /// Extend at this interval; it must be shorter than the ttl.
+    Every(Duration),
+}
+
+impl Default for LockOptions {
+    fn default() -> Self {
+        LockOptions {
+            ttl: Duration::from_secs(30),
+            wait_timeout: None,
+            min_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(200),
+            renewal: Renewal::Auto,
+        }
+    }
+}
+
+impl LockOptions {
+    /// Default options (same as [`Default::default`]).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How long a lease lasts unless renewed. A holder that crashes keeps the
+    /// lock at most this long. Default: 30 s. Range: 1 ms to one year.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// How long `acquire()` waits before failing with
+    /// [`Error::Timeout`]. Default: `None` (wait as long as it takes).
+    pub fn wait_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// Bounds of the pause between two attempts while waiting. The pause
+    /// starts at `min`, doubles after each failed attempt up to `max`, and
+    /// is drawn uniformly below that bound (full jitter) so waiters spread
+    /// out. Default: 2 ms to 200 ms. `min` must be at least 1 ms and not above
+    /// `max`.
+    pub fn backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.min_backoff = min;
+        self.max_backoff = max;
+        self
+    }
+
+    /// Background renewal of held leases. Default: [`Renewal::Auto`]
+    /// (every ttl / 3).
+    pub fn renewal(mut self, renewal: Renewal) -> Self {
+        self.renewal = renewal;
+        self
+    }
+
+    /// The configured ttl.
+    pub fn get_ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The configured wait timeout.
+    pub fn get_wait_timeout(&self) -> Option<Duration> {
+        self.wait_timeout
+    }
+
+    /// The configured renewal.
+    pub fn get_renewal(&self) -> Renewal {
+        self.renewal
+    }
+
+    /// The interval between renewals, or `None` when renewal is off.
+    pub fn renewal_interval(&self) -> Option<Duration> {
+        match self.renewal {
+            Renewal::Off => None,
+            Renewal::Auto => Some(self.ttl / 3),
+            Renewal::Every(d) => Some(d),
+        }
+    }
+
+    /// Checks every setting; the error names the setting and its range.
+    pub fn validate(&self) -> Result<()> {
+        validate_ttl(self.ttl)?;
+        if self.min_backoff < Duration::from_millis(1) {
+            return Err(Error::invalid_options(format!(
+                "minimum backoff {:?} is below 1 ms; use at least 1 ms so waiters do not spin",
+                self.min_backoff
+            )));
+        }
+        if self.min_backoff > self.max_backoff {
+            return Err(Error::invalid_options(format!(
+                "minimum backoff {:?} is greater than maximum backoff {:?}; pass (min, max) with \
+                 min <= max",
+                self.min_backoff, self.max_backoff
+            )));
+        }
+        if self.max_backoff > Duration::from_secs(3600) {
+            return Err(Error::invalid_options(format!(
+                "maximum backoff {:?} is over one hour; use a shorter pause",
+                self.max_backoff
+            )));
+        }
+        if let Renewal::Every(every) = self.renewal {
+            if every.is_zero() || every >= self.ttl {
+                return Err(Error::invalid_options(format!(
+                    "renewal interval {every:?} must be above zero and shorter than the ttl \
+                     {:?} (ttl / 3 is a good choice), or turn renewal off",
+                    self.ttl
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a ttl: from 1 ms to [`MAX_TTL`].
+pub(crate) fn validate_ttl(ttl: Duration) -> Result<()> {
+    if ttl < Duration::from_millis(1) {
+        return Err(Error::invalid_options(format!(
+            "ttl {ttl:?} is below 1 ms; give the lease a ttl of at least 1 ms (default 30 s)"
+        )));
+    }
+    if ttl > MAX_TTL {
+        return Err(Error::invalid_options(format!(
+            "ttl {ttl:?} is over one year; use a shorter ttl and keep renewal on for long work"
+        )));
+    }
+    Ok(())
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug)]
+pub(crate) struct Backoff {
+    min: Duration,
+    max: Duration,
+    ceiling: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(options: &LockOptions) -> Self {
+        Backoff {
+            min: options.min_backoff,
+            max: options.max_backoff,
+            ceiling: options.min_backoff,
+        }
+    }
+
+    /// The next pause: uniform in [min, ceiling], the ceiling doubling each
+    /// time up to max.
+    pub(crate) fn next_delay(&mut self) -> Duration {
+        let low = self.min.as_micros() as u64;
+        let high = (self.ceiling.as_micros() as u64).max(low);
+        let delay = Duration::from_micros(fastrand::u64(low..=high));
+        self.ceiling = (self.ceiling * 2).min(self.max);
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_documented_values() {
+        let o = LockOptions::default();
+        assert!(o.validate().is_ok());
+        assert_eq!(o.get_ttl(), Duration::from_secs(30));
+        assert_eq!(o.get_wait_timeout(), None);
+        assert_eq!(o.renewal_interval(), Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn invalid_values_are_rejected_with_invalid_options() {
+        let bad = [
+            LockOptions::default().ttl(Duration::ZERO),
+            LockOptions::default().ttl(MAX_TTL + Duration::from_secs(1)),
+            LockOptions::default().backoff(Duration::from_millis(50), Duration::from_millis(10)),
+            LockOptions::default().backoff(Duration::ZERO, Duration::from_millis(10)),
+            LockOptions::default().renewal(Renewal::Every(Duration::from_secs(30))),
+            LockOptions::default().renewal(Renewal::Every(Duration::ZERO)),
+        ];
+        for o in bad {
+            assert!(
+                matches!(o.validate(), Err(Error::InvalidOptions { .. })),
+                "{o:?} should be invalid"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_grows_to_max_and_stays_within_bounds() {
+        let o = LockOptions::default().backoff(Duration::from_millis(2), Duration::from_millis(64));
+        let mut b = Backoff::new(&o);
+        for _ in 0..100 {
+            let d = b.next_delay();
+            assert!(d >= Duration::from_millis(2) && d <= Duration::from_millis(64));
+        }
+        assert_eq!(b.ceiling, Duration::from_millis(64));
+    }
+}

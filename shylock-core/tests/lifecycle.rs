@@ -1,0 +1,337 @@
+//! Lease lifecycle in the core: renewal, the lost signal, waiting, timeouts
+//! and cancel safety. Most cases run on tokio's paused clock, which the
+//! memory backend follows, so they take no real time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use shylock_core::testkit::{unique_name, wait_for};
+use shylock_core::{
+    AsyncLock, Backend, Error, Lease, LockInfo, LockOptions, MemoryBackend, Renewal, Result,
+    SharedBackend,
+};
+use tokio::time::Instant;
+
+/// A memory backend whose extends can be made to fail and whose acquires
+/// can be slowed down after they took effect.
+#[derive(Debug, Default)]
+struct Faulty {
+    inner: MemoryBackend,
+    fail_extends: AtomicBool,
+    acquire_delay_ms: AtomicU64,
+    hide_signal: bool,
+}
+
+#[async_trait::async_trait]
+impl Backend for Faulty {
+    async fn acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>> {
+        let won = self.inner.acquire(name, owner, ttl).await;
+        let delay = self.acquire_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            // The server took the lock; the answer is slow to come back.
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
+        won
+    }
+    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+        if self.fail_extends.load(Ordering::SeqCst) {
+            return Err(Error::backend_msg("faulty", "extend refused by the test"));
+        }
+        self.inner.extend(lease, ttl).await
+    }
+    async fn release(&self, lease: &Lease) -> Result<bool> {
+        self.inner.release(lease).await
+    }
+    async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+        self.inner.inspect(name).await
+    }
+    async fn force_release(&self, name: &str) -> Result<bool> {
+        self.inner.force_release(name).await
+    }
+    fn release_signal(&self, name: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+        if self.hide_signal {
+            None
+        } else {
+            self.inner.release_signal(name)
+        }
+    }
+}
+
+fn faulty() -> (Arc<Faulty>, SharedBackend) {
+    let f = Arc::new(Faulty::default());
+    (f.clone(), SharedBackend::from_arc(f))
+}
+
+fn opts(ttl_ms: u64) -> LockOptions {
+    LockOptions::default().ttl(Duration::from_millis(ttl_ms))
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_keeps_the_lock_past_many_ttls() {
+    let backend = MemoryBackend::new();
+    let lock =
+        AsyncLock::with_backend(unique_name("renew"), backend.clone()).with_options(opts(1000));
+    let guard = lock.acquire().await.unwrap();
+    let first_expiry = guard.expires_at();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(!guard.is_lost());
+    assert!(lock.try_acquire().await.unwrap().is_none());
+    assert!(guard.expires_at() >= first_expiry);
+    guard.release().await.unwrap();
+    assert!(!lock.is_locked().await.unwrap());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_renewal_the_lock_expires_and_lost_fires() {
+    let backend = MemoryBackend::new();
+    let lock = AsyncLock::with_backend(unique_name("norenew"), backend.clone())
+        .with_options(opts(1000).renewal(Renewal::Off));
+    let guard = lock.acquire().await.unwrap();
+    let started = Instant::now();
+    guard.lost().await;
+    assert!(started.elapsed() >= Duration::from_millis(1000));
+    assert!(guard.is_lost());
+    let thief = lock
+        .try_acquire()
+        .await
+        .unwrap()
+        .expect("expired lock not free");
+    assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
+    assert!(
+        lock.is_locked().await.unwrap(),
+        "a lost guard freed the new holder's lock"
+    );
+    thief.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn failing_renewals_are_retried_then_reported_lost() {
+    let (faulty, backend) = faulty();
+    let lock = AsyncLock::with_backend(unique_name("blocked"), backend).with_options(opts(900));
+    let guard = lock.acquire().await.unwrap();
+    faulty.fail_extends.store(true, Ordering::SeqCst);
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), guard.lost())
+        .await
+        .expect("lost() never fired");
+    // Lost no earlier than the lease really ran out.
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert!(guard.is_lost());
+    assert!(matches!(
+        guard.extend(Duration::from_secs(1)).await,
+        Err(Error::LockLost { .. })
+    ));
+    assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_transient_renewal_failure_does_not_lose_the_lock() {
+    let (faulty, backend) = faulty();
+    let lock = AsyncLock::with_backend(unique_name("blip"), backend).with_options(opts(900));
+    let guard = lock.acquire().await.unwrap();
+    faulty.fail_extends.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await; // one renewal fails
+    faulty.fail_extends.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!guard.is_lost());
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn force_release_is_noticed_by_renewal() {
+    let backend = MemoryBackend::new();
+    let lock = AsyncLock::with_backend(unique_name("forced"), backend).with_options(opts(3000));
+    let guard = lock.acquire().await.unwrap();
+    assert!(lock.force_release().await.unwrap());
+    tokio::time::timeout(Duration::from_secs(2), guard.lost())
+        .await
+        .expect("renewal did not notice the force release within one interval");
+    assert!(matches!(guard.release().await, Err(Error::LockLost { .. })));
+}
+
+#[tokio::test(start_paused = true)]
+async fn extend_works_with_renewal_off_and_keeps_expires_at_current() {
+    let backend = MemoryBackend::new();
+    let lock = AsyncLock::with_backend(unique_name("extend"), backend)
+        .with_options(opts(1000).renewal(Renewal::Off));
+    let guard = lock.acquire().await.unwrap();
+    let before = guard.expires_at();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    guard.extend(Duration::from_secs(5)).await.unwrap();
+    assert!(guard.expires_at() > before);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!guard.is_lost());
+    assert!(lock.try_acquire().await.unwrap().is_none());
+    assert!(matches!(
+        guard.extend(Duration::ZERO).await,
+        Err(Error::InvalidOptions { .. })
+    ));
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn acquire_timeout_and_wait_timeout_return_in_bounded_time() {
+    let backend = MemoryBackend::new();
+    let name = unique_name("timeout");
+    let _holder = AsyncLock::with_backend(name.clone(), backend.clone())
+        .acquire()
+        .await
+        .unwrap();
+    let lock = AsyncLock::with_backend(name.clone(), backend.clone());
+    let started = Instant::now();
+    assert!(lock
+        .acquire_timeout(Duration::from_secs(3))
+        .await
+        .unwrap()
+        .is_none());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+
+    let lock = lock.with_options(LockOptions::default().wait_timeout(Some(Duration::from_secs(2))));
+    let started = Instant::now();
+    match lock.acquire().await {
+        Err(Error::Timeout { name: n, waited }) => {
+            assert_eq!(n, name);
+            assert!(waited >= Duration::from_secs(2));
+        }
+        other => panic!("expected Timeout, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_release_wakes_a_waiter_at_once() {
+    let backend = MemoryBackend::new();
+    let name = unique_name("wake");
+    // A huge backoff: only the release signal can explain a fast handoff.
+    let slow_poll =
+        LockOptions::default().backoff(Duration::from_secs(60), Duration::from_secs(60));
+    let holder = AsyncLock::with_backend(name.clone(), backend.clone())
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = AsyncLock::with_backend(name, backend).with_options(slow_poll);
+    let task = tokio::spawn(async move { waiter.acquire().await.map(|g| (Instant::now(), g)) });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let released_at = Instant::now();
+    holder.release().await.unwrap();
+    let (acquired_at, guard) = task.await.unwrap().unwrap();
+    assert!(acquired_at - released_at < Duration::from_millis(10));
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiters_without_a_signal_back_off_and_still_get_the_lock() {
+    let f = Arc::new(Faulty {
+        hide_signal: true,
+        ..Faulty::default()
+    });
+    let backend = SharedBackend::from_arc(f);
+    let counting = shylock_core::testkit::CountingBackend::new(backend);
+    let backend = SharedBackend::from_arc(counting.clone());
+    let name = unique_name("poll");
+    let holder = AsyncLock::with_backend(name.clone(), backend.clone())
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = AsyncLock::with_backend(name, backend.clone());
+    let task = tokio::spawn(async move { waiter.acquire().await });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    holder.release().await.unwrap();
+    let guard = task.await.unwrap().unwrap();
+    // Backoff tops out at 200 ms, so 10 s of waiting is at least 50 attempts
+    // and, with the pause doubling from 2 ms, far fewer than one per ms.
+    let attempts = counting.acquires.load(Ordering::SeqCst);
+    assert!(
+        (50..=2000).contains(&attempts),
+        "{attempts} attempts in 10 s"
+    );
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_acquire_that_won_is_released_in_the_background() {
+    let (faulty, backend) = faulty();
+    faulty.acquire_delay_ms.store(500, Ordering::SeqCst);
+    let lock = AsyncLock::with_backend(unique_name("cancel"), backend.clone());
+    let outcome = tokio::time::timeout(Duration::from_millis(100), lock.acquire()).await;
+    assert!(outcome.is_err(), "the slow acquire should have timed out");
+    // The server-side win must not stay held by nobody until its ttl (30 s).
+    let freed = wait_for(Duration::from_secs(5), || {
+        let lock = lock.clone();
+        async move { (!lock.is_locked().await.unwrap()).then_some(()) }
+    })
+    .await;
+    assert!(freed.is_some(), "a cancelled acquire left the lock held");
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_guard_releases_in_the_background() {
+    let backend = MemoryBackend::new();
+    let lock = AsyncLock::with_backend(unique_name("drop"), backend);
+    let guard = lock.acquire().await.unwrap();
+    drop(guard);
+    let freed = wait_for(Duration::from_secs(5), || {
+        let lock = lock.clone();
+        async move { (!lock.is_locked().await.unwrap()).then_some(()) }
+    })
+    .await;
+    assert!(freed.is_some());
+}
+
+#[tokio::test]
+async fn invalid_input_is_an_error_not_a_panic() {
+    let backend = MemoryBackend::new();
+    let empty = AsyncLock::with_backend("", backend.clone());
+    assert!(matches!(
+        empty.acquire().await,
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        empty.is_locked().await,
+        Err(Error::InvalidName { .. })
+    ));
+    assert!(matches!(
+        empty.force_release().await,
+        Err(Error::InvalidName { .. })
+    ));
+    let too_long =
+        AsyncLock::with_backend("x".repeat(shylock_core::MAX_NAME_LEN + 1), backend.clone());
+    assert!(matches!(
+        too_long.try_acquire().await,
+        Err(Error::InvalidName { .. })
+    ));
+    let zero_ttl = AsyncLock::with_backend("ok", backend).with_options(opts(0));
+    let err = zero_ttl.acquire().await.unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions { .. }));
+    assert!(err.to_string().contains("ttl"), "{err}");
+}
+
+#[test]
+fn public_types_are_send_and_sync() {
+    fn bounds<T: Send + Sync>() {}
+    bounds::<AsyncLock>();
+    bounds::<shylock_core::AsyncLockGuard>();
+    bounds::<shylock_core::Lock>();
+    bounds::<shylock_core::LockGuard>();
+    bounds::<SharedBackend>();
+    bounds::<MemoryBackend>();
+    bounds::<LockOptions>();
+    bounds::<Lease>();
+    bounds::<LockInfo>();
+    bounds::<Error>();
+}
+
+#[test]
+fn error_messages_say_what_to_do_next() {
+    assert!(Error::NotConfigured
+        .to_string()
+        .contains("shylock::configure"));
+    assert!(Error::AlreadyConfigured.to_string().contains("only once"));
+    let lost = Error::LockLost { name: "x".into() }.to_string();
+    assert!(lost.contains("fencing"), "{lost}");
+}

@@ -1,0 +1,48 @@
+//! Distributed locks kept in the database you already run.
+//!
+//! A lock is one record, kept unique by name by the database itself, with an
+//! owner token, an expiry and a fencing counter: exactly one process holds
+//! it, a crashed holder's lock frees itself after its ttl, and nobody can
+//! release a lock that is not theirs.
+//!
+//! Backends (each behind a cargo feature):
+//!
+//! | feature | backend | store |
+//! |---|---|---|
+//! | (always) | [`MemoryBackend`] | this process only |
+//!
+//! # Examples
+//!
+//! ```
+//! use shylock::{AsyncLock, MemoryBackend};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> shylock::Result<()> {
+//! shylock::configure(MemoryBackend::new())?;
+//!
+//! let guard = AsyncLock::new("orders/42").acquire().await?;
+//! // ... exclusive work ...
+//! guard.release().await?;
+//!
+//! // Skip instead of waiting when another replica runs the job:
+//! match AsyncLock::new("nightly-report").try_acquire().await? {
+//!     Some(_guard) => { /* run it */ }
+//!     None => { /* someone else is running it */ }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use shylock_core::{
+    configure, configure_with, default_backend, is_configured, AsyncLock, AsyncLockGuard, Backend,
+    Error, Lease, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, Renewal, Result,
+    SharedBackend,
+};
+
+/// Everything backend authors need: the trait, helpers and (feature
+/// `testkit` of shylock-core) the conformance suite.
+pub mod core {
+    pub use shylock_core::*;
+}
