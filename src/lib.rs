@@ -10,6 +10,8 @@
 //! | feature | backend | store |
 //! |---|---|---|
 //! | (always) | [`MemoryBackend`] | this process only |
+//! | `sqlite` (default) | [`SqliteBackend`] | a file shared by the processes of one machine |
+//! | `mongo` | `MongoBackend` | a MongoDB collection |
 //!
 //! # Examples
 //!
@@ -40,6 +42,15 @@ pub use shylock_core::{
     Error, Lease, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, Renewal, Result,
     SharedBackend,
 };
+
+#[cfg(feature = "sqlite")]
+pub use shylock_sqlite::SqliteBackend;
+
+/// The embedded SQLite backend (feature `sqlite`).
+#[cfg(feature = "sqlite")]
+pub mod sqlite {
+    pub use shylock_sqlite::*;
+}
 
 /// Everything backend authors need: the trait, helpers and (feature
 /// `testkit` of shylock-core) the conformance suite.

@@ -40,6 +40,7 @@ mod guard;
 mod lock;
 mod memory;
 mod options;
+mod signal;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
@@ -54,6 +55,7 @@ pub use guard::AsyncLockGuard;
 pub use lock::AsyncLock;
 pub use memory::MemoryBackend;
 pub use options::{LockOptions, Renewal, MAX_TTL};
+pub use signal::ReleaseSignals;
 
 /// Re-exported so backend crates implement [`Backend`] with the same macro.
 pub use async_trait::async_trait;

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, Lease, LockInfo};
 use crate::error::Result;
+use crate::signal::ReleaseSignals;
 
 /// Locks kept in this process's memory.
 ///
@@ -38,6 +39,7 @@ pub struct MemoryBackend {
 #[derive(Default)]
 struct Inner {
     state: Mutex<State>,
+    signals: ReleaseSignals,
 }
 
 #[derive(Default)]
@@ -46,7 +48,6 @@ struct State {
     /// One counter for all names: strictly increasing per name as well, and
     /// it survives release and expiry because it is never reset.
     last_fence: u64,
-    signals: HashMap<String, watch::Sender<u64>>,
 }
 
 struct Entry {
@@ -84,18 +85,6 @@ impl MemoryBackend {
             .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
-
-impl State {
-    fn notify_released(&mut self, name: &str) {
-        if let Some(tx) = self.signals.get(name) {
-            if tx.receiver_count() == 0 {
-                self.signals.remove(name);
-            } else {
-                tx.send_modify(|v| *v = v.wrapping_add(1));
-            }
-        }
     }
 }
 
@@ -158,7 +147,8 @@ impl Backend for MemoryBackend {
         match state.locks.get(lease.name()) {
             Some(entry) if entry.owner == lease.owner() => {
                 state.locks.remove(lease.name());
-                state.notify_released(lease.name());
+                drop(state);
+                self.inner.signals.notify(lease.name());
                 Ok(true)
             }
             _ => Ok(false),
@@ -179,16 +169,12 @@ impl Backend for MemoryBackend {
         let mut state = self.state();
         let now = Instant::now();
         let removed = state.locks.remove(name);
-        state.notify_released(name);
+        drop(state);
+        self.inner.signals.notify(name);
         Ok(removed.is_some_and(|e| e.live(now)))
     }
 
     fn release_signal(&self, name: &str) -> Option<watch::Receiver<u64>> {
-        let mut state = self.state();
-        let tx = state
-            .signals
-            .entry(name.to_owned())
-            .or_insert_with(|| watch::channel(0).0);
-        Some(tx.subscribe())
+        Some(self.inner.signals.subscribe(name))
     }
 }

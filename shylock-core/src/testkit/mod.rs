@@ -16,6 +16,12 @@
 //! Every case uses lock names with a random prefix, so cases may share one
 //! database.
 
+mod hold_log;
+
+pub use hold_log::{
+    check_hold_log, parse_hold_line, read_hold_log, HoldEvent, HoldKind, HoldLog, HoldReport,
+};
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

@@ -1,0 +1,55 @@
+//! The conformance suite against a SQLite file and an in-memory database.
+
+use shylock_core::SharedBackend;
+use shylock_sqlite::SqliteBackend;
+
+fn temp_db() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("shylock-sqlite-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(format!("{}.db", uuid::Uuid::new_v4()))
+}
+
+async fn file_backend() -> Option<SharedBackend> {
+    Some(SqliteBackend::open(temp_db()).unwrap().into())
+}
+
+mod file {
+    use super::*;
+    shylock_core::conformance_tests!(file_backend());
+}
+
+mod in_memory {
+    use super::*;
+    async fn memory_backend() -> Option<SharedBackend> {
+        Some(SqliteBackend::open_in_memory().unwrap().into())
+    }
+    shylock_core::conformance_tests!(memory_backend());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_on_one_file_exclude_each_other() {
+    // Two connections behave like two processes.
+    let path = temp_db();
+    let a = SqliteBackend::open(&path).unwrap();
+    let b = SqliteBackend::open(&path).unwrap();
+    let name = shylock_core::testkit::unique_name("two-handles");
+    let ga = shylock_core::AsyncLock::with_backend(name.clone(), a)
+        .try_acquire()
+        .await
+        .unwrap();
+    assert!(ga.is_some());
+    let gb = shylock_core::AsyncLock::with_backend(name, b.clone())
+        .try_acquire()
+        .await
+        .unwrap();
+    assert!(gb.is_none(), "a second connection took a held lock");
+    drop(ga);
+}
+
+#[test]
+fn opening_a_missing_directory_is_a_clear_error() {
+    let err = SqliteBackend::open("/nonexistent-dir/for/shylock/locks.db").unwrap_err();
+    assert!(matches!(err, shylock_core::Error::Backend { .. }));
+    assert!(err.to_string().contains("directory"), "{err}");
+    assert!(std::error::Error::source(&err).is_some());
+}
