@@ -1,11 +1,90 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. Starts the test servers it can install
-# (a MongoDB wire-protocol server from PyPI) and tells which suites ran
-# against a real server and which were skipped.
+# Runs every test of the workspace.
 #
-#   scripts/test.sh            # all tests
-#   scripts/test.sh -- NAME    # extra arguments go to `cargo test`
+# Starts the test servers it can: a MongoDB wire-protocol server
+# (SecantusDB, from PyPI, installed once into a cached virtualenv) on a free
+# loopback port, exported as MONGODB_URI for the MongoDB suites. If
+# MONGODB_URI is already set, that server is used instead. Prints which
+# suites ran against a real server and which were skipped, and why.
+#
+#   scripts/test.sh              # all tests
+#   scripts/test.sh -- NAME      # extra arguments go to `cargo test`
+#
+# Environment:
+#   SHYLOCK_TEST_CACHE   where the server's virtualenv is kept
+#                        (default: ~/.cache/shylock)
+#   SHYLOCK_NO_SERVERS=1 start no server (the server suites then skip)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+cache="${SHYLOCK_TEST_CACHE:-$HOME/.cache/shylock}"
+secantus_version="0.7.0b3"
+server_pid=""
+cleanup() {
+    if [ -n "$server_pid" ]; then
+        kill "$server_pid" 2>/dev/null || true
+        wait "$server_pid" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_for_port() {
+    python3 - "$1" <<'PY'
+import socket, sys, time
+port = int(sys.argv[1])
+deadline = time.time() + 60
+while time.time() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.2)
+sys.exit(1)
+PY
+}
+
+start_mongo() {
+    local venv="$cache/venv-secantusdb-$secantus_version"
+    if [ ! -x "$venv/bin/secantusd-py" ]; then
+        echo "== installing SecantusDB $secantus_version (MongoDB wire-protocol test server) into $venv"
+        rm -rf "$venv"
+        mkdir -p "$cache"
+        if ! { python3 -m venv "$venv" && "$venv/bin/pip" install -q --pre "secantusdb==$secantus_version"; }; then
+            rm -rf "$venv"
+            return 1
+        fi
+    fi
+    local port
+    port=$(free_port)
+    local log="$cache/secantusdb-$port.log"
+    "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: >"$log" 2>&1 &
+    server_pid=$!
+    if ! wait_for_port "$port"; then
+        echo "SecantusDB did not start; its log ($log):"
+        tail -20 "$log" || true
+        return 1
+    fi
+    export MONGODB_URI="mongodb://127.0.0.1:$port/?directConnection=true"
+    echo "== MongoDB suites: SecantusDB $secantus_version at $MONGODB_URI"
+}
+
+if [ -n "${MONGODB_URI:-}" ]; then
+    echo "== MongoDB suites: using MONGODB_URI from the environment"
+    export SHYLOCK_REQUIRE_MONGO=1
+elif [ "${SHYLOCK_NO_SERVERS:-}" = "1" ]; then
+    echo "== MongoDB suites: SKIPPED (SHYLOCK_NO_SERVERS=1)"
+elif start_mongo; then
+    export SHYLOCK_REQUIRE_MONGO=1
+else
+    if [ "${CI:-}" = "true" ]; then
+        echo "error: could not install or start the MongoDB test server; CI must run the MongoDB suites" >&2
+        exit 1
+    fi
+    echo "== MongoDB suites: SKIPPED (could not install or start SecantusDB; set MONGODB_URI to use another server)"
+fi
 
 cargo test --workspace --all-features "$@"

@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | (always) | [`MemoryBackend`] | this process only |
 //! | `sqlite` (default) | [`SqliteBackend`] | a file shared by the processes of one machine |
-//! | `mongo` | `MongoBackend` | a MongoDB collection |
+//! | `mongo` | `MongoBackend` | a MongoDB collection (replica sets and sharded clusters too) |
 //!
 //! # Examples
 //!
@@ -50,6 +50,16 @@ pub use shylock_sqlite::SqliteBackend;
 #[cfg(feature = "sqlite")]
 pub mod sqlite {
     pub use shylock_sqlite::*;
+}
+
+#[cfg(feature = "mongo")]
+pub use shylock_mongo::MongoBackend;
+
+/// The MongoDB backend (feature `mongo`), with the driver re-exported as
+/// `shylock::mongo::mongodb`.
+#[cfg(feature = "mongo")]
+pub mod mongo {
+    pub use shylock_mongo::*;
 }
 
 /// Everything backend authors need: the trait, helpers and (feature

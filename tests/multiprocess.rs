@@ -18,6 +18,18 @@ async fn backend_from_spec(spec: &str) -> SharedBackend {
     if let Some(path) = spec.strip_prefix("sqlite:") {
         return shylock::SqliteBackend::open(path).unwrap().into();
     }
+    #[cfg(feature = "mongo")]
+    if let Some(rest) = spec.strip_prefix("mongo:") {
+        let (uri, db) = rest.split_once('|').unwrap();
+        let client = shylock::mongo::mongodb::Client::with_uri_str(uri)
+            .await
+            .unwrap();
+        return shylock::MongoBackend::builder(client.database(db))
+            .build()
+            .await
+            .unwrap()
+            .into();
+    }
     panic!("unknown backend spec {spec:?}")
 }
 
@@ -190,4 +202,37 @@ async fn sqlite_killed_holder_frees_after_ttl() {
     let dir = temp_dir();
     let spec = format!("sqlite:{}", dir.join("locks.db").display());
     killed_holder_frees_after_ttl(spec, &dir).await;
+}
+
+/// `mongo:<uri>|<db>` for a fresh database, or `None` (with the reason
+/// printed) when no server is configured.
+#[cfg(feature = "mongo")]
+fn mongo_spec() -> Option<String> {
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        assert!(
+            std::env::var("SHYLOCK_REQUIRE_MONGO").is_err(),
+            "SHYLOCK_REQUIRE_MONGO is set but MONGODB_URI is not"
+        );
+        eprintln!("SKIPPED: MongoDB multi-process test: MONGODB_URI is not set");
+        return None;
+    };
+    let db = format!(
+        "shylock_mp_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    Some(format!("mongo:{uri}|{db}"))
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_processes_never_overlap() {
+    let Some(spec) = mongo_spec() else { return };
+    processes_never_overlap(spec, &temp_dir()).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_killed_holder_frees_after_ttl() {
+    let Some(spec) = mongo_spec() else { return };
+    killed_holder_frees_after_ttl(spec, &temp_dir()).await;
 }

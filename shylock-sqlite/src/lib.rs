@@ -33,9 +33,11 @@
 #![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rusqlite::trace::{TraceEvent, TraceEventCodes};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use shylock_core::{
     duration_to_millis, system_time_from_millis, Backend, Error, Lease, LockInfo, ReleaseSignals,
@@ -43,6 +45,48 @@ use shylock_core::{
 };
 
 const BACKEND: &str = "sqlite";
+
+/// The statements the backend runs, public so benchmarks can replay the
+/// same database work without the library. Not a stable API.
+#[doc(hidden)]
+pub mod sql {
+    /// Takes the lock if free, expired or ours (?1 name, ?2 owner, ?3 new
+    /// expiry ms, ?4 now ms); returns the fence when taken.
+    pub const ACQUIRE: &str = "INSERT INTO shylock_locks (name, owner, expires_at_ms, fence)
+         VALUES (?1, ?2, ?3, 1)
+         ON CONFLICT (name) DO UPDATE SET
+             fence = CASE WHEN owner = ?2 AND expires_at_ms > ?4
+                          THEN fence ELSE fence + 1 END,
+             owner = ?2,
+             expires_at_ms = ?3
+         WHERE owner IS NULL OR expires_at_ms <= ?4 OR owner = ?2
+         RETURNING fence";
+    /// Frees the lock if ?2 owns it.
+    pub const RELEASE: &str = "UPDATE shylock_locks SET owner = NULL, expires_at_ms = 0
+         WHERE name = ?1 AND owner = ?2";
+    /// Creates the table.
+    pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
+             name BLOB PRIMARY KEY NOT NULL,
+             owner TEXT,
+             expires_at_ms INTEGER NOT NULL,
+             fence INTEGER NOT NULL
+         ) WITHOUT ROWID;";
+}
+
+static STATEMENTS: AtomicU64 = AtomicU64::new(0);
+
+fn count_statement(event: TraceEvent<'_>) {
+    if let TraceEvent::Profile(..) = event {
+        STATEMENTS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// SQL statements (`BEGIN` and `COMMIT` included) run so far by all
+/// `SqliteBackend` connections of this process: for benchmarks and
+/// monitoring.
+pub fn statements_executed() -> u64 {
+    STATEMENTS.load(Ordering::Relaxed)
+}
 
 /// How long a write waits for another process's transaction before failing.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,6 +158,8 @@ impl SqliteBackend {
     }
 
     fn setup(conn: Connection, location: String, wal: bool) -> Result<Self> {
+        // Fires once per finished statement.
+        conn.trace_v2(TraceEventCodes::SQLITE_TRACE_PROFILE, Some(count_statement));
         let fail = |what: &str, e: rusqlite::Error| {
             Error::backend(
                 BACKEND,
@@ -131,15 +177,8 @@ impl SqliteBackend {
             conn.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(|e| fail("synchronous", e))?;
         }
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS shylock_locks (
-                 name BLOB PRIMARY KEY NOT NULL,
-                 owner TEXT,
-                 expires_at_ms INTEGER NOT NULL,
-                 fence INTEGER NOT NULL
-             ) WITHOUT ROWID;",
-        )
-        .map_err(|e| fail("create table", e))?;
+        conn.execute_batch(sql::SCHEMA)
+            .map_err(|e| fail("create table", e))?;
         Ok(SqliteBackend {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
@@ -201,15 +240,7 @@ impl Backend for SqliteBackend {
             // fencing token); every new holder gets fence + 1.
             let fence: Option<i64> = tx
                 .query_row(
-                    "INSERT INTO shylock_locks (name, owner, expires_at_ms, fence)
-                     VALUES (?1, ?2, ?3, 1)
-                     ON CONFLICT (name) DO UPDATE SET
-                         fence = CASE WHEN owner = ?2 AND expires_at_ms > ?4
-                                      THEN fence ELSE fence + 1 END,
-                         owner = ?2,
-                         expires_at_ms = ?3
-                     WHERE owner IS NULL OR expires_at_ms <= ?4 OR owner = ?2
-                     RETURNING fence",
+                    sql::ACQUIRE,
                     params![name.as_bytes(), owner, expires, now],
                     |row| row.get(0),
                 )
@@ -253,11 +284,7 @@ impl Backend for SqliteBackend {
         let released = self
             .with_conn("release", move |conn| {
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let changed = tx.execute(
-                    "UPDATE shylock_locks SET owner = NULL, expires_at_ms = 0
-                     WHERE name = ?1 AND owner = ?2",
-                    params![name.as_bytes(), owner],
-                )?;
+                let changed = tx.execute(sql::RELEASE, params![name.as_bytes(), owner])?;
                 tx.commit()?;
                 Ok(changed == 1)
             })

@@ -1,0 +1,599 @@
+//! Benchmarks: cost per lock, handoff latency, waiter load and throughput,
+//! each beside the raw database doing the same work, measured in one run.
+//!
+//! ```sh
+//! cargo run --release --example bench -- --backend memory
+//! cargo run --release --example bench -- --backend sqlite
+//! MONGODB_URI="mongodb://127.0.0.1:27017/?directConnection=true" \
+//!     cargo run --release --example bench --features mongo -- --backend mongo
+//! ```
+//!
+//! Options: `--pairs N` (uncontended pairs, default 2000; 500 on mongo),
+//! `--handoffs N` (per waiter count, default 200), `--hold-secs N` (waiter
+//! load window, default 3). Prints markdown tables. Machines are noisy:
+//! compare the ratios within one run, not absolute numbers across runs.
+
+use std::future::IntoFuture;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shylock::core::testkit::CountingBackend;
+use shylock::{AsyncLock, Backend, LockOptions, SharedBackend};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Memory,
+    Sqlite,
+    #[cfg(feature = "mongo")]
+    Mongo,
+}
+
+struct Args {
+    kind: Kind,
+    pairs: usize,
+    handoffs: usize,
+    hold: Duration,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N]\n\
+         (mongo needs --features mongo and MONGODB_URI)"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut kind = None;
+    let (mut pairs, mut handoffs, mut hold) = (None, 200, Duration::from_secs(3));
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
+        match flag.as_str() {
+            "--backend" => {
+                kind = Some(match value().as_str() {
+                    "memory" => Kind::Memory,
+                    "sqlite" => Kind::Sqlite,
+                    #[cfg(feature = "mongo")]
+                    "mongo" => Kind::Mongo,
+                    #[cfg(not(feature = "mongo"))]
+                    "mongo" => {
+                        eprintln!("the mongo backend needs: cargo run --release --example bench --features mongo -- --backend mongo");
+                        std::process::exit(2)
+                    }
+                    _ => usage(),
+                })
+            }
+            "--pairs" => pairs = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--handoffs" => handoffs = value().parse().unwrap_or_else(|_| usage()),
+            "--hold-secs" => {
+                hold = Duration::from_secs(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--bench" => {} // passed by `cargo bench`-style runners
+            _ => usage(),
+        }
+    }
+    let kind = kind.unwrap_or_else(|| usage());
+    #[cfg(feature = "mongo")]
+    let default_pairs = if kind == Kind::Mongo { 500 } else { 2000 };
+    #[cfg(not(feature = "mongo"))]
+    let default_pairs = 2000;
+    Args {
+        kind,
+        pairs: pairs.unwrap_or(default_pairs),
+        handoffs,
+        hold,
+    }
+}
+
+/// The backend under test plus what the raw baseline needs.
+struct Setup {
+    backend: SharedBackend,
+    /// Database commands (mongo) or SQL statements (sqlite) sent so far.
+    commands: Box<dyn Fn() -> Option<u64>>,
+    command_unit: &'static str,
+    raw: Raw,
+    /// Independent handles on the same store, one per task, behaving like
+    /// separate processes (no in-process release signal between them).
+    separate: Vec<SharedBackend>,
+    cleanup: Box<dyn FnOnce()>,
+}
+
+enum Raw {
+    Memory(shylock::MemoryBackend),
+    Sqlite(std::path::PathBuf),
+    #[cfg(feature = "mongo")]
+    Mongo(shylock::mongo::mongodb::Collection<bson::Document>),
+}
+
+async fn setup(kind: Kind) -> Setup {
+    match kind {
+        Kind::Memory => {
+            let backend = shylock::MemoryBackend::new();
+            Setup {
+                backend: backend.clone().into(),
+                commands: Box::new(|| None),
+                command_unit: "-",
+                raw: Raw::Memory(backend),
+                separate: Vec::new(),
+                cleanup: Box::new(|| {}),
+            }
+        }
+        Kind::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("shylock-bench-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("locks.db");
+            let backend = shylock::SqliteBackend::open(&path).expect("open sqlite");
+            let separate = (0..65)
+                .map(|_| {
+                    shylock::SqliteBackend::open(&path)
+                        .expect("open sqlite")
+                        .into()
+                })
+                .collect();
+            Setup {
+                backend: backend.into(),
+                separate,
+                commands: Box::new(|| Some(shylock::sqlite::statements_executed())),
+                command_unit: "SQL statements",
+                raw: Raw::Sqlite(path),
+                cleanup: Box::new(move || {
+                    let _ = std::fs::remove_dir_all(dir);
+                }),
+            }
+        }
+        #[cfg(feature = "mongo")]
+        Kind::Mongo => mongo_setup().await,
+    }
+}
+
+#[cfg(feature = "mongo")]
+async fn mongo_setup() -> Setup {
+    use shylock::mongo::mongodb::event::{command::CommandEvent, EventHandler};
+    use shylock::mongo::mongodb::{options::ClientOptions, Client};
+    use std::sync::atomic::AtomicU64;
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        eprintln!("set MONGODB_URI, e.g. MONGODB_URI=\"mongodb://127.0.0.1:27017/?directConnection=true\"");
+        std::process::exit(2)
+    };
+    let counter = Arc::new(AtomicU64::new(0));
+    let mut options = ClientOptions::parse(&uri).await.expect("MONGODB_URI");
+    let c = counter.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(_) = event {
+            c.fetch_add(1, Ordering::SeqCst);
+        }
+    }));
+    let client = Client::with_options(options).unwrap();
+    let db_name = format!("shylock_bench_{}", std::process::id());
+    let db = client.database(&db_name);
+    let backend = shylock::MongoBackend::new(db.clone())
+        .await
+        .expect("mongo setup");
+    let raw = db.collection::<bson::Document>("raw_baseline");
+    let mut separate = Vec::new();
+    for _ in 0..65 {
+        let b = shylock::MongoBackend::builder(db.clone())
+            .create_indexes(false)
+            .build()
+            .await
+            .unwrap();
+        separate.push(b.into());
+    }
+    let c = counter.clone();
+    Setup {
+        backend: backend.into(),
+        separate,
+        commands: Box::new(move || Some(c.load(Ordering::SeqCst))),
+        command_unit: "commands",
+        raw: Raw::Mongo(raw),
+        cleanup: Box::new(move || {
+            let rt = tokio::runtime::Handle::current();
+            let _ = std::thread::spawn(move || rt.block_on(db.drop().into_future())).join();
+        }),
+    }
+}
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
+    if samples.is_empty() {
+        samples.push(Duration::ZERO);
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q).round() as usize];
+    Stats {
+        median: at(0.5),
+        p99: at(0.99),
+        per_sec: samples.len() as f64 / total.as_secs_f64(),
+    }
+}
+
+fn us(d: Duration) -> String {
+    if d >= Duration::from_millis(10) {
+        format!("{:.1} ms", d.as_secs_f64() * 1e3)
+    } else {
+        format!("{:.1} µs", d.as_secs_f64() * 1e6)
+    }
+}
+
+fn bench_options() -> LockOptions {
+    LockOptions::default().ttl(Duration::from_secs(30))
+}
+
+/// Uncontended acquire+release through the library.
+async fn library_pairs(backend: &SharedBackend, n: usize) -> Stats {
+    let lock =
+        AsyncLock::with_backend("bench/uncontended", backend.clone()).with_options(bench_options());
+    for _ in 0..n / 10 + 1 {
+        lock.try_acquire()
+            .await
+            .unwrap()
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let guard = lock
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("uncontended lock was held");
+        guard.release().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    stats(samples, start.elapsed())
+}
+
+/// The same database work without the library.
+async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
+    let mut samples = Vec::with_capacity(n);
+    let owner = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let ttl = Duration::from_secs(30);
+    match raw {
+        Raw::Memory(backend) => {
+            let start = Instant::now();
+            for _ in 0..n {
+                let t = Instant::now();
+                let lease = backend
+                    .acquire("bench/raw", owner, ttl)
+                    .await
+                    .unwrap()
+                    .unwrap();
+                backend.release(&lease).await.unwrap();
+                samples.push(t.elapsed());
+            }
+            stats(samples, start.elapsed())
+        }
+        Raw::Sqlite(path) => {
+            use rusqlite::{params, TransactionBehavior};
+            let mut conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(Duration::from_secs(10)).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
+            let now = || {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+            };
+            let start = Instant::now();
+            for _ in 0..n {
+                let t = Instant::now();
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .unwrap();
+                let n = now();
+                let _fence: i64 = tx
+                    .query_row(
+                        shylock::sqlite::sql::ACQUIRE,
+                        params![b"bench/raw".as_slice(), owner, n + 30_000, n],
+                        |r| r.get(0),
+                    )
+                    .unwrap();
+                tx.commit().unwrap();
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .unwrap();
+                tx.execute(
+                    shylock::sqlite::sql::RELEASE,
+                    params![b"bench/raw".as_slice(), owner],
+                )
+                .unwrap();
+                tx.commit().unwrap();
+                samples.push(t.elapsed());
+            }
+            stats(samples, start.elapsed())
+        }
+        #[cfg(feature = "mongo")]
+        Raw::Mongo(collection) => {
+            use bson::doc;
+            use shylock::mongo::mongodb::options::ReturnDocument;
+            let pipeline = shylock::mongo::acquire_pipeline(owner, 30_000);
+            let start = Instant::now();
+            for _ in 0..n {
+                let t = Instant::now();
+                collection
+                    .find_one_and_update(doc! { "_id": "bench/raw" }, pipeline.clone())
+                    .upsert(true)
+                    .return_document(ReturnDocument::After)
+                    .projection(doc! { "_id": 0, "owner": 1, "expiresAt": 1, "fence": 1 })
+                    .await
+                    .unwrap();
+                collection
+                    .update_one(
+                        doc! { "_id": "bench/raw", "owner": owner },
+                        doc! { "$unset": { "owner": "" }, "$currentDate": { "expiresAt": true } },
+                    )
+                    .await
+                    .unwrap();
+                samples.push(t.elapsed());
+            }
+            stats(samples, start.elapsed())
+        }
+    }
+}
+
+/// Commands per uncontended acquire and per release.
+async fn commands_per_op(s: &Setup, n: usize) -> Option<(f64, f64)> {
+    let lock =
+        AsyncLock::with_backend("bench/commands", s.backend.clone()).with_options(bench_options());
+    let (mut acquire, mut release) = (0, 0);
+    for _ in 0..n {
+        let a = (s.commands)()?;
+        let guard = lock.try_acquire().await.unwrap().unwrap();
+        let b = (s.commands)()?;
+        guard.release().await.unwrap();
+        let c = (s.commands)()?;
+        acquire += b - a;
+        release += c - b;
+    }
+    Some((acquire as f64 / n as f64, release as f64 / n as f64))
+}
+
+/// Time from a release returning to the next holder's acquire returning,
+/// with `waiters` tasks waiting in `acquire()` while one holds the lock. A
+/// task that released waits for someone else to take the lock before it
+/// queues again, so every sample is a handoff to a waiter.
+async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize) -> Stats {
+    let name = format!("bench/handoff/{waiters}/{}", uuid::Uuid::new_v4());
+    let last_release: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
+    let samples: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
+    let (generation, _) = tokio::sync::watch::channel(0u64);
+    let generation = Arc::new(generation);
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+    let done_tx = Arc::new(done_tx);
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..=waiters)
+        .map(|i| {
+            let backend = backends[i % backends.len()].clone();
+            let lock = AsyncLock::with_backend(name.clone(), backend).with_options(bench_options());
+            let (last_release, samples, generation, counter) = (
+                last_release.clone(),
+                samples.clone(),
+                generation.clone(),
+                counter.clone(),
+            );
+            let (done_tx, mut done_rx) = (done_tx.clone(), done_rx.clone());
+            tokio::spawn(async move {
+                let mut turns = generation.subscribe();
+                loop {
+                    let guard = tokio::select! {
+                        guard = lock.acquire() => guard.unwrap(),
+                        _ = done_rx.wait_for(|done| *done) => return,
+                    };
+                    let got = Instant::now();
+                    if let Some(released) = last_release.lock().unwrap().take() {
+                        samples
+                            .lock()
+                            .unwrap()
+                            .push(got.saturating_duration_since(released));
+                    }
+                    let mine = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                    generation.send_replace(mine);
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                    guard.release().await.unwrap();
+                    *last_release.lock().unwrap() = Some(Instant::now());
+                    if samples.lock().unwrap().len() >= handoffs {
+                        done_tx.send_replace(true);
+                        return;
+                    }
+                    // Queue again only after another task took the lock.
+                    tokio::select! {
+                        _ = turns.wait_for(|g| *g != mine) => {}
+                        _ = done_rx.wait_for(|done| *done) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let samples = std::mem::take(&mut *samples.lock().unwrap());
+    stats(samples, start.elapsed())
+}
+
+/// Acquire attempts per second that `waiters` idle waiters cause while the
+/// lock is held for `hold`, and the database commands behind them.
+async fn waiter_load(s: &Setup, waiters: usize, hold: Duration) -> (f64, Option<f64>) {
+    let counting = CountingBackend::new(s.backend.clone());
+    let backend = SharedBackend::from_arc(counting.clone());
+    let name = format!("bench/load/{waiters}/{}", uuid::Uuid::new_v4());
+    let holder = AsyncLock::with_backend(name.clone(), backend.clone())
+        .acquire()
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..waiters)
+        .map(|_| {
+            let lock = AsyncLock::with_backend(name.clone(), backend.clone())
+                .with_options(bench_options());
+            tokio::spawn(async move { lock.acquire().await.unwrap().release().await.unwrap() })
+        })
+        .collect();
+    // Let the waiters reach their steady backoff before counting.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a0 = counting.acquires.load(Ordering::SeqCst);
+    let c0 = (s.commands)();
+    tokio::time::sleep(hold).await;
+    let attempts = (counting.acquires.load(Ordering::SeqCst) - a0) as f64 / hold.as_secs_f64();
+    let commands = c0.and_then(|c0| (s.commands)().map(|c1| (c1 - c0) as f64 / hold.as_secs_f64()));
+    holder.release().await.unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    (attempts, commands)
+}
+
+/// `tasks` tasks × `rounds` acquire/release, on one lock or on one lock each.
+async fn throughput(backend: &SharedBackend, tasks: usize, rounds: usize, distinct: bool) -> f64 {
+    let base = format!("bench/throughput/{}", uuid::Uuid::new_v4());
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let name = if distinct {
+                format!("{base}/{i}")
+            } else {
+                base.clone()
+            };
+            let lock = AsyncLock::with_backend(name, backend.clone()).with_options(bench_options());
+            tokio::spawn(async move {
+                for _ in 0..rounds {
+                    lock.acquire().await.unwrap().release().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    (tasks * rounds) as f64 / start.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args = parse_args();
+    let s = setup(args.kind).await;
+    let label = format!("{:?}", args.kind).to_lowercase();
+    println!("# shylock benchmark: {label} backend\n");
+    println!(
+        "{} cores; {} uncontended pairs, {} handoffs per row, {:?} waiter-load window\n",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        args.pairs,
+        args.handoffs,
+        args.hold
+    );
+
+    // Interleave library and raw runs so drift hits both alike.
+    let half = args.pairs / 2;
+    let lib1 = library_pairs(&s.backend, half).await;
+    let raw1 = raw_pairs(&s.raw, half).await;
+    let lib2 = library_pairs(&s.backend, half).await;
+    let raw2 = raw_pairs(&s.raw, half).await;
+    let mean = |a: Duration, b: Duration| (a + b) / 2;
+    let lib = Stats {
+        median: mean(lib1.median, lib2.median),
+        p99: lib1.p99.max(lib2.p99),
+        per_sec: (lib1.per_sec + lib2.per_sec) / 2.0,
+    };
+    let raw = Stats {
+        median: mean(raw1.median, raw2.median),
+        p99: raw1.p99.max(raw2.p99),
+        per_sec: (raw1.per_sec + raw2.per_sec) / 2.0,
+    };
+    println!("## Uncontended acquire + release\n");
+    println!("| | median | p99 | pairs/s |");
+    println!("|---|---|---|---|");
+    println!(
+        "| shylock | {} | {} | {:.0} |",
+        us(lib.median),
+        us(lib.p99),
+        lib.per_sec
+    );
+    println!(
+        "| raw {label} (same database work) | {} | {} | {:.0} |",
+        us(raw.median),
+        us(raw.p99),
+        raw.per_sec
+    );
+    println!(
+        "| ratio shylock / raw | {:.2} | {:.2} | {:.2} |\n",
+        lib.median.as_secs_f64() / raw.median.as_secs_f64(),
+        lib.p99.as_secs_f64() / raw.p99.as_secs_f64(),
+        lib.per_sec / raw.per_sec
+    );
+
+    println!("## Database work per operation\n");
+    match commands_per_op(&s, 100).await {
+        Some((a, r)) => {
+            println!("| per uncontended acquire | per release | unit |");
+            println!("|---|---|---|");
+            println!("| {a:.2} | {r:.2} | {} |\n", s.command_unit);
+        }
+        None => println!("(in-process backend: no database commands)\n"),
+    }
+
+    println!("## Handoff: release returned → next holder's acquire returned\n");
+    println!("| waiters | one shared handle: median | p99 | one handle per waiter (like separate processes): median | p99 |");
+    println!("|---|---|---|---|---|");
+    for waiters in [1, 8, 64] {
+        let shared = handoff(std::slice::from_ref(&s.backend), waiters, args.handoffs).await;
+        let (sep_median, sep_p99) = if s.separate.is_empty() {
+            ("-".to_owned(), "-".to_owned())
+        } else {
+            let h = handoff(&s.separate, waiters, args.handoffs).await;
+            (us(h.median), us(h.p99))
+        };
+        println!(
+            "| {waiters} | {} | {} | {sep_median} | {sep_p99} |",
+            us(shared.median),
+            us(shared.p99)
+        );
+    }
+
+    println!("\n## Idle waiters: load while the lock is held\n");
+    println!(
+        "| waiters | acquire attempts/s | per waiter | {}/s |",
+        s.command_unit
+    );
+    println!("|---|---|---|---|");
+    for waiters in [1, 8, 64] {
+        let (attempts, commands) = waiter_load(&s, waiters, args.hold).await;
+        println!(
+            "| {waiters} | {attempts:.1} | {:.1} | {} |",
+            attempts / waiters as f64,
+            commands.map_or("-".to_owned(), |c| format!("{c:.1}"))
+        );
+    }
+    println!("\n(Python shylock polls every 1/16 s: 16 attempts/s per waiter.)\n");
+
+    println!("## Throughput under contention (acquire + release per second)\n");
+    let rounds = if cfg!(feature = "mongo") && label == "mongo" {
+        20
+    } else {
+        100
+    };
+    println!("| 16 tasks × {rounds} rounds | acquisitions/s |");
+    println!("|---|---|");
+    println!(
+        "| one shared lock | {:.0} |",
+        throughput(&s.backend, 16, rounds, false).await
+    );
+    println!(
+        "| 16 distinct locks | {:.0} |",
+        throughput(&s.backend, 16, rounds, true).await
+    );
+    (s.cleanup)();
+}

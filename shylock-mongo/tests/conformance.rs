@@ -1,0 +1,157 @@
+//! The conformance suite against a real MongoDB-wire server.
+//!
+//! Needs `MONGODB_URI` (scripts/test.sh starts a local server and sets it).
+//! Without it the cases print why they skipped; with
+//! `SHYLOCK_REQUIRE_MONGO=1` a missing server is a failure instead.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use shylock_core::SharedBackend;
+use shylock_mongo::mongodb::{options::ClientOptions, Client};
+use shylock_mongo::MongoBackend;
+
+/// One random database per test run.
+fn run_database() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        format!(
+            "shylock_test_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        )
+    })
+}
+
+async fn client() -> Option<Client> {
+    let Ok(uri) = std::env::var("MONGODB_URI") else {
+        assert!(
+            std::env::var("SHYLOCK_REQUIRE_MONGO").is_err(),
+            "SHYLOCK_REQUIRE_MONGO is set but MONGODB_URI is not"
+        );
+        eprintln!(
+            "SKIPPED: MongoDB suite not run: MONGODB_URI is not set (scripts/test.sh starts a \
+             local server; or `docker compose up -d mongo` and \
+             MONGODB_URI=mongodb://127.0.0.1:27017/?directConnection=true)"
+        );
+        return None;
+    };
+    let mut options = ClientOptions::parse(&uri)
+        .await
+        .expect("invalid MONGODB_URI");
+    options.server_selection_timeout = Some(Duration::from_secs(10));
+    Some(Client::with_options(options).unwrap())
+}
+
+async fn mongo() -> Option<SharedBackend> {
+    let client = client().await?;
+    let backend = MongoBackend::builder(client.database(run_database()))
+        .build()
+        .await
+        .expect("could not set up the lock collection");
+    Some(backend.into())
+}
+
+shylock_core::conformance_tests!(mongo());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_backends_starting_at_once_set_up_cleanly() {
+    let Some(client) = client().await else { return };
+    let db = client.database(run_database());
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            MongoBackend::builder(db)
+                .collection("setup_race")
+                .build()
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("concurrent setup failed");
+    }
+    let names: Vec<String> = db
+        .collection::<bson::Document>("setup_race")
+        .list_index_names()
+        .await
+        .unwrap();
+    assert!(
+        names.iter().any(|n| n == "shylock_expiresAt_ttl"),
+        "{names:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn documents_have_the_documented_shape() {
+    let Some(client) = client().await else { return };
+    let db = client.database(run_database());
+    let backend = MongoBackend::builder(db.clone())
+        .collection("shape")
+        .build()
+        .await
+        .unwrap();
+    let name = shylock_core::testkit::unique_name("shape");
+    let lock = shylock_core::AsyncLock::with_backend(name.clone(), backend);
+    let guard = lock.acquire().await.unwrap();
+    let doc = db
+        .collection::<bson::Document>("shape")
+        .find_one(bson::doc! { "_id": &name })
+        .await
+        .unwrap()
+        .expect("no document for the lock");
+    assert_eq!(doc.get_str("owner").unwrap(), guard.owner());
+    assert!(doc.get_datetime("expiresAt").is_ok());
+    assert_eq!(doc.get_i64("fence").unwrap() as u64, guard.fencing_token());
+    guard.release().await.unwrap();
+    let doc = db
+        .collection::<bson::Document>("shape")
+        .find_one(bson::doc! { "_id": &name })
+        .await
+        .unwrap()
+        .expect("release must keep the document (its fence)");
+    assert!(doc.get("owner").is_none(), "{doc:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fencing_survives_garbage_collection_of_the_document() {
+    let Some(client) = client().await else { return };
+    let db = client.database(run_database());
+    let backend = MongoBackend::builder(db.clone())
+        .collection("gc")
+        .build()
+        .await
+        .unwrap();
+    let name = shylock_core::testkit::unique_name("gc");
+    let lock = shylock_core::AsyncLock::with_backend(name.clone(), backend);
+    let mut last = 0;
+    for _ in 0..3 {
+        let g = lock.acquire().await.unwrap();
+        assert!(g.fencing_token() > last);
+        last = g.fencing_token();
+        g.release().await.unwrap();
+        // What the TTL monitor does eventually.
+        db.collection::<bson::Document>("gc")
+            .delete_one(bson::doc! { "_id": &name })
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_server_fails_fast_with_a_clear_error() {
+    // A port nothing listens on; connect() sets a 5 s selection timeout.
+    let started = std::time::Instant::now();
+    let err = MongoBackend::connect("mongodb://127.0.0.1:9/?connectTimeoutMS=500", "x")
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert!(matches!(err, shylock_core::Error::Backend { .. }));
+    assert!(err.to_string().contains("server selection"), "{err}");
+    assert!(std::error::Error::source(&err).is_some());
+}
+
+#[tokio::test]
+async fn an_invalid_uri_is_a_clear_error() {
+    let err = MongoBackend::connect("not-a-uri", "x").await.unwrap_err();
+    assert!(err.to_string().contains("connection string"), "{err}");
+}
