@@ -87,4 +87,10 @@ else
     echo "== MongoDB suites: SKIPPED (could not install or start SecantusDB; set MONGODB_URI to use another server)"
 fi
 
+if [ -n "${ARANGO_URL:-}" ]; then
+    echo "== ArangoDB suites: real server at ARANGO_URL, and the fake-server suite"
+else
+    echo "== ArangoDB suites: fake-server suite only; real-server suite SKIPPED (ARANGO_URL is not set)"
+fi
+
 cargo test --workspace --all-features "$@"

@@ -12,6 +12,7 @@
 //! | (always) | [`MemoryBackend`] | this process only |
 //! | `sqlite` (default) | [`SqliteBackend`] | a file shared by the processes of one machine |
 //! | `mongo` | `MongoBackend` | a MongoDB collection (replica sets and sharded clusters too) |
+//! | `arango` | `ArangoBackend` | an ArangoDB collection |
 //!
 //! # Examples
 //!
@@ -60,6 +61,15 @@ pub use shylock_mongo::MongoBackend;
 #[cfg(feature = "mongo")]
 pub mod mongo {
     pub use shylock_mongo::*;
+}
+
+#[cfg(feature = "arango")]
+pub use shylock_arango::ArangoBackend;
+
+/// The ArangoDB backend (feature `arango`).
+#[cfg(feature = "arango")]
+pub mod arango {
+    pub use shylock_arango::*;
 }
 
 /// Everything backend authors need: the trait, helpers and (feature

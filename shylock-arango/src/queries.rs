@@ -1,0 +1,47 @@
+//! The AQL the backend sends, with bind variables only.
+//!
+//! `@@coll` is the collection, `@key` the document key
+//! ([`document_key`](crate::document_key)), `@owner` the owner token, `@ttl`
+//! the lease in ms. Public so tests (the fake server) and tools can match
+//! the exact queries.
+
+/// Takes the lock if free, expired or already `@owner`'s and returns the
+/// owner, fence and expiry; returns nothing when another owner holds it.
+/// A held lock is only read, never written, so waiters polling it do not
+/// conflict with the holder's extend and release. When two callers race
+/// for a free lock, the loser fails with 1210 (first creation) or 1200.
+pub const ACQUIRE: &str = "LET now = DATE_NOW()
+LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
+FILTER old == null || old.owner == null || old.expiresAtMs <= now || old.owner == @owner
+UPSERT { _key: @key }
+INSERT { _key: @key, name: @name, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 }
+UPDATE (OLD.owner == null || OLD.expiresAtMs <= now || OLD.owner == @owner)
+  ? { owner: @owner, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000,
+      fence: (OLD.owner == @owner && OLD.expiresAtMs > now) ? OLD.fence : MAX([OLD.fence + 1, now]) }
+  : {}
+IN @@coll
+RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
+
+/// Pushes the expiry if `@owner` still holds the lock.
+pub const EXTEND: &str = "LET now = DATE_NOW()
+FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner
+  UPDATE d WITH { expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 } IN @@coll
+  RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
+
+/// Clears the owner if `@owner` holds the lock (the document and its fence
+/// stay).
+pub const RELEASE: &str = "LET now = DATE_NOW()
+FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner
+  UPDATE d WITH { owner: null, expiresAtMs: now, expiresAt: now / 1000 } IN @@coll OPTIONS { keepNull: false }
+  RETURN true";
+
+/// The live holder, if any.
+pub const INSPECT: &str =
+    "FOR d IN @@coll FILTER d._key == @key AND d.owner != null AND d.expiresAtMs > DATE_NOW()
+  RETURN { owner: d.owner, fence: d.fence, expiresAtMs: d.expiresAtMs }";
+
+/// Clears the owner whoever it is; returns whether the lease was live.
+pub const FORCE_RELEASE: &str = "LET now = DATE_NOW()
+FOR d IN @@coll FILTER d._key == @key AND d.owner != null
+  UPDATE d WITH { owner: null, expiresAtMs: now, expiresAt: now / 1000 } IN @@coll OPTIONS { keepNull: false }
+  RETURN OLD.expiresAtMs > now";

@@ -1,0 +1,608 @@
+//! A fake ArangoDB HTTP server for tests.
+//!
+//! It answers the requests arangors and the backend send with the status
+//! codes, JSON bodies and error numbers ArangoDB 3.11/3.12 documents (auth
+//! 401/11, unknown database 404/1228, duplicate collection 409/1207,
+//! unknown collection 404/1203, missing bind parameter 400/1551, unknown
+//! query 400/1501, unique constraint 409/1210, write conflict 409/1200), and
+//! emulates the effects of the backend's exact AQL queries on an in-memory
+//! store whose clock is the fake server's own (`DATE_NOW()`).
+//!
+//! Like the real `UPSERT`, its emulation is not atomic: the lookup and the
+//! write are separate steps with a pause between them, so concurrent
+//! first-time creators really race and the losers get 1210, and a document
+//! changed between lookup and write gives the writer 1200.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use shylock_arango::queries;
+
+#[derive(Default)]
+struct Collection {
+    docs: HashMap<String, (u64, Map<String, Value>)>,
+    ttl_index: Option<(String, Vec<String>, u64)>,
+}
+
+#[derive(Default)]
+struct Db {
+    collections: HashMap<String, Collection>,
+}
+
+/// A canned error for the next query of one kind.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    /// Which query (one of `shylock_arango::queries`).
+    pub query: &'static str,
+    /// HTTP status.
+    pub status: u16,
+    /// ArangoDB error number.
+    pub error_num: u16,
+    /// Message.
+    pub message: &'static str,
+}
+
+#[derive(Default)]
+struct Inner {
+    dbs: HashMap<String, Db>,
+    user: String,
+    password: String,
+    tokens: HashSet<String>,
+    faults: VecDeque<Fault>,
+    next_rev: u64,
+    /// Time the fake's clock is ahead of the real one (for expiry tests).
+    clock_offset_ms: i64,
+}
+
+/// A running fake server.
+#[derive(Clone)]
+pub struct FakeArango {
+    inner: Arc<Mutex<Inner>>,
+    /// Where it listens.
+    pub addr: SocketAddr,
+}
+
+impl FakeArango {
+    /// Starts a server with user `root` / `secret` and databases `_system`
+    /// and `locks`.
+    pub async fn start() -> Self {
+        let mut inner = Inner {
+            user: "root".into(),
+            password: "secret".into(),
+            ..Inner::default()
+        };
+        inner.dbs.insert("_system".into(), Db::default());
+        inner.dbs.insert("locks".into(), Db::default());
+        let inner = Arc::new(Mutex::new(inner));
+        let app = Router::new()
+            .route("/", get(root))
+            .route("/_open/auth", post(open_auth))
+            .route("/_db/{db}/_api/database/current", get(database_current))
+            .route("/_db/{db}/_api/collection", post(create_collection))
+            .route("/_db/{db}/_api/collection/{name}", get(get_collection))
+            .route("/_db/{db}/_api/index", post(create_index))
+            .route("/_db/{db}/_api/cursor", post(cursor))
+            .with_state(inner.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeArango { inner, addr }
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Makes the next query of `fault.query` fail as given.
+    pub fn inject(&self, fault: Fault) {
+        self.inner.lock().unwrap().faults.push_back(fault);
+    }
+
+    /// Number of lock documents in `db`.`coll`.
+    pub fn documents(&self, db: &str, coll: &str) -> Vec<Map<String, Value>> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .dbs
+            .get(db)
+            .and_then(|d| d.collections.get(coll))
+            .map(|c| c.docs.values().map(|(_, d)| d.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Removes every document, as the TTL index eventually does.
+    pub fn garbage_collect(&self, db: &str, coll: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        if let Some(c) = inner
+            .dbs
+            .get_mut(db)
+            .and_then(|d| d.collections.get_mut(coll))
+        {
+            c.docs.clear();
+        }
+    }
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn error(status: u16, error_num: u16, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap();
+    let body = json!({ "error": true, "code": status.as_u16(), "errorNum": error_num, "errorMessage": message });
+    with_server_header((status, axum::Json(body)).into_response())
+}
+
+fn ok(status: u16, body: Value) -> Response {
+    with_server_header((StatusCode::from_u16(status).unwrap(), axum::Json(body)).into_response())
+}
+
+fn with_server_header(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert("server", HeaderValue::from_static("ArangoDB"));
+    response
+}
+
+fn unauthorized() -> Response {
+    let mut r = error(401, 11, "not authorized to execute this request");
+    r.headers_mut().insert(
+        "www-authenticate",
+        HeaderValue::from_static("Bearer token_type=\"JWT\", realm=\"ArangoDB\""),
+    );
+    r
+}
+
+fn authorized(inner: &Inner, headers: &HeaderMap) -> bool {
+    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("basic") {
+        let rest = rest.trim_end_matches('=');
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD_NO_PAD.decode(rest) else {
+            return false;
+        };
+        decoded == format!("{}:{}", inner.user, inner.password).into_bytes()
+    } else if scheme.eq_ignore_ascii_case("bearer") {
+        inner.tokens.contains(rest)
+    } else {
+        false
+    }
+}
+
+/// Checks auth, then the database (ArangoDB resolves the database first,
+/// but answers 401 for unauthenticated requests either way).
+#[allow(clippy::result_large_err)] // a test helper whose error is the reply
+fn check(inner: &Inner, headers: &HeaderMap, db: &str) -> Result<(), Response> {
+    if !authorized(inner, headers) {
+        return Err(unauthorized());
+    }
+    if !inner.dbs.contains_key(db) {
+        return Err(error(404, 1228, "database not found"));
+    }
+    Ok(())
+}
+
+async fn root() -> Response {
+    ok(
+        200,
+        json!({ "server": "arango", "version": "3.12.0", "license": "community" }),
+    )
+}
+
+async fn open_auth(State(state): State<Shared>, body: Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, 600, "invalid JSON");
+    };
+    let mut inner = state.lock().unwrap();
+    if body["username"] == json!(inner.user) && body["password"] == json!(inner.password) {
+        let token = format!("jwt-{}", uuid::Uuid::new_v4());
+        inner.tokens.insert(token.clone());
+        ok(200, json!({ "jwt": token }))
+    } else {
+        error(401, 401, "Wrong credentials")
+    }
+}
+
+async fn database_current(
+    State(state): State<Shared>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let inner = state.lock().unwrap();
+    if let Err(r) = check(&inner, &headers, &db) {
+        return r;
+    }
+    ok(
+        200,
+        json!({ "error": false, "code": 200, "result": { "id": "1", "name": db, "isSystem": db == "_system", "path": "none" } }),
+    )
+}
+
+fn collection_info(name: &str) -> Value {
+    json!({
+        "error": false, "code": 200, "id": "70137", "name": name, "type": 2, "status": 3,
+        "statusString": "loaded", "isSystem": false, "globallyUniqueId": format!("h5C3/{name}"),
+        "waitForSync": false, "writeConcern": 1, "cacheEnabled": false, "schema": null,
+        "keyOptions": { "allowUserKeys": true, "type": "traditional", "lastValue": 0 },
+        "computedValues": null, "syncByRevision": true
+    })
+}
+
+async fn create_collection(
+    State(state): State<Shared>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = state.lock().unwrap();
+    if let Err(r) = check(&inner, &headers, &db) {
+        return r;
+    }
+    let Some(name) = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|b| b["name"].as_str().map(str::to_owned))
+    else {
+        return error(400, 1208, "illegal name");
+    };
+    let db = inner.dbs.get_mut(&db).unwrap();
+    if db.collections.contains_key(&name) {
+        return error(409, 1207, "duplicate name");
+    }
+    db.collections.insert(name.clone(), Collection::default());
+    ok(200, collection_info(&name))
+}
+
+async fn get_collection(
+    State(state): State<Shared>,
+    Path((db, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let inner = state.lock().unwrap();
+    if let Err(r) = check(&inner, &headers, &db) {
+        return r;
+    }
+    if inner.dbs[&db].collections.contains_key(&name) {
+        ok(200, collection_info(&name))
+    } else {
+        error(404, 1203, &format!("collection or view not found: {name}"))
+    }
+}
+
+async fn create_index(
+    State(state): State<Shared>,
+    Path(db): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut inner = state.lock().unwrap();
+    if let Err(r) = check(&inner, &headers, &db) {
+        return r;
+    }
+    let Some(coll_name) = params.get("collection") else {
+        return error(400, 10, "collection parameter missing");
+    };
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, 600, "invalid JSON");
+    };
+    let Some(coll) = inner
+        .dbs
+        .get_mut(&db)
+        .unwrap()
+        .collections
+        .get_mut(coll_name)
+    else {
+        return error(
+            404,
+            1203,
+            &format!("collection or view not found: {coll_name}"),
+        );
+    };
+    if body["type"] != "ttl" {
+        return error(400, 10, "only ttl indexes are emulated");
+    }
+    let fields: Vec<String> = serde_json::from_value(body["fields"].clone()).unwrap_or_default();
+    let Some(expire_after) = body["expireAfter"].as_u64() else {
+        return error(400, 10, "expireAfter missing");
+    };
+    let name = body["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("idx_1")
+        .to_owned();
+    let (status, created) = match &coll.ttl_index {
+        Some((n, f, e)) if *f == fields && *e == expire_after && *n == name => (200, false),
+        Some(_) => {
+            return error(
+                400,
+                10,
+                "There is already a TTL index for the collection but there can only be one",
+            )
+        }
+        None => {
+            coll.ttl_index = Some((name.clone(), fields.clone(), expire_after));
+            (201, true)
+        }
+    };
+    ok(
+        status,
+        json!({
+            "estimates": false, "expireAfter": expire_after, "fields": fields,
+            "id": format!("{coll_name}/74081"), "isNewlyCreated": created, "name": name,
+            "sparse": true, "type": "ttl", "unique": false, "code": status, "error": false
+        }),
+    )
+}
+
+fn now_ms(inner: &Inner) -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + inner.clock_offset_ms
+}
+
+fn stats(writes: u64) -> Value {
+    json!({ "warnings": [], "stats": {
+        "writesExecuted": writes, "writesIgnored": 0, "documentLookups": 0, "seeks": 0,
+        "scannedFull": 0, "scannedIndex": 1, "cursorsCreated": 0, "cursorsRearmed": 0,
+        "cacheHits": 0, "cacheMisses": 0, "filtered": 0, "httpRequests": 0,
+        "executionTime": 0.0003, "peakMemoryUsage": 0, "intermediateCommits": 0 } })
+}
+
+fn cursor_result(result: Vec<Value>, writes: u64) -> Response {
+    ok(
+        201,
+        json!({ "result": result, "hasMore": false, "cached": false, "extra": stats(writes), "error": false, "code": 201 }),
+    )
+}
+
+/// Names of the bind parameters a query declares (`@x` → `x`, `@@c` → `@c`).
+fn declared_params(query: &str) -> HashSet<String> {
+    let bytes = query.as_bytes();
+    let mut names = HashSet::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'@' {
+            let start = i + 1;
+            let mut j = start;
+            if j < bytes.len() && bytes[j] == b'@' {
+                j += 1;
+            }
+            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_') {
+                j += 1;
+            }
+            names.insert(query[start..j].to_owned());
+            i = j;
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+fn owner_of(doc: &Map<String, Value>) -> Option<&str> {
+    doc.get("owner").and_then(Value::as_str)
+}
+
+fn num(doc: &Map<String, Value>, field: &str) -> i64 {
+    doc.get(field).and_then(Value::as_f64).unwrap_or(0.0) as i64
+}
+
+fn projection(doc: &Map<String, Value>) -> Value {
+    json!({ "owner": doc.get("owner").cloned().unwrap_or(Value::Null), "fence": doc["fence"], "expiresAtMs": doc["expiresAtMs"] })
+}
+
+async fn cursor(
+    State(state): State<Shared>,
+    Path(db): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (query, vars, coll) = {
+        let mut inner = state.lock().unwrap();
+        if let Err(r) = check(&inner, &headers, &db) {
+            return r;
+        }
+        let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+            return error(400, 600, "invalid JSON");
+        };
+        let Some(query) = body["query"].as_str().map(str::to_owned) else {
+            return error(400, 1502, "query is empty");
+        };
+        let vars = body["bindVars"].as_object().cloned().unwrap_or_default();
+        let declared = declared_params(&query);
+        for name in &declared {
+            if !vars.contains_key(name) {
+                return error(
+                    400,
+                    1551,
+                    &format!(
+                        "no value specified for declared bind parameter '{name}' (while parsing)"
+                    ),
+                );
+            }
+        }
+        for name in vars.keys() {
+            if !declared.contains(name) {
+                return error(
+                    400,
+                    1552,
+                    &format!(
+                        "bind parameter '{name}' was not declared in the query (while parsing)"
+                    ),
+                );
+            }
+        }
+        let known = [
+            queries::ACQUIRE,
+            queries::EXTEND,
+            queries::RELEASE,
+            queries::INSPECT,
+            queries::FORCE_RELEASE,
+        ];
+        let Some(&query) = known.iter().find(|q| **q == query) else {
+            return error(
+                400,
+                1501,
+                "syntax error (the fake server only knows the backend's queries)",
+            );
+        };
+        if let Some(pos) = inner.faults.iter().position(|f| f.query == query) {
+            let f = inner.faults.remove(pos).unwrap();
+            return error(f.status, f.error_num, f.message);
+        }
+        let coll = vars["@coll"].as_str().unwrap_or_default().to_owned();
+        if !inner.dbs[&db].collections.contains_key(&coll) {
+            return error(404, 1203, &format!("collection or view not found: {coll}"));
+        }
+        (query, vars, coll)
+    };
+    let key = vars
+        .get("key")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let owner = vars.get("owner").and_then(Value::as_str).map(str::to_owned);
+    let ttl = vars.get("ttl").and_then(Value::as_i64).unwrap_or(0);
+
+    // Step 1: look up (like the real server, without holding anything).
+    let seen = {
+        let inner = state.lock().unwrap();
+        inner.dbs[&db].collections[&coll].docs.get(&key).cloned()
+    };
+    if query == queries::INSPECT {
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        let result = seen
+            .map(|(_, d)| d)
+            .filter(|d| owner_of(d).is_some() && num(d, "expiresAtMs") > now)
+            .map(|d| vec![projection(&d)])
+            .unwrap_or_default();
+        return cursor_result(result, 0);
+    }
+    if query == queries::ACQUIRE {
+        // The query's FILTER: a lock held by another live owner is not
+        // written at all.
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        if let Some((_, d)) = &seen {
+            let held_by_other = owner_of(d).is_some_and(|o| Some(o) != owner.as_deref());
+            if held_by_other && num(d, "expiresAtMs") > now {
+                return cursor_result(vec![], 0);
+            }
+        }
+    }
+    // Writes race with concurrent writers between lookup and write.
+    tokio::time::sleep(Duration::from_micros(200)).await;
+
+    // Step 2: write, failing like ArangoDB if the document changed since.
+    let mut inner = state.lock().unwrap();
+    let now = now_ms(&inner);
+    inner.next_rev += 1;
+    let rev = inner.next_rev;
+    let docs = &mut inner
+        .dbs
+        .get_mut(&db)
+        .unwrap()
+        .collections
+        .get_mut(&coll)
+        .unwrap()
+        .docs;
+    let current_rev = docs.get(&key).map(|(r, _)| *r);
+    if current_rev != seen.as_ref().map(|(r, _)| *r) {
+        return if seen.is_none() {
+            error(409, 1210, &format!("AQL: unique constraint violated - in index primary of type primary over '_key'; conflicting key: {key} [node #4: UpsertNode] (while executing)"))
+        } else {
+            error(
+                409,
+                1200,
+                "AQL: conflict, _rev values do not match [node #4: UpdateNode] (while executing)",
+            )
+        };
+    }
+    let owner_var = owner.as_deref();
+    match query {
+        q if q == queries::ACQUIRE => {
+            let owner = owner_var.unwrap_or_default();
+            let name = vars.get("name").cloned().unwrap_or(Value::Null);
+            let doc = match seen {
+                None => {
+                    let mut d = Map::new();
+                    d.insert("_key".into(), json!(key));
+                    d.insert("name".into(), name);
+                    d.insert("owner".into(), json!(owner));
+                    d.insert("fence".into(), json!(now));
+                    d.insert("expiresAtMs".into(), json!(now + ttl));
+                    d.insert("expiresAt".into(), json!((now + ttl) as f64 / 1000.0));
+                    d
+                }
+                Some((_, mut d)) => {
+                    let old_owner = owner_of(&d).map(str::to_owned);
+                    let old_exp = num(&d, "expiresAtMs");
+                    let free = old_owner.is_none()
+                        || old_exp <= now
+                        || old_owner.as_deref() == Some(owner);
+                    if free {
+                        let keep = old_owner.as_deref() == Some(owner) && old_exp > now;
+                        let fence = if keep {
+                            num(&d, "fence")
+                        } else {
+                            (num(&d, "fence") + 1).max(now)
+                        };
+                        d.insert("owner".into(), json!(owner));
+                        d.insert("fence".into(), json!(fence));
+                        d.insert("expiresAtMs".into(), json!(now + ttl));
+                        d.insert("expiresAt".into(), json!((now + ttl) as f64 / 1000.0));
+                    }
+                    d
+                }
+            };
+            let out = projection(&doc);
+            docs.insert(key, (rev, doc));
+            cursor_result(vec![out], 1)
+        }
+        q if q == queries::EXTEND => match seen {
+            Some((_, mut d)) if owner_of(&d) == owner_var => {
+                d.insert("expiresAtMs".into(), json!(now + ttl));
+                d.insert("expiresAt".into(), json!((now + ttl) as f64 / 1000.0));
+                let out = projection(&d);
+                docs.insert(key, (rev, d));
+                cursor_result(vec![out], 1)
+            }
+            _ => cursor_result(vec![], 0),
+        },
+        q if q == queries::RELEASE || q == queries::FORCE_RELEASE => match seen {
+            Some((_, mut d))
+                if owner_of(&d).is_some()
+                    && (q == queries::FORCE_RELEASE || owner_of(&d) == owner_var) =>
+            {
+                let live = num(&d, "expiresAtMs") > now;
+                d.remove("owner");
+                d.insert("expiresAtMs".into(), json!(now));
+                d.insert("expiresAt".into(), json!(now as f64 / 1000.0));
+                docs.insert(key, (rev, d));
+                let out = if q == queries::RELEASE {
+                    json!(true)
+                } else {
+                    json!(live)
+                };
+                cursor_result(vec![out], 1)
+            }
+            _ => cursor_result(vec![], 0),
+        },
+        _ => error(400, 1501, "unreachable"),
+    }
+}

@@ -1,0 +1,197 @@
+//! The ArangoDB backend against a fake server that answers as ArangoDB
+//! documents (see `fake/mod.rs`): the whole conformance suite, plus
+//! authentication, errors and the conflict numbers.
+//!
+//! These tests show the backend speaks the documented protocol; they are
+//! not a substitute for the real-server suite (`real_server.rs`).
+
+mod fake;
+
+use std::time::Duration;
+
+use fake::{FakeArango, Fault};
+use shylock_arango::{queries, ArangoBackend};
+use shylock_core::{AsyncLock, Backend, Error, SharedBackend};
+
+async fn backend_on(fake: &FakeArango) -> ArangoBackend {
+    ArangoBackend::builder(fake.url())
+        .basic_auth("root", "secret")
+        .database("locks")
+        .build()
+        .await
+        .expect("setup against the fake server")
+}
+
+async fn fake_backend() -> Option<SharedBackend> {
+    let fake = FakeArango::start().await;
+    Some(backend_on(&fake).await.into())
+}
+
+shylock_core::conformance_tests!(fake_backend());
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jwt_login_works_and_debug_hides_the_password() {
+    let fake = FakeArango::start().await;
+    let builder = ArangoBackend::builder(fake.url())
+        .jwt("root", "secret")
+        .database("locks");
+    assert!(!format!("{builder:?}").contains("secret"));
+    let backend = builder.build().await.unwrap();
+    assert!(!format!("{backend:?}").contains("secret"));
+    shylock_core::testkit::try_acquire_while_held(backend.into()).await;
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_clear_error() {
+    let fake = FakeArango::start().await;
+    for builder in [
+        ArangoBackend::builder(fake.url()).basic_auth("root", "wrong"),
+        ArangoBackend::builder(fake.url()).jwt("root", "wrong"),
+        ArangoBackend::builder(fake.url()),
+    ] {
+        let err = builder.database("locks").build().await.unwrap_err();
+        assert!(matches!(err, Error::Backend { .. }));
+        assert!(std::error::Error::source(&err).is_some());
+        let text = err.to_string();
+        assert!(
+            text.contains("credentials") || text.contains("failed"),
+            "{text}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_database_is_a_clear_error() {
+    let fake = FakeArango::start().await;
+    let err = ArangoBackend::builder(fake.url())
+        .basic_auth("root", "secret")
+        .database("nope")
+        .build()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("\"nope\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_dead_server_gives_an_error_not_a_hang() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let started = std::time::Instant::now();
+    let err = ArangoBackend::builder(url)
+        .request_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(matches!(err, Error::Backend { .. }), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_processes_setting_up_at_once_is_fine() {
+    let fake = FakeArango::start().await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let url = fake.url();
+            tokio::spawn(async move {
+                ArangoBackend::builder(url)
+                    .basic_auth("root", "secret")
+                    .database("locks")
+                    .build()
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await
+            .unwrap()
+            .expect("concurrent setup failed (1207 must be tolerated)");
+    }
+}
+
+#[tokio::test]
+async fn unique_violation_and_conflict_on_acquire_mean_held() {
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    for (status, num) in [(409, 1210), (409, 1200)] {
+        fake.inject(Fault {
+            query: queries::ACQUIRE,
+            status,
+            error_num: num,
+            message: "injected",
+        });
+        let got = backend
+            .acquire("race", "me", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(got.is_none(), "{num} must mean held, not an error");
+    }
+}
+
+#[tokio::test]
+async fn a_write_conflict_on_release_is_retried() {
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    let lease = backend
+        .acquire("conflict", "me", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .unwrap();
+    fake.inject(Fault {
+        query: queries::RELEASE,
+        status: 409,
+        error_num: 1200,
+        message: "conflict",
+    });
+    assert!(backend.release(&lease).await.unwrap());
+    assert!(backend.inspect("conflict").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn other_server_errors_are_backend_errors_with_source() {
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    fake.inject(Fault {
+        query: queries::INSPECT,
+        status: 503,
+        error_num: 503,
+        message: "service unavailable",
+    });
+    let err = backend.inspect("x").await.unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Backend {
+            backend: "arangodb",
+            ..
+        }
+    ));
+    assert!(std::error::Error::source(&err)
+        .unwrap()
+        .to_string()
+        .contains("service unavailable"));
+}
+
+#[tokio::test]
+async fn documents_have_the_documented_shape_and_keep_their_fence() {
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    let lock = AsyncLock::with_backend("orders/42 🔒", backend.clone());
+    let guard = lock.acquire().await.unwrap();
+    let docs = fake.documents("locks", "shylock");
+    assert_eq!(docs.len(), 1);
+    let doc = &docs[0];
+    assert_eq!(doc["_key"], shylock_arango::document_key("orders/42 🔒"));
+    assert_eq!(doc["name"], "orders/42 🔒");
+    assert_eq!(doc["owner"], guard.owner());
+    assert!(
+        doc["expiresAt"].as_f64().unwrap() > 1e9,
+        "expiresAt is in seconds"
+    );
+    let first = guard.fencing_token();
+    guard.release().await.unwrap();
+    assert!(fake.documents("locks", "shylock")[0].get("owner").is_none());
+    // After the TTL index removed the document, tokens still increase.
+    fake.garbage_collect("locks", "shylock");
+    let again = lock.acquire().await.unwrap();
+    assert!(again.fencing_token() > first);
+}
