@@ -13,7 +13,6 @@
 //! load window, default 3). Prints markdown tables. Machines are noisy:
 //! compare the ratios within one run, not absolute numbers across runs.
 
-use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -152,6 +151,7 @@ async fn setup(kind: Kind) -> Setup {
 async fn mongo_setup() -> Setup {
     use shylock::mongo::mongodb::event::{command::CommandEvent, EventHandler};
     use shylock::mongo::mongodb::{options::ClientOptions, Client};
+    use std::future::IntoFuture;
     use std::sync::atomic::AtomicU64;
     let Ok(uri) = std::env::var("MONGODB_URI") else {
         eprintln!("set MONGODB_URI, e.g. MONGODB_URI=\"mongodb://127.0.0.1:27017/?directConnection=true\"");

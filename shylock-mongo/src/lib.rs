@@ -40,7 +40,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bson::{doc, Bson, Document};
@@ -76,6 +77,10 @@ struct Inner {
     collection: Collection<Document>,
     namespace: String,
     signals: ReleaseSignals,
+    watch_releases: bool,
+    watcher_started: AtomicBool,
+    /// True while a change stream is open.
+    watcher_ready: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for MongoBackend {
@@ -96,9 +101,20 @@ pub struct MongoBackendBuilder {
     ttl_grace: Duration,
     write_concern: WriteConcern,
     read_concern: ReadConcern,
+    watch_releases: bool,
 }
 
 impl MongoBackendBuilder {
+    /// Whether waiters in this process learn of releases made by other
+    /// processes through a change stream on the collection, so they retry at
+    /// once instead of at their next backoff step. Default: `true`. One
+    /// stream per backend, opened when the first waiter waits; where change
+    /// streams are unavailable (standalone servers) waiters just poll.
+    pub fn watch_releases(mut self, watch: bool) -> Self {
+        self.watch_releases = watch;
+        self
+    }
+
     /// Collection name. Default: `shylock`.
     pub fn collection(mut self, name: impl Into<String>) -> Self {
         self.collection = name.into();
@@ -181,6 +197,9 @@ impl MongoBackendBuilder {
                 collection,
                 namespace,
                 signals: ReleaseSignals::new(),
+                watch_releases: self.watch_releases,
+                watcher_started: AtomicBool::new(false),
+                watcher_ready: tokio::sync::watch::channel(false).0,
             }),
         })
     }
@@ -197,6 +216,7 @@ impl MongoBackend {
             ttl_grace: DEFAULT_TTL_GRACE,
             write_concern: WriteConcern::majority(),
             read_concern: ReadConcern::majority(),
+            watch_releases: true,
         }
     }
 
@@ -237,6 +257,87 @@ impl MongoBackend {
     /// The collection holding the lock documents.
     pub fn collection(&self) -> &Collection<Document> {
         &self.inner.collection
+    }
+
+    /// Starts the release watcher (see
+    /// [`MongoBackendBuilder::watch_releases`]) if it is not running and
+    /// waits at most `timeout` for its change stream to open. Returns whether
+    /// releases by other processes now wake this process's waiters; `false`
+    /// when watching is off or change streams are unavailable.
+    pub async fn release_watcher_ready(&self, timeout: Duration) -> bool {
+        self.ensure_watcher();
+        let mut ready = self.inner.watcher_ready.subscribe();
+        let opened = tokio::time::timeout(timeout, ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        opened
+    }
+
+    /// Starts the release watcher once, on the current runtime.
+    fn ensure_watcher(&self) {
+        if !self.inner.watch_releases || self.inner.watcher_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(watch_releases(
+                    self.inner.collection.clone(),
+                    Arc::downgrade(&self.inner),
+                ));
+            }
+            Err(_) => self.inner.watcher_started.store(false, Ordering::SeqCst),
+        }
+    }
+}
+
+/// Follows releases (owner removed, document deleted) through a change
+/// stream and wakes this process's waiters. Ends when the backend is
+/// dropped or the stream fails; waiters then rely on polling alone.
+async fn watch_releases(collection: Collection<Document>, backend: Weak<Inner>) {
+    let released = doc! { "$match": { "$or": [
+        { "operationType": "delete" },
+        { "updateDescription.removedFields": "owner" },
+    ]}};
+    let mut stream = match collection
+        .watch()
+        .pipeline([released])
+        .max_await_time(Duration::from_secs(1))
+        .await
+    {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(%error, "change streams unavailable; waiters poll with backoff only");
+            return;
+        }
+    };
+    match backend.upgrade() {
+        Some(inner) => inner.watcher_ready.send_replace(true),
+        None => return,
+    };
+    loop {
+        if backend.strong_count() == 0 {
+            return;
+        }
+        match stream.next_if_any().await {
+            Ok(Some(event)) => {
+                let Some(inner) = backend.upgrade() else {
+                    return;
+                };
+                if let Some(Ok(name)) = event.document_key.as_ref().map(|k| k.get_str("_id")) {
+                    inner.signals.notify(name);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, "release watcher stopped; waiters poll with backoff only");
+                if let Some(inner) = backend.upgrade() {
+                    // Let a later waiter start a new stream.
+                    inner.watcher_ready.send_replace(false);
+                    inner.watcher_started.store(false, Ordering::SeqCst);
+                }
+                return;
+            }
+        }
     }
 }
 
@@ -497,6 +598,7 @@ impl Backend for MongoBackend {
     }
 
     fn release_signal(&self, name: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.ensure_watcher();
         Some(self.inner.signals.subscribe(name))
     }
 }

@@ -155,3 +155,57 @@ async fn an_invalid_uri_is_a_clear_error() {
     let err = MongoBackend::connect("not-a-uri", "x").await.unwrap_err();
     assert!(err.to_string().contains("connection string"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_in_another_process_wakes_waiters_through_the_change_stream() {
+    let Some(client) = client().await else { return };
+    let db = client.database(run_database());
+    // Two backends: no in-process signal between them, like two processes.
+    let holder_side = MongoBackend::builder(db.clone())
+        .collection("watch")
+        .build()
+        .await
+        .unwrap();
+    let waiter_side = MongoBackend::builder(db)
+        .collection("watch")
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        waiter_side
+            .release_watcher_ready(Duration::from_secs(10))
+            .await,
+        "the change stream did not open"
+    );
+    let name = shylock_core::testkit::unique_name("watch");
+    let holder = shylock_core::AsyncLock::with_backend(name.clone(), holder_side)
+        .acquire()
+        .await
+        .unwrap();
+    let counting = shylock_core::testkit::CountingBackend::new(waiter_side);
+    // A 60 s backoff: only the change stream can explain a fast handoff.
+    let waiter =
+        shylock_core::AsyncLock::with_backend(name, SharedBackend::from_arc(counting.clone()))
+            .with_options(
+                shylock_core::LockOptions::default()
+                    .backoff(Duration::from_secs(60), Duration::from_secs(60)),
+            );
+    let task = tokio::spawn(async move { waiter.acquire().await });
+    // Release only once the waiter's first attempt failed and it waits.
+    let waiting =
+        shylock_core::testkit::wait_for(Duration::from_secs(10), || {
+            let counting = counting.clone();
+            async move {
+                (counting.acquires.load(std::sync::atomic::Ordering::SeqCst) >= 1).then_some(())
+            }
+        })
+        .await;
+    assert!(waiting.is_some(), "the waiter never tried");
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(15), task)
+        .await
+        .expect("the waiter was not woken by the change stream")
+        .unwrap()
+        .unwrap();
+    guard.release().await.unwrap();
+}

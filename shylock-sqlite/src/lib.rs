@@ -10,8 +10,9 @@
 //! fencing tokens keep increasing across release, expiry and
 //! `force_release`.
 //!
-//! Database calls run on tokio's blocking thread pool, never on the async
-//! worker threads.
+//! Database calls never stall the async runtime: on a multi-thread runtime
+//! they run through `tokio::task::block_in_place` (the worker's other tasks
+//! move to another thread), elsewhere on tokio's blocking pool.
 //!
 //! # Examples
 //!
@@ -193,14 +194,17 @@ impl SqliteBackend {
         &self.inner.location
     }
 
-    /// Runs `work` with the connection on a blocking thread.
+    /// Runs `work` with the connection without stalling the runtime: on a
+    /// multi-thread runtime through `block_in_place` (the worker hands its
+    /// other tasks to another thread and runs the statement itself, saving a
+    /// thread hop per operation), elsewhere on the blocking pool.
     async fn with_conn<T, F>(&self, what: &'static str, work: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
         let inner = self.inner.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
+        let run = move || {
             let mut conn = inner.conn.lock().unwrap_or_else(|p| p.into_inner());
             work(&mut conn).map_err(|e| {
                 Error::backend(
@@ -214,9 +218,13 @@ impl SqliteBackend {
                     e,
                 )
             })
-        })
-        .await;
-        match outcome {
+        };
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if multi_thread {
+            return tokio::task::block_in_place(run);
+        }
+        match tokio::task::spawn_blocking(run).await {
             Ok(result) => result,
             Err(join) => Err(Error::backend(
                 BACKEND,
