@@ -61,7 +61,7 @@ start_mongo() {
     local port
     port=$(free_port)
     local log="$cache/secantusdb-$port.log"
-    "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: >"$log" 2>&1 &
+    "$venv/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: --enable-test-commands >"$log" 2>&1 &
     server_pid=$!
     if ! wait_for_port "$port"; then
         echo "SecantusDB did not start; its log ($log):"
@@ -69,7 +69,9 @@ start_mongo() {
         return 1
     fi
     export MONGODB_URI="mongodb://127.0.0.1:$port/?directConnection=true"
-    echo "== MongoDB suites: SecantusDB $secantus_version at $MONGODB_URI"
+    # Started with test commands: the fault-injection tests must run.
+    export SHYLOCK_REQUIRE_FAILPOINTS=1
+    echo "== MongoDB suites: SecantusDB $secantus_version at $MONGODB_URI (fault injection on)"
 }
 
 if [ -n "${MONGODB_URI:-}" ]; then

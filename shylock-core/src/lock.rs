@@ -218,7 +218,7 @@ impl AsyncLock {
                     attempt_started,
                 )));
             }
-            tracing::trace!(lock = %self.name, attempts, "lock held by another owner");
+            tracing::debug!(lock = %self.name, attempts, "attempt: lock held by another owner");
             let now = Instant::now();
             let mut wake = now + backoff.next_delay();
             if let Some(deadline) = deadline {

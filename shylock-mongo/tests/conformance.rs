@@ -7,6 +7,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use shylock_core::Backend;
 use shylock_core::SharedBackend;
 use shylock_mongo::mongodb::{options::ClientOptions, Client};
 use shylock_mongo::MongoBackend;
@@ -208,4 +209,77 @@ async fn a_release_in_another_process_wakes_waiters_through_the_change_stream() 
         .unwrap()
         .unwrap();
     guard.release().await.unwrap();
+}
+
+/// A client whose commands a `failCommand` fail point can target by
+/// `appName`, or `None` when the server has no test commands.
+async fn failpoint_client(app: &str) -> Option<Client> {
+    let uri = std::env::var("MONGODB_URI").ok()?;
+    let mut options = ClientOptions::parse(&uri).await.unwrap();
+    options.app_name = Some(app.to_owned());
+    let client = Client::with_options(options).unwrap();
+    let probe = client
+        .database("admin")
+        .run_command(bson::doc! { "configureFailPoint": "failCommand", "mode": "off" })
+        .await;
+    if let Err(error) = probe {
+        assert!(
+            std::env::var("SHYLOCK_REQUIRE_FAILPOINTS").is_err(),
+            "SHYLOCK_REQUIRE_FAILPOINTS is set but configureFailPoint failed: {error}"
+        );
+        eprintln!(
+            "SKIPPED: fault-injection test: the server has no configureFailPoint \
+             (start it with test commands enabled): {error}"
+        );
+        return None;
+    }
+    Some(client)
+}
+
+async fn fail_next(client: &Client, app: &str, command: &str, times: i32, code: i32) {
+    let data = bson::doc! { "failCommands": [command], "errorCode": code, "appName": app };
+    client
+        .database("admin")
+        .run_command(bson::doc! {
+            "configureFailPoint": "failCommand",
+            "mode": { "times": times },
+            "data": data,
+        })
+        .await
+        .expect("configureFailPoint failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limit_errors_are_retried_and_other_errors_surface() {
+    if client().await.is_none() {
+        return;
+    }
+    let app = format!("shylock-failpoint-{}", uuid::Uuid::new_v4().simple());
+    let Some(client) = failpoint_client(&app).await else {
+        return;
+    };
+    let backend = MongoBackend::builder(client.database(run_database()))
+        .collection("faults")
+        .build()
+        .await
+        .unwrap();
+    let name = shylock_core::testkit::unique_name("faults");
+    // Cosmos DB's "request rate is large" twice, then success.
+    fail_next(&client, &app, "findAndModify", 2, 16500).await;
+    let lease = backend
+        .acquire(&name, "owner-a", Duration::from_secs(30))
+        .await
+        .expect("16500 must be retried")
+        .expect("a free lock");
+    shylock_core::Backend::release(&backend, &lease)
+        .await
+        .unwrap();
+    // Other server errors surface as backend errors with the driver error.
+    fail_next(&client, &app, "findAndModify", 1, 2).await;
+    let err = backend
+        .acquire(&name, "owner-c", Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, shylock_core::Error::Backend { .. }), "{err}");
+    assert!(std::error::Error::source(&err).is_some());
 }
