@@ -172,9 +172,11 @@ async fn mongo_setup() -> Setup {
         .await
         .expect("mongo setup");
     let raw = db.collection::<bson::Document>("raw_baseline");
+    // Separate clients too, as separate processes would have.
     let mut separate = Vec::new();
     for _ in 0..65 {
-        let b = shylock::MongoBackend::builder(db.clone())
+        let own = Client::with_uri_str(&uri).await.unwrap();
+        let b = shylock::MongoBackend::builder(own.database(&db_name))
             .create_indexes(false)
             .build()
             .await

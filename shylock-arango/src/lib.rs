@@ -557,7 +557,7 @@ impl Backend for ArangoBackend {
         Ok(rows.into_iter().any(|live| live))
     }
 
-    fn release_signal(&self, name: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.inner.signals.subscribe(name))
     }
 }

@@ -173,13 +173,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// a live lock was removed. Fencing tokens keep increasing afterwards.
     async fn force_release(&self, name: &str) -> Result<bool>;
 
-    /// A signal that fires when `name` may have been freed, so waiters can
-    /// try again at once instead of at their next backoff step.
+    /// A signal notified (`notify_one`) when `name` may have been freed, so
+    /// one waiter tries again at once instead of at its next backoff step.
     ///
     /// Backends that cannot observe releases return `None` (the default);
-    /// waiters then only poll with backoff. The receiver's value is opaque;
-    /// only changes matter.
-    fn release_signal(&self, name: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+    /// waiters then only poll with backoff. [`ReleaseSignals`] implements it
+    /// for releases made in this process.
+    ///
+    /// [`ReleaseSignals`]: crate::ReleaseSignals
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         let _ = name;
         None
     }

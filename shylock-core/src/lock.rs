@@ -187,16 +187,21 @@ impl AsyncLock {
     ) -> Result<Option<AsyncLockGuard>> {
         let owner = uuid::Uuid::new_v4().to_string();
         let mut backoff = Backoff::new(&options);
-        // Subscribed before the first attempt, so a release between a failed
-        // attempt and the pause is not missed.
-        let mut signal = if deadline.is_some_and(|d| d <= Instant::now()) {
+        // Registered before each attempt, so a release between a failed
+        // attempt and the pause is not missed. Without a backend signal a
+        // private one stands in that nobody notifies.
+        let signal = if deadline.is_some_and(|d| d <= Instant::now()) {
             None
         } else {
             backend.release_signal(&self.name)
-        };
+        }
+        .unwrap_or_default();
         let mut attempts: u32 = 0;
         loop {
             attempts += 1;
+            let notified = signal.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             let attempt_started = Instant::now();
             let won = {
                 let pending = PendingAttempt::new(&backend, &self.name, &owner);
@@ -228,19 +233,9 @@ impl AsyncLock {
                 }
                 wake = wake.min(deadline);
             }
-            match signal.as_mut() {
-                Some(rx) => {
-                    tokio::select! {
-                        changed = rx.changed() => {
-                            if changed.is_err() {
-                                // The backend dropped the signal: poll only.
-                                signal = None;
-                            }
-                        }
-                        _ = tokio::time::sleep_until(wake) => {}
-                    }
-                }
-                None => tokio::time::sleep_until(wake).await,
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
             }
         }
     }

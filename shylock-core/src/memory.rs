@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Lease, LockInfo};
@@ -174,7 +173,7 @@ impl Backend for MemoryBackend {
         Ok(removed.is_some_and(|e| e.live(now)))
     }
 
-    fn release_signal(&self, name: &str) -> Option<watch::Receiver<u64>> {
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.inner.signals.subscribe(name))
     }
 }

@@ -49,7 +49,7 @@ impl Backend for Faulty {
     async fn force_release(&self, name: &str) -> Result<bool> {
         self.inner.force_release(name).await
     }
-    fn release_signal(&self, name: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         if self.hide_signal {
             None
         } else {

@@ -108,8 +108,10 @@ impl MongoBackendBuilder {
     /// Whether waiters in this process learn of releases made by other
     /// processes through a change stream on the collection, so they retry at
     /// once instead of at their next backoff step. Default: `true`. One
-    /// stream per backend, opened when the first waiter waits; where change
-    /// streams are unavailable (standalone servers) waiters just poll.
+    /// stream per backend, open while waiters wait and for a few seconds
+    /// after (it holds one pooled connection then); where change streams are
+    /// unavailable
+    /// (standalone servers) waiters just poll.
     pub fn watch_releases(mut self, watch: bool) -> Self {
         self.watch_releases = watch;
         self
@@ -314,9 +316,31 @@ async fn watch_releases(collection: Collection<Document>, backend: Weak<Inner>) 
         Some(inner) => inner.watcher_ready.send_replace(true),
         None => return,
     };
+    // Rounds (of up to 1 s each) without any waiter before the stream closes.
+    const IDLE_ROUNDS: u32 = 5;
+    let mut idle_rounds = 0;
     loop {
-        if backend.strong_count() == 0 {
-            return;
+        // The stream holds a pooled connection while it waits for events:
+        // give it back once nobody in this process has waited for a few
+        // seconds. The next waiter opens a new stream.
+        match backend.upgrade() {
+            Some(inner) if inner.signals.has_subscribers() => idle_rounds = 0,
+            Some(_) if idle_rounds < IDLE_ROUNDS => idle_rounds += 1,
+            Some(inner) => {
+                inner.watcher_ready.send_replace(false);
+                inner.watcher_started.store(false, Ordering::SeqCst);
+                if inner.signals.has_subscribers() {
+                    // A waiter arrived meanwhile and may have found the
+                    // watcher still marked as running: keep going for it.
+                    if !inner.watcher_started.swap(true, Ordering::SeqCst) {
+                        inner.watcher_ready.send_replace(true);
+                        idle_rounds = 0;
+                        continue;
+                    }
+                }
+                return;
+            }
+            None => return,
         }
         match stream.next_if_any().await {
             Ok(Some(event)) => {
@@ -597,7 +621,7 @@ impl Backend for MongoBackend {
         Ok(doc.is_some_and(|d| d.get_bool("forcedLive").unwrap_or(false)))
     }
 
-    fn release_signal(&self, name: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         self.ensure_watcher();
         Some(self.inner.signals.subscribe(name))
     }

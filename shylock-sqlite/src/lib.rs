@@ -352,7 +352,7 @@ impl Backend for SqliteBackend {
         Ok(removed)
     }
 
-    fn release_signal(&self, name: &str) -> Option<tokio::sync::watch::Receiver<u64>> {
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.inner.signals.subscribe(name))
     }
 }
