@@ -109,7 +109,14 @@ fn wait_all(children: Vec<Child>, limit: Duration) {
     for mut child in children {
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                assert!(status.success(), "a worker process failed: {status}");
+                if !status.success() {
+                    let output = child.wait_with_output().unwrap();
+                    panic!(
+                        "a worker process failed: {status}\n{}{}",
+                        String::from_utf8_lossy(&output.stdout),
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
                 break;
             }
             if Instant::now() > deadline {

@@ -170,16 +170,44 @@ impl SqliteBackend {
         };
         conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
             .map_err(|e| fail("busy timeout", e))?;
+        // Several processes may open a new file at once. Switching it to WAL
+        // takes an exclusive lock, and SQLite may answer "busy" for that
+        // without waiting, so the setup steps retry busy errors themselves
+        // (within the busy timeout).
+        let deadline = std::time::Instant::now() + DEFAULT_BUSY_TIMEOUT;
+        let retry_busy = |what: &str, step: &dyn Fn() -> rusqlite::Result<()>| {
+            let mut pause = Duration::from_millis(5);
+            loop {
+                match step() {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if matches!(
+                            e.code,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        ) && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                    }
+                    other => return other.map_err(|e| fail(what, e)),
+                }
+            }
+        };
         if wal {
             // WAL lets readers (inspect) run beside a writer; NORMAL sync is
-            // durable across process crashes, which is what locks need.
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(|e| fail("journal_mode=WAL", e))?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(|e| fail("synchronous", e))?;
+            // durable across process crashes, which is what locks need. WAL
+            // is stored in the file: only its first opener switches it.
+            retry_busy("journal_mode=WAL", &|| {
+                let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    conn.pragma_update(None, "journal_mode", "WAL")?;
+                }
+                Ok(())
+            })?;
+            retry_busy("synchronous", &|| {
+                conn.pragma_update(None, "synchronous", "NORMAL")
+            })?;
         }
-        conn.execute_batch(sql::SCHEMA)
-            .map_err(|e| fail("create table", e))?;
+        retry_busy("create table", &|| conn.execute_batch(sql::SCHEMA))?;
         Ok(SqliteBackend {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
