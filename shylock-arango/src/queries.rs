@@ -3,7 +3,9 @@
 //! `@@coll` is the collection, `@key` the document key
 //! ([`document_key`](crate::document_key)), `@owner` the owner token, `@ttl`
 //! the lease in ms. Public so tests (the fake server) and tools can match
-//! the exact queries.
+//! the exact queries. `DATE_NOW()` is whole milliseconds, so a lease counts
+//! as expired only when `expiresAtMs < now` (strictly): it never ends
+//! before a full ttl after the request.
 
 /// Takes the lock if free, expired or already `@owner`'s and returns the
 /// owner, fence and expiry; returns nothing when another owner holds it.
@@ -12,12 +14,12 @@
 /// for a free lock, the loser fails with 1210 (first creation) or 1200.
 pub const ACQUIRE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
-FILTER old == null || old.owner == null || old.expiresAtMs <= now || old.owner == @owner
+FILTER old == null || old.owner == null || old.expiresAtMs < now || old.owner == @owner
 UPSERT { _key: @key }
 INSERT { _key: @key, name: @name, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 }
-UPDATE (OLD.owner == null || OLD.expiresAtMs <= now || OLD.owner == @owner)
+UPDATE (OLD.owner == null || OLD.expiresAtMs < now || OLD.owner == @owner)
   ? { owner: @owner, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000,
-      fence: (OLD.owner == @owner && OLD.expiresAtMs > now) ? OLD.fence : MAX([OLD.fence + 1, now]) }
+      fence: (OLD.owner == @owner && OLD.expiresAtMs >= now) ? OLD.fence : MAX([OLD.fence + 1, now]) }
   : {}
 IN @@coll
 RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
@@ -37,11 +39,11 @@ FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner
 
 /// The live holder, if any.
 pub const INSPECT: &str =
-    "FOR d IN @@coll FILTER d._key == @key AND d.owner != null AND d.expiresAtMs > DATE_NOW()
+    "FOR d IN @@coll FILTER d._key == @key AND d.owner != null AND d.expiresAtMs >= DATE_NOW()
   RETURN { owner: d.owner, fence: d.fence, expiresAtMs: d.expiresAtMs }";
 
 /// Clears the owner whoever it is; returns whether the lease was live.
 pub const FORCE_RELEASE: &str = "LET now = DATE_NOW()
 FOR d IN @@coll FILTER d._key == @key AND d.owner != null
   UPDATE d WITH { owner: null, expiresAtMs: now, expiresAt: now / 1000 } IN @@coll OPTIONS { keepNull: false }
-  RETURN OLD.expiresAtMs > now";
+  RETURN OLD.expiresAtMs >= now";

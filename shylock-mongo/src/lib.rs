@@ -375,6 +375,9 @@ fn expires_ms() -> Bson {
     ms(doc! { "$ifNull": ["$expiresAt", 0_i64] })
 }
 
+/// `$$NOW` in ms. It is truncated to the millisecond, so a lease counts as
+/// expired only when `expiresAt < now` (strictly): stored as
+/// `now + ttl`, it then never ends before a full ttl after the request.
 fn now_ms() -> Bson {
     ms("$$NOW")
 }
@@ -390,12 +393,12 @@ pub fn acquire_pipeline(owner: &str, ttl_ms: i64) -> Vec<Document> {
     let owner = doc! { "$literal": owner };
     let free = doc! { "$or": [
         { "$eq": [{ "$ifNull": ["$owner", Bson::Null] }, Bson::Null] },
-        { "$lte": [expires_ms(), now_ms()] },
+        { "$lt": [expires_ms(), now_ms()] },
         { "$eq": ["$owner", owner.clone()] },
     ]};
     let ours_and_live = doc! { "$and": [
         { "$eq": ["$owner", owner.clone()] },
-        { "$gt": [expires_ms(), now_ms()] },
+        { "$gte": [expires_ms(), now_ms()] },
     ]};
     let next_fence = doc! { "$max": [
         { "$add": [{ "$ifNull": ["$fence", 0_i64] }, 1_i64] },
@@ -576,7 +579,7 @@ impl Backend for MongoBackend {
                 .find_one(doc! {
                     "_id": name,
                     "owner": { "$type": "string" },
-                    "$expr": { "$gt": [expires_ms(), now_ms()] },
+                    "$expr": { "$gte": [expires_ms(), now_ms()] },
                 })
                 .projection(doc! { "_id": 0, "owner": 1, "expiresAt": 1, "fence": 1 })
         })
@@ -606,7 +609,7 @@ impl Backend for MongoBackend {
                     doc! { "_id": name, "owner": { "$type": "string" } },
                     vec![
                         doc! { "$set": {
-                            "forcedLive": { "$gt": [expires_ms(), now_ms()] },
+                            "forcedLive": { "$gte": [expires_ms(), now_ms()] },
                             "expiresAt": "$$NOW",
                         }},
                         doc! { "$unset": "owner" },

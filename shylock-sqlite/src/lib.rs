@@ -49,6 +49,10 @@ const BACKEND: &str = "sqlite";
 
 /// The statements the backend runs, public so benchmarks can replay the
 /// same database work without the library. Not a stable API.
+///
+/// Times are whole milliseconds, truncated, so a lease stored as
+/// `now + ttl` expires only once the clock is strictly past it: it never
+/// ends before a full ttl after the request.
 #[doc(hidden)]
 pub mod sql {
     /// Takes the lock if free, expired or ours (?1 name, ?2 owner, ?3 new
@@ -56,11 +60,11 @@ pub mod sql {
     pub const ACQUIRE: &str = "INSERT INTO shylock_locks (name, owner, expires_at_ms, fence)
          VALUES (?1, ?2, ?3, 1)
          ON CONFLICT (name) DO UPDATE SET
-             fence = CASE WHEN owner = ?2 AND expires_at_ms > ?4
+             fence = CASE WHEN owner = ?2 AND expires_at_ms >= ?4
                           THEN fence ELSE fence + 1 END,
              owner = ?2,
              expires_at_ms = ?3
-         WHERE owner IS NULL OR expires_at_ms <= ?4 OR owner = ?2
+         WHERE owner IS NULL OR expires_at_ms < ?4 OR owner = ?2
          RETURNING fence";
     /// Frees the lock if ?2 owns it.
     pub const RELEASE: &str = "UPDATE shylock_locks SET owner = NULL, expires_at_ms = 0
@@ -336,7 +340,7 @@ impl Backend for SqliteBackend {
         self.with_conn("inspect", move |conn| {
             conn.query_row(
                 "SELECT owner, expires_at_ms, fence FROM shylock_locks
-                 WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms > ?2",
+                 WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms >= ?2",
                 params![name.as_bytes(), now_ms()],
                 |row| {
                     let owner: String = row.get(0)?;
@@ -363,7 +367,7 @@ impl Backend for SqliteBackend {
                 let live: Option<i64> = tx
                     .query_row(
                         "SELECT 1 FROM shylock_locks
-                         WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms > ?2",
+                         WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms >= ?2",
                         params![owned.as_bytes(), now_ms()],
                         |row| row.get(0),
                     )

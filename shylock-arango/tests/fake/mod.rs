@@ -488,7 +488,7 @@ async fn cursor(
         let now = now_ms(&inner);
         let result = seen
             .map(|(_, d)| d)
-            .filter(|d| owner_of(d).is_some() && num(d, "expiresAtMs") > now)
+            .filter(|d| owner_of(d).is_some() && num(d, "expiresAtMs") >= now)
             .map(|d| vec![projection(&d)])
             .unwrap_or_default();
         return cursor_result(result, 0);
@@ -500,7 +500,7 @@ async fn cursor(
         let now = now_ms(&inner);
         if let Some((_, d)) = &seen {
             let held_by_other = owner_of(d).is_some_and(|o| Some(o) != owner.as_deref());
-            if held_by_other && num(d, "expiresAtMs") > now {
+            if held_by_other && num(d, "expiresAtMs") >= now {
                 return cursor_result(vec![], 0);
             }
         }
@@ -556,7 +556,7 @@ async fn cursor(
                         || old_exp <= now
                         || old_owner.as_deref() == Some(owner);
                     if free {
-                        let keep = old_owner.as_deref() == Some(owner) && old_exp > now;
+                        let keep = old_owner.as_deref() == Some(owner) && old_exp >= now;
                         let fence = if keep {
                             num(&d, "fence")
                         } else {
@@ -589,7 +589,7 @@ async fn cursor(
                 if owner_of(&d).is_some()
                     && (q == queries::FORCE_RELEASE || owner_of(&d) == owner_var) =>
             {
-                let live = num(&d, "expiresAtMs") > now;
+                let live = num(&d, "expiresAtMs") >= now;
                 d.remove("owner");
                 d.insert("expiresAtMs".into(), json!(now));
                 d.insert("expiresAt".into(), json!(now as f64 / 1000.0));
