@@ -243,6 +243,6 @@ pub fn system_time_from_millis(ms: i64) -> SystemTime {
 /// Converts a [`Duration`] to whole milliseconds for a database, rounding up
 /// so a lease is never shorter than asked.
 pub fn duration_to_millis(d: Duration) -> i64 {
-    let ms = d.as_millis() + u128::from(d.subsec_nanos() % 1_000_000 != 0);
+    let ms = d.as_millis() + u128::from(!d.subsec_nanos().is_multiple_of(1_000_000));
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
