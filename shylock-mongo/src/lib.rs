@@ -469,22 +469,14 @@ where
         match op().await {
             Err(e) if is_rate_limited(&e) && attempt < 6 => {
                 tracing::debug!(attempt, "mongodb rate limited (16500); retrying");
-                tokio::time::sleep(pause + Duration::from_millis(fastrand_ms(pause))).await;
+                let jitter = fastrand::u64(0..pause.as_millis() as u64);
+                tokio::time::sleep(pause + Duration::from_millis(jitter)).await;
                 pause *= 2;
                 attempt += 1;
             }
             other => return other,
         }
     }
-}
-
-fn fastrand_ms(pause: Duration) -> u64 {
-    // Cheap jitter without another dependency: the clock's low bits.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    u64::from(nanos) % (pause.as_millis() as u64).max(1)
 }
 
 fn mongo_error(what: &str, error: mongodb::error::Error) -> Error {
