@@ -17,8 +17,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shylock::core::testkit::CountingBackend;
-use shylock::{AsyncLock, Backend, LockOptions, SharedBackend};
+use shylock::backend::{Backend, Deadline};
+use shylock::{AsyncLock, LockOptions, SharedBackend};
+use shylock_core::testkit::CountingBackend;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Kind {
@@ -266,12 +267,13 @@ async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
             let start = Instant::now();
             for _ in 0..n {
                 let t = Instant::now();
-                let lease = backend
-                    .acquire("bench/raw", owner, ttl)
+                let deadline = Deadline::after(Duration::from_secs(10));
+                backend
+                    .claim("bench/raw", owner, ttl, deadline)
                     .await
                     .unwrap()
                     .unwrap();
-                backend.release(&lease).await.unwrap();
+                backend.release("bench/raw", owner, deadline).await.unwrap();
                 samples.push(t.elapsed());
             }
             stats(samples, start.elapsed())
@@ -297,7 +299,7 @@ async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                 let n = now();
                 let _fence: i64 = tx
                     .query_row(
-                        shylock::sqlite::sql::ACQUIRE,
+                        shylock::sqlite::queries::ACQUIRE,
                         params![b"bench/raw".as_slice(), owner, n + 30_000, n],
                         |r| r.get(0),
                     )
@@ -307,7 +309,7 @@ async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .unwrap();
                 tx.execute(
-                    shylock::sqlite::sql::RELEASE,
+                    shylock::sqlite::queries::RELEASE,
                     params![b"bench/raw".as_slice(), owner],
                 )
                 .unwrap();
@@ -445,10 +447,10 @@ async fn waiter_load(s: &Setup, waiters: usize, hold: Duration) -> (f64, Option<
         .collect();
     // Let the waiters reach their steady backoff before counting.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let a0 = counting.acquires.load(Ordering::SeqCst);
+    let a0 = counting.claim_count();
     let c0 = (s.commands)();
     tokio::time::sleep(hold).await;
-    let attempts = (counting.acquires.load(Ordering::SeqCst) - a0) as f64 / hold.as_secs_f64();
+    let attempts = (counting.claim_count() - a0) as f64 / hold.as_secs_f64();
     let commands = c0.and_then(|c0| (s.commands)().map(|c1| (c1 - c0) as f64 / hold.as_secs_f64()));
     holder.release().await.unwrap();
     for t in tasks {

@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shylock::core::testkit::{check_hold_log, parse_hold_line, HoldEvent, HoldKind, HoldLog};
 use shylock::{AsyncLock, Lock, LockOptions, SqliteBackend};
+use shylock_core::testkit::{check_hold_log, parse_hold_line, HoldEvent, HoldKind, HoldLog};
 
 const LOCK_NAME: &str = "quickstart/nightly-report";
 const VICTIM: &str = "w1";

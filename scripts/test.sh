@@ -4,8 +4,13 @@
 # Starts the test servers it can: a MongoDB wire-protocol server
 # (SecantusDB, from PyPI, installed once into a cached virtualenv) on a free
 # loopback port, exported as MONGODB_URI for the MongoDB suites. If
-# MONGODB_URI is already set, that server is used instead. Prints which
-# suites ran against a real server and which were skipped, and why.
+# MONGODB_URI is already set, that server is used instead; with neither and
+# a reachable Docker engine, `docker compose` starts MongoDB and ArangoDB.
+#
+# Suites that need a server are `#[ignore = "needs ..."]`: the first cargo
+# run reports them as ignored, and this script runs them with `--ignored`
+# for each server that is there. Prints which suites ran and which were
+# skipped, and why.
 #
 #   scripts/test.sh              # all tests
 #   scripts/test.sh -- NAME      # extra arguments go to `cargo test`
@@ -21,6 +26,9 @@ cache="${SHYLOCK_TEST_CACHE:-$HOME/.cache/shylock}"
 secantus_version="0.7.0b3"
 server_pid=""
 cleanup() {
+    if [ -n "${compose_started:-}" ]; then
+        docker compose down >/dev/null 2>&1 || true
+    fi
     if [ -n "$server_pid" ]; then
         kill "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
@@ -74,13 +82,27 @@ start_mongo() {
     echo "== MongoDB suites: SecantusDB $secantus_version at $MONGODB_URI (fault injection on)"
 }
 
+compose_started=""
+start_compose() {
+    # Real servers in containers, for contributors with Docker.
+    command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 || return 1
+    echo "== starting MongoDB and ArangoDB with docker compose"
+    docker compose up -d --wait mongo arangodb || return 1
+    compose_started=1
+    export MONGODB_URI="mongodb://127.0.0.1:27017/?directConnection=true"
+    export ARANGO_URL="http://127.0.0.1:8529" ARANGO_PASSWORD="${ARANGO_PASSWORD:-shylock}"
+}
+
+if [ -z "${MONGODB_URI:-}" ] && [ -z "${ARANGO_URL:-}" ] && [ "${SHYLOCK_NO_SERVERS:-}" != "1" ]; then
+    start_compose || echo "== no Docker engine reachable: real servers come from SecantusDB only"
+fi
+
 if [ -n "${MONGODB_URI:-}" ]; then
-    echo "== MongoDB suites: using MONGODB_URI from the environment"
-    export SHYLOCK_REQUIRE_MONGO=1
+    echo "== MongoDB suites: using MONGODB_URI ($MONGODB_URI)"
 elif [ "${SHYLOCK_NO_SERVERS:-}" = "1" ]; then
     echo "== MongoDB suites: SKIPPED (SHYLOCK_NO_SERVERS=1)"
 elif start_mongo; then
-    export SHYLOCK_REQUIRE_MONGO=1
+    :
 else
     if [ "${CI:-}" = "true" ]; then
         echo "error: could not install or start the MongoDB test server; CI must run the MongoDB suites" >&2
@@ -96,3 +118,13 @@ else
 fi
 
 cargo test --workspace --all-features "$@"
+
+if [ -n "${MONGODB_URI:-}" ]; then
+    echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
+    cargo test --all-features -p shylock-mongo "$@" -- --ignored
+    cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
+fi
+if [ -n "${ARANGO_URL:-}" ]; then
+    echo "== ArangoDB real-server suite (ignored above): running with --ignored against $ARANGO_URL"
+    cargo test --all-features -p shylock-arango --test real_server "$@" -- --ignored
+fi

@@ -35,45 +35,56 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use shylock_core::{
-    configure, configure_with, default_backend, is_configured, AsyncLock, AsyncLockGuard, Backend,
-    Error, Lease, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, Renewal, Result,
-    SharedBackend,
+    background_runtime, block_on, configure, configure_with, default_backend, is_configured,
+    AsyncLock, AsyncLockGuard, Error, ErrorKind, Lock, LockGuard, LockInfo, LockOptions,
+    MemoryBackend, Renewal, Result, SharedBackend, DEFAULT_OPERATION_TIMEOUT, MAX_TTL,
 };
 
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use shylock_sqlite::SqliteBackend;
 
 /// The embedded SQLite backend (feature `sqlite`).
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub mod sqlite {
     pub use shylock_sqlite::*;
 }
 
 #[cfg(feature = "mongo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
 pub use shylock_mongo::MongoBackend;
 
 /// The MongoDB backend (feature `mongo`), with the driver re-exported as
 /// `shylock::mongo::mongodb`.
 #[cfg(feature = "mongo")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mongo")))]
 pub mod mongo {
     pub use shylock_mongo::*;
 }
 
 #[cfg(feature = "arango")]
+#[cfg_attr(docsrs, doc(cfg(feature = "arango")))]
 pub use shylock_arango::ArangoBackend;
 
 /// The ArangoDB backend (feature `arango`).
 #[cfg(feature = "arango")]
+#[cfg_attr(docsrs, doc(cfg(feature = "arango")))]
 pub mod arango {
     pub use shylock_arango::*;
 }
 
-/// Everything backend authors need: the trait, helpers and (feature
-/// `testkit` of shylock-core) the conformance suite.
-pub mod core {
-    pub use shylock_core::*;
+/// For backend authors: the [`Backend`](backend::Backend) trait, what its
+/// operations return, time helpers and release signals; with feature
+/// `testkit`, the conformance suite as `shylock::backend::testkit`.
+pub mod backend {
+    pub use shylock_core::backend::*;
+
+    #[cfg(feature = "testkit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+    pub use shylock_core::testkit;
 }

@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use shylock::core::testkit::{check_hold_log, read_hold_log, unique_name, HoldKind, HoldLog};
 use shylock::{AsyncLock, LockOptions, SharedBackend};
+use shylock_core::testkit::{
+    check_hold_log, read_hold_log, required_env, unique_name, unique_store_name, HoldKind, HoldLog,
+};
 
 /// Builds the backend named by `spec` (`sqlite:<path>` or `mongo:<uri>|<db>`).
 async fn backend_from_spec(spec: &str) -> SharedBackend {
@@ -211,35 +213,24 @@ async fn sqlite_killed_holder_frees_after_ttl() {
     killed_holder_frees_after_ttl(spec, &dir).await;
 }
 
-/// `mongo:<uri>|<db>` for a fresh database, or `None` (with the reason
-/// printed) when no server is configured.
+/// `mongo:<uri>|<db>` for a fresh database; panics when no server is
+/// configured (these tests are `#[ignore]`d and run only when one is).
 #[cfg(feature = "mongo")]
-fn mongo_spec() -> Option<String> {
-    let Ok(uri) = std::env::var("MONGODB_URI") else {
-        assert!(
-            std::env::var("SHYLOCK_REQUIRE_MONGO").is_err(),
-            "SHYLOCK_REQUIRE_MONGO is set but MONGODB_URI is not"
-        );
-        eprintln!("SKIPPED: MongoDB multi-process test: MONGODB_URI is not set");
-        return None;
-    };
-    let db = format!(
-        "shylock_mp_{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    Some(format!("mongo:{uri}|{db}"))
+fn mongo_spec() -> String {
+    let uri = required_env("MONGODB_URI");
+    format!("mongo:{uri}|{}", unique_store_name("shylock_mp"))
 }
 
 #[cfg(feature = "mongo")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
 async fn mongo_processes_never_overlap() {
-    let Some(spec) = mongo_spec() else { return };
-    processes_never_overlap(spec, &temp_dir()).await;
+    processes_never_overlap(mongo_spec(), &temp_dir()).await;
 }
 
 #[cfg(feature = "mongo")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
 async fn mongo_killed_holder_frees_after_ttl() {
-    let Some(spec) = mongo_spec() else { return };
-    killed_holder_frees_after_ttl(spec, &temp_dir()).await;
+    killed_holder_frees_after_ttl(mongo_spec(), &temp_dir()).await;
 }

@@ -1,8 +1,9 @@
 //! The AQL the backend sends, with bind variables only.
 //!
 //! `@@coll` is the collection, `@key` the document key
-//! ([`document_key`](crate::document_key)), `@owner` the owner token, `@ttl`
-//! the lease in ms. Public so tests (the fake server) and tools can match
+//! ([`document_key`](crate::document_key)), `@sortKey` the name's sort key
+//! ([`sort_key`](crate::sort_key)), `@owner` the owner token, `@ttl` the
+//! lease in ms. Public so tests (the fake server) and tools can match
 //! the exact queries. `DATE_NOW()` is whole milliseconds, so a lease counts
 //! as expired only when `expiresAtMs < now` (strictly): it never ends
 //! before a full ttl after the request.
@@ -16,17 +17,17 @@ pub const ACQUIRE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 FILTER old == null || old.owner == null || old.expiresAtMs < now || old.owner == @owner
 UPSERT { _key: @key }
-INSERT { _key: @key, name: @name, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 }
+INSERT { _key: @key, name: @name, sortKey: @sortKey, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 }
 UPDATE (OLD.owner == null || OLD.expiresAtMs < now || OLD.owner == @owner)
-  ? { owner: @owner, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000,
+  ? { name: @name, sortKey: @sortKey, owner: @owner, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000,
       fence: (OLD.owner == @owner && OLD.expiresAtMs >= now) ? OLD.fence : MAX([OLD.fence + 1, now]) }
   : {}
 IN @@coll
 RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
 
-/// Pushes the expiry if `@owner` still holds the lock.
+/// Pushes the expiry if `@owner` still holds a live lease.
 pub const EXTEND: &str = "LET now = DATE_NOW()
-FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner
+FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner AND d.expiresAtMs >= now
   UPDATE d WITH { expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 } IN @@coll
   RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
 
@@ -47,3 +48,14 @@ pub const FORCE_RELEASE: &str = "LET now = DATE_NOW()
 FOR d IN @@coll FILTER d._key == @key AND d.owner != null
   UPDATE d WITH { owner: null, expiresAtMs: now, expiresAt: now / 1000 } IN @@coll OPTIONS { keepNull: false }
   RETURN OLD.expiresAtMs >= now";
+
+/// One page of live holders whose `sortKey` starts with `@prefix` (the hex
+/// of the name prefix) and sorts after `@after` (the hex of the last name
+/// of the previous page, or ""), at most `@limit`, in byte order of names.
+pub const LIST: &str = "LET now = DATE_NOW()
+FOR d IN @@coll
+  FILTER STARTS_WITH(d.sortKey, @prefix) AND d.sortKey > @after
+    AND d.owner != null AND d.expiresAtMs >= now
+  SORT d.sortKey
+  LIMIT @limit
+  RETURN { name: d.name, owner: d.owner, fence: d.fence, expiresAtMs: d.expiresAtMs }";

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use fake::{FakeArango, Fault};
 use shylock_arango::{queries, ArangoBackend};
-use shylock_core::{AsyncLock, Backend, Error, SharedBackend};
+use shylock_core::backend::Backend;
+use shylock_core::testkit::op_deadline;
+use shylock_core::{AsyncLock, Error, ErrorKind, SharedBackend};
 
 async fn backend_on(fake: &FakeArango) -> ArangoBackend {
     ArangoBackend::builder(fake.url())
@@ -22,9 +24,9 @@ async fn backend_on(fake: &FakeArango) -> ArangoBackend {
         .expect("setup against the fake server")
 }
 
-async fn fake_backend() -> Option<SharedBackend> {
+async fn fake_backend() -> SharedBackend {
     let fake = FakeArango::start().await;
-    Some(backend_on(&fake).await.into())
+    backend_on(&fake).await.into()
 }
 
 shylock_core::conformance_tests!(fake_backend());
@@ -121,7 +123,7 @@ async fn unique_violation_and_conflict_on_acquire_mean_held() {
             message: "injected",
         });
         let got = backend
-            .acquire("race", "me", Duration::from_secs(5))
+            .claim("race", "me", Duration::from_secs(5), op_deadline())
             .await
             .unwrap();
         assert!(got.is_none(), "{num} must mean held, not an error");
@@ -132,8 +134,8 @@ async fn unique_violation_and_conflict_on_acquire_mean_held() {
 async fn a_write_conflict_on_release_is_retried() {
     let fake = FakeArango::start().await;
     let backend = backend_on(&fake).await;
-    let lease = backend
-        .acquire("conflict", "me", Duration::from_secs(30))
+    backend
+        .claim("conflict", "me", Duration::from_secs(30), op_deadline())
         .await
         .unwrap()
         .unwrap();
@@ -143,8 +145,15 @@ async fn a_write_conflict_on_release_is_retried() {
         error_num: 1200,
         message: "conflict",
     });
-    assert!(backend.release(&lease).await.unwrap());
-    assert!(backend.inspect("conflict").await.unwrap().is_none());
+    assert!(backend
+        .release("conflict", "me", op_deadline())
+        .await
+        .unwrap());
+    assert!(backend
+        .inspect("conflict", op_deadline())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 #[tokio::test]
@@ -157,7 +166,7 @@ async fn other_server_errors_are_backend_errors_with_source() {
         error_num: 503,
         message: "service unavailable",
     });
-    let err = backend.inspect("x").await.unwrap_err();
+    let err = backend.inspect("x", op_deadline()).await.unwrap_err();
     assert!(matches!(
         err,
         Error::Backend {
@@ -165,6 +174,8 @@ async fn other_server_errors_are_backend_errors_with_source() {
             ..
         }
     ));
+    assert_eq!(err.kind(), Some(ErrorKind::Unavailable));
+    assert!(err.is_transient());
     assert!(std::error::Error::source(&err)
         .unwrap()
         .to_string()
@@ -183,6 +194,7 @@ async fn documents_have_the_documented_shape_and_keep_their_fence() {
     assert_eq!(doc["_key"], shylock_arango::document_key("orders/42 🔒"));
     assert_eq!(doc["name"], "orders/42 🔒");
     assert_eq!(doc["owner"], guard.owner());
+    assert_eq!(doc["sortKey"], shylock_arango::sort_key("orders/42 🔒"));
     assert!(
         doc["expiresAt"].as_f64().unwrap() > 1e9,
         "expiresAt is in seconds"

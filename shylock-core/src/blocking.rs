@@ -6,55 +6,27 @@
 //! works from plain threads, from `tokio::task::spawn_blocking`, and never
 //! nests one runtime inside another. Renewal of blocking guards runs there
 //! too, so the caller needs no runtime at all.
+//!
+//! Called from async code (inside a tokio task), a blocking method neither
+//! panics nor deadlocks, but it blocks the worker thread it runs on for the
+//! whole wait, stalling every other task of that thread (all of them on a
+//! `current_thread` runtime). From async code use [`AsyncLock`], or wrap
+//! the call in `tokio::task::spawn_blocking`.
 
-use std::future::Future;
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use crate::backend::{LockInfo, SharedBackend};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::guard::AsyncLockGuard;
 use crate::lock::AsyncLock;
 use crate::options::LockOptions;
-
-static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-
-fn runtime() -> Result<&'static tokio::runtime::Runtime> {
-    if let Some(rt) = RUNTIME.get() {
-        return Ok(rt);
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("shylock-runtime")
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
-    // If another thread won the race its runtime is kept and ours dropped
-    // (we are not inside any runtime here, so dropping it is fine).
-    let _ = RUNTIME.set(rt);
-    RUNTIME
-        .get()
-        .ok_or_else(|| Error::Runtime(std::io::Error::other("runtime vanished")))
-}
-
-/// Runs `fut` on the background runtime and blocks the calling thread until
-/// it finishes.
-fn run<T: Send + 'static>(fut: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    runtime()?.spawn(async move {
-        let _ = tx.send(fut.await);
-    });
-    match rx.recv() {
-        Ok(result) => result,
-        Err(_) => Err(Error::Runtime(std::io::Error::other(
-            "a lock operation on the background runtime panicked",
-        ))),
-    }
-}
+use crate::runtime::run;
 
 /// A named distributed lock for blocking (non-async) code.
 ///
 /// The same lock as [`AsyncLock`] with the same methods, minus `.await`.
+/// Each call blocks the calling thread until it is done; see the module
+/// docs for what that means inside async code.
 ///
 /// # Examples
 ///
@@ -108,42 +80,47 @@ impl Lock {
     /// Blocks until the lock is ours (see [`AsyncLock::acquire`]).
     pub fn acquire(&self) -> Result<LockGuard> {
         let lock = self.inner.clone();
-        run(async move { lock.acquire().await }).map(LockGuard::new)
+        run("acquire", async move { lock.acquire().await }).map(LockGuard::new)
     }
 
     /// One attempt, never waits (see [`AsyncLock::try_acquire`]).
     pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
         let lock = self.inner.clone();
-        Ok(run(async move { lock.try_acquire().await })?.map(LockGuard::new))
+        Ok(run("try_acquire", async move { lock.try_acquire().await })?.map(LockGuard::new))
     }
 
     /// Waits at most `timeout`; `None` when it timed out.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard>> {
         let lock = self.inner.clone();
-        Ok(run(async move { lock.acquire_timeout(timeout).await })?.map(LockGuard::new))
+        Ok(run("acquire_timeout", async move {
+            lock.acquire_timeout(timeout).await
+        })?
+        .map(LockGuard::new))
     }
 
     /// True when anyone holds the lock.
     pub fn is_locked(&self) -> Result<bool> {
         let lock = self.inner.clone();
-        run(async move { lock.is_locked().await })
+        run("is_locked", async move { lock.is_locked().await })
     }
 
     /// The current holder, or `None` when the lock is free.
     pub fn inspect(&self) -> Result<Option<LockInfo>> {
         let lock = self.inner.clone();
-        run(async move { lock.inspect().await })
+        run("inspect", async move { lock.inspect().await })
     }
 
     /// Removes the lock whoever holds it (see [`AsyncLock::force_release`]).
     pub fn force_release(&self) -> Result<bool> {
         let lock = self.inner.clone();
-        run(async move { lock.force_release().await })
+        run("force_release", async move { lock.force_release().await })
     }
 }
 
 /// A held blocking lock; dropping it releases the lock before `drop`
-/// returns.
+/// returns: one round trip to the database (bounded by the operation
+/// timeout), so a drop blocks the thread that long. Errors of that release
+/// are logged; call [`release`](Self::release) to see them.
 ///
 /// # Examples
 ///
@@ -159,6 +136,7 @@ impl Lock {
 /// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 #[derive(Debug)]
 pub struct LockGuard {
     inner: Option<AsyncLockGuard>,
@@ -213,13 +191,13 @@ impl LockGuard {
 
     /// Pushes the expiry to now + `ttl` (see [`AsyncLockGuard::extend`]).
     pub fn extend(&self, ttl: Duration) -> Result<()> {
-        run(self.guard().extend_owned(ttl))
+        run("extend", self.guard().extend_owned(ttl))
     }
 
     /// Frees the lock (see [`AsyncLockGuard::release`]).
     pub fn release(mut self) -> Result<()> {
         match self.inner.take() {
-            Some(guard) => run(guard.release()),
+            Some(guard) => run("release", guard.release()),
             None => Ok(()),
         }
     }
@@ -229,7 +207,7 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         if let Some(guard) = self.inner.take() {
             let name = guard.name().to_owned();
-            if let Err(error) = run(guard.release()) {
+            if let Err(error) = run("release", guard.release()) {
                 tracing::warn!(lock = %name, %error, "release of a blocking lock on drop failed");
             }
         }

@@ -85,11 +85,13 @@ pub enum Error {
         name: String,
     },
 
-    /// The database failed or could not be reached.
-    #[error("{backend} backend error: {message}")]
+    /// The database failed, could not be reached or did not answer in time.
+    #[error("{backend} backend error ({kind}): {message}")]
     Backend {
         /// Which backend reported the error (`"mongodb"`, `"sqlite"`, ...).
         backend: &'static str,
+        /// What kind of failure it was; decides [`Error::is_transient`].
+        kind: ErrorKind,
         /// What failed and what to check.
         message: String,
         /// The driver's own error.
@@ -101,27 +103,108 @@ pub enum Error {
     /// could not be started.
     #[error("could not start shylock's background runtime for blocking locks: {0}; use AsyncLock from your own runtime instead")]
     Runtime(#[source] std::io::Error),
+
+    /// An operation panicked inside shylock's background runtime (a bug in
+    /// shylock or in a backend). A lock it may have taken expires by its ttl.
+    #[error(
+        "the {operation} operation panicked on shylock's background runtime; this is a bug in \
+         shylock or in the backend, please report it with the log; a lock it may have taken \
+         expires by its ttl"
+    )]
+    Panicked {
+        /// Which operation panicked (`"acquire"`, `"release"`, ...).
+        operation: &'static str,
+    },
+}
+
+/// What kind of failure an [`Error::Backend`] is, so callers can decide
+/// without parsing messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The database could not be reached, refused the connection, is
+    /// failing over or asked to slow down. A later attempt may succeed.
+    Unavailable,
+    /// The database did not answer within the operation's deadline. The
+    /// operation may or may not have taken effect.
+    TimedOut,
+    /// The database refused the credentials or the user may not do this.
+    Unauthenticated,
+    /// A lock record has a shape this backend does not write (wrong types,
+    /// missing fields): another program wrote it, or it was edited by hand.
+    CorruptRecord,
+    /// The backend is set up wrongly: a bad URI, a missing database or
+    /// collection, an index with other options, an unsupported server.
+    Misconfigured,
+    /// Anything else the database reported.
+    Other,
+}
+
+impl ErrorKind {
+    /// True for the kinds a retry can fix: [`Unavailable`](Self::Unavailable)
+    /// and [`TimedOut`](Self::TimedOut).
+    pub fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Unavailable | ErrorKind::TimedOut)
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::TimedOut => "timed out",
+            ErrorKind::Unauthenticated => "unauthenticated",
+            ErrorKind::CorruptRecord => "corrupt record",
+            ErrorKind::Misconfigured => "misconfigured",
+            ErrorKind::Other => "other",
+        })
+    }
 }
 
 impl Error {
     /// Builds an [`Error::Backend`] with the driver error as its source.
     pub fn backend(
         backend: &'static str,
+        kind: ErrorKind,
         message: impl Into<String>,
         source: impl Into<BoxError>,
     ) -> Self {
         Error::Backend {
             backend,
+            kind,
             message: message.into(),
             source: Some(source.into()),
         }
     }
 
     /// Builds an [`Error::Backend`] that has no underlying driver error.
-    pub fn backend_msg(backend: &'static str, message: impl Into<String>) -> Self {
+    pub fn backend_msg(backend: &'static str, kind: ErrorKind, message: impl Into<String>) -> Self {
         Error::Backend {
             backend,
+            kind,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// The kind of a backend error; `None` for the other variants.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            Error::Backend { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// The error the core reports when an operation passed its deadline.
+    pub(crate) fn timed_out(operation: &str, after: Duration) -> Self {
+        Error::Backend {
+            backend: "shylock",
+            kind: ErrorKind::TimedOut,
+            message: format!(
+                "{operation} got no answer from the database within {after:?}; check that the \
+                 database is up and reachable (network, load, failover), or raise \
+                 LockOptions::operation_timeout"
+            ),
             source: None,
         }
     }
@@ -132,9 +215,24 @@ impl Error {
         }
     }
 
-    /// True for errors that a later attempt may not hit again (backend
-    /// errors); false for errors in the caller's input or state.
+    /// True for errors that a later attempt may not hit again: backend
+    /// errors of a transient [`ErrorKind`] (unavailable, timed out). False
+    /// for errors in the caller's input, setup or state.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Backend { .. })
+        self.kind().is_some_and(ErrorKind::is_transient)
+    }
+}
+
+/// Runs one backend operation, bounded by `deadline`: past it the future is
+/// dropped and the result is a [`ErrorKind::TimedOut`] error.
+pub(crate) async fn bounded<T>(
+    operation: &str,
+    deadline: crate::backend::Deadline,
+    fut: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    let budget = deadline.remaining();
+    match tokio::time::timeout_at(deadline.instant(), fut).await {
+        Ok(result) => result,
+        Err(_) => Err(Error::timed_out(operation, budget)),
     }
 }

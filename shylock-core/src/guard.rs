@@ -7,8 +7,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::backend::{Lease, SharedBackend};
-use crate::error::{Error, Result};
+use crate::backend::{Deadline, Grant, SharedBackend};
+use crate::error::{bounded, Error, Result};
 use crate::options::{validate_ttl, Backoff, LockOptions};
 
 /// A held lock. Releasing it (or dropping it) frees the lock.
@@ -44,6 +44,7 @@ use crate::options::{validate_ttl, Backoff, LockOptions};
 /// # }
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 pub struct AsyncLockGuard {
     shared: Arc<Shared>,
     backend: SharedBackend,
@@ -55,14 +56,22 @@ pub struct AsyncLockGuard {
 /// State shared by a guard and its renewal task.
 struct Shared {
     name: String,
+    owner: String,
     fencing_token: u64,
+    operation_timeout: Duration,
     state: Mutex<LeaseState>,
     lost: watch::Sender<bool>,
+    /// Notified when `extend()` changed the lease, so renewal can pick up a
+    /// shorter ttl at once.
+    extended: tokio::sync::Notify,
 }
 
+#[derive(Clone, Copy)]
 struct LeaseState {
-    lease: Lease,
+    expires_at: SystemTime,
     ttl: Duration,
+    /// Start of the request that set the current expiry.
+    set_at: Instant,
     /// Local instant by which the lease has surely expired on the server:
     /// the start of the request that set it plus its ttl.
     deadline: Instant,
@@ -73,15 +82,15 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn snapshot(&self) -> (Lease, Duration, Instant) {
-        let s = self.state();
-        (s.lease.clone(), s.ttl, s.deadline)
+    fn snapshot(&self) -> LeaseState {
+        *self.state()
     }
 
-    fn update(&self, lease: Lease, ttl: Duration, request_started: Instant) {
+    fn update(&self, expires_at: SystemTime, ttl: Duration, request_started: Instant) {
         let mut s = self.state();
-        s.lease = lease;
+        s.expires_at = expires_at;
         s.ttl = ttl;
+        s.set_at = request_started;
         s.deadline = request_started + ttl;
     }
 
@@ -114,24 +123,52 @@ impl Shared {
             );
         }
     }
+
+    /// One bounded extend; the new expiry, or `None` when no longer ours.
+    async fn extend(&self, backend: &SharedBackend, ttl: Duration) -> Result<Option<SystemTime>> {
+        let deadline = Deadline::after(self.operation_timeout);
+        bounded(
+            "extend",
+            deadline,
+            backend.extend(&self.name, &self.owner, ttl, deadline),
+        )
+        .await
+    }
+
+    /// One bounded release; whether the lock was still ours.
+    async fn release(&self, backend: &SharedBackend) -> Result<bool> {
+        let deadline = Deadline::after(self.operation_timeout);
+        bounded(
+            "release",
+            deadline,
+            backend.release(&self.name, &self.owner, deadline),
+        )
+        .await
+    }
 }
 
 impl AsyncLockGuard {
     pub(crate) fn start(
         backend: SharedBackend,
-        lease: Lease,
+        name: String,
+        owner: String,
+        grant: Grant,
         options: LockOptions,
         request_started: Instant,
     ) -> Self {
         let shared = Arc::new(Shared {
-            name: lease.name().to_owned(),
-            fencing_token: lease.fencing_token(),
+            name,
+            owner,
+            fencing_token: grant.fencing_token,
+            operation_timeout: options.operation_timeout,
             state: Mutex::new(LeaseState {
-                lease,
+                expires_at: grant.expires_at,
                 ttl: options.ttl,
+                set_at: request_started,
                 deadline: request_started + options.ttl,
             }),
             lost: watch::channel(false).0,
+            extended: tokio::sync::Notify::new(),
         });
         let runtime = tokio::runtime::Handle::try_current().ok();
         let renewal = match (options.renewal_interval(), &runtime) {
@@ -162,14 +199,14 @@ impl AsyncLockGuard {
     }
 
     /// The owner token of this lease (unique per acquisition).
-    pub fn owner(&self) -> String {
-        self.shared.state().lease.owner().to_owned()
+    pub fn owner(&self) -> &str {
+        &self.shared.owner
     }
 
     /// When the lease expires unless extended, by the database's clock. Kept
     /// current by renewal and [`extend`](Self::extend).
     pub fn expires_at(&self) -> SystemTime {
-        self.shared.state().lease.expires_at()
+        self.shared.state().expires_at
     }
 
     /// True once the lock is known lost (see the type docs). Final: a lost
@@ -203,14 +240,16 @@ impl AsyncLockGuard {
         }
     }
 
-    /// Pushes the expiry to now + `ttl` (one round trip); later renewals use
-    /// this ttl as well. Works with renewal on or off.
+    /// Pushes the expiry to now + `ttl` (one round trip, bounded by the
+    /// operation timeout); later renewals use this ttl as well. Works with
+    /// renewal on or off.
     ///
     /// # Errors
     ///
     /// [`Error::LockLost`] if the lock is no longer ours;
     /// [`Error::InvalidOptions`] for a ttl out of range; [`Error::Backend`]
-    /// if the database failed (the lease is then unchanged).
+    /// if the database failed or did not answer in time (the lease is then
+    /// unchanged).
     ///
     /// # Cancel safety
     ///
@@ -233,11 +272,11 @@ impl AsyncLockGuard {
             if shared.is_lost() {
                 return Err(shared.lost_error());
             }
-            let (lease, _, _) = shared.snapshot();
             let started = Instant::now();
-            match backend.extend(&lease, ttl).await? {
-                Some(lease) => {
-                    shared.update(lease, ttl, started);
+            match shared.extend(&backend, ttl).await? {
+                Some(expires_at) => {
+                    shared.update(expires_at, ttl, started);
+                    shared.extended.notify_one();
                     tracing::debug!(lock = %shared.name, ?ttl, "lease extended");
                     Ok(())
                 }
@@ -249,15 +288,16 @@ impl AsyncLockGuard {
         }
     }
 
-    /// Frees the lock and consumes the guard.
+    /// Frees the lock and consumes the guard (one round trip, bounded by
+    /// the operation timeout).
     ///
     /// # Errors
     ///
     /// [`Error::LockLost`] when the lock was no longer ours, or the guard
     /// was already lost (its lease ran out): the work done under it was not
     /// protected all along. Another owner's lock is never freed;
-    /// [`Error::Backend`] when the database failed (the lock then expires
-    /// after its ttl).
+    /// [`Error::Backend`] when the database failed or did not answer in
+    /// time (the lock then expires after its ttl).
     ///
     /// # Cancel safety
     ///
@@ -267,10 +307,9 @@ impl AsyncLockGuard {
         self.released = true;
         self.stop_renewal();
         let was_lost = self.shared.is_lost();
-        let (lease, _, _) = self.shared.snapshot();
         // Even a lost guard asks the backend: if nobody took the lock over,
         // this frees it now instead of at its expiry.
-        let freed = self.backend.release(&lease).await?;
+        let freed = self.shared.release(&self.backend).await?;
         if freed && !was_lost {
             tracing::debug!(lock = %self.shared.name, fencing_token = self.shared.fencing_token, "lock released");
             Ok(())
@@ -294,20 +333,20 @@ impl Drop for AsyncLockGuard {
         if self.released {
             return;
         }
-        let (lease, _, _) = self.shared.snapshot();
         match &self.runtime {
             Some(handle) => {
                 let backend = self.backend.clone();
+                let shared = self.shared.clone();
                 handle.spawn(async move {
-                    match backend.release(&lease).await {
-                        Ok(true) => tracing::debug!(lock = %lease.name(), "lock released on drop"),
-                        Ok(false) => tracing::warn!(lock = %lease.name(), "lock was already lost when its guard was dropped"),
-                        Err(error) => tracing::warn!(lock = %lease.name(), %error, "release on drop failed; the lock expires by its ttl"),
+                    match shared.release(&backend).await {
+                        Ok(true) => tracing::debug!(lock = %shared.name, "lock released on drop"),
+                        Ok(false) => tracing::warn!(lock = %shared.name, "lock was already lost when its guard was dropped"),
+                        Err(error) => tracing::warn!(lock = %shared.name, %error, "release on drop failed; the lock expires by its ttl"),
                     }
                 });
             }
             None => tracing::debug!(
-                lock = %lease.name(),
+                lock = %self.shared.name,
                 "guard dropped outside a runtime; the lock expires by its ttl"
             ),
         }
@@ -325,42 +364,62 @@ impl std::fmt::Debug for AsyncLockGuard {
     }
 }
 
-/// Keeps a lease alive until the task is aborted or the lease is lost.
+/// The pause before the next renewal of a lease whose ttl is `ttl`: the
+/// configured interval, or a third of `ttl` when `extend()` set a ttl
+/// shorter than the configured one (never a longer pause, which would let
+/// the shorter lease run out between renewals).
+pub(crate) fn renewal_pause(
+    interval: Duration,
+    configured_ttl: Duration,
+    ttl: Duration,
+) -> Duration {
+    if ttl >= configured_ttl {
+        interval
+    } else {
+        interval.min(ttl / 3).max(Duration::from_millis(1))
+    }
+}
+
+/// Keeps a lease alive until the task is aborted or the lease is lost. The
+/// first renewal comes one interval after the lease was taken.
 async fn renew(
     shared: Arc<Shared>,
     backend: SharedBackend,
     interval: Duration,
     options: LockOptions,
 ) {
-    let mut next = Instant::now() + interval;
     loop {
-        tokio::time::sleep_until(next).await;
+        // The next renewal is due one pause after the request that set the
+        // current expiry; an extend() meanwhile moves it.
+        loop {
+            let LeaseState { ttl, set_at, .. } = shared.snapshot();
+            let due = set_at + renewal_pause(interval, options.ttl, ttl);
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => break,
+                _ = shared.extended.notified() => {}
+            }
+        }
         let mut backoff = Backoff::new(&options);
         loop {
-            let (lease, ttl, deadline) = shared.snapshot();
+            let LeaseState { ttl, deadline, .. } = shared.snapshot();
             let started = Instant::now();
             if started >= deadline {
                 shared.mark_lost("renewal could not extend the lease before it ran out");
                 return;
             }
-            match tokio::time::timeout_at(deadline, backend.extend(&lease, ttl)).await {
-                Ok(Ok(Some(lease))) => {
-                    shared.update(lease, ttl, started);
+            match tokio::time::timeout_at(deadline, shared.extend(&backend, ttl)).await {
+                Ok(Ok(Some(expires_at))) => {
+                    shared.update(expires_at, ttl, started);
                     tracing::trace!(lock = %shared.name, "lease renewed");
-                    // Renewal may use a shorter interval than the ttl a
-                    // caller set with extend(); never a longer one.
-                    let every = if ttl == options.ttl {
-                        interval
-                    } else {
-                        interval.min(ttl / 3).max(Duration::from_millis(1))
-                    };
-                    next = started + every;
                     break;
                 }
                 Ok(Ok(None)) => {
                     shared.mark_lost("renewal found another owner or no lock");
                     return;
                 }
+                // Retried whatever its kind: the lease deadline bounds the
+                // retries, and giving up early would only lose a lease that
+                // may still be ours.
                 Ok(Err(error)) => {
                     tracing::debug!(lock = %shared.name, %error, "renewal failed; retrying within the lease");
                     let pause = backoff.next_delay();
@@ -372,5 +431,25 @@ async fn renew(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_keeps_pace_with_a_shorter_ttl() {
+        let s = Duration::from_secs;
+        // Configured: ttl 30 s, renewal every 10 s.
+        assert_eq!(renewal_pause(s(10), s(30), s(30)), s(10));
+        assert_eq!(renewal_pause(s(10), s(30), s(60)), s(10));
+        // extend(3 s): renew every second, not every 10 s.
+        assert_eq!(renewal_pause(s(10), s(30), s(3)), s(1));
+        assert_eq!(renewal_pause(s(10), s(30), s(15)), s(5));
+        assert_eq!(
+            renewal_pause(s(10), s(30), Duration::from_millis(1)),
+            Duration::from_millis(1)
+        );
     }
 }

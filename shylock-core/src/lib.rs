@@ -2,14 +2,15 @@
 //! in a database.
 //!
 //! This crate holds everything that does not depend on a database driver:
-//! the [`Backend`] trait, [`AsyncLock`] / [`Lock`] with their guards,
-//! [`LockOptions`], [`Error`], the process-wide default backend
-//! ([`configure`]), the in-process [`MemoryBackend`], and (feature
-//! `testkit`) the conformance suite every backend passes.
+//! [`AsyncLock`] / [`Lock`] with their guards, [`LockOptions`], [`Error`],
+//! the process-wide default backend ([`configure`]), the in-process
+//! [`MemoryBackend`], the contract for backend authors ([`backend`]), and
+//! (feature `testkit`) the conformance suite every backend passes.
 //!
-//! Waiting, timeouts, backoff with jitter, lease renewal and the lost-lock
-//! signal are implemented here once, for every backend; a backend only
-//! implements five single-attempt operations.
+//! Waiting, timeouts, backoff with jitter, lease renewal, cancellation and
+//! the lost-lock signal are implemented here once, for every backend; a
+//! backend only implements six single-attempt operations
+//! ([`backend::Backend`]).
 //!
 //! # Examples
 //!
@@ -29,10 +30,10 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-mod backend;
+mod attempt;
+pub mod backend;
 mod blocking;
 mod error;
 mod global;
@@ -40,22 +41,21 @@ mod guard;
 mod lock;
 mod memory;
 mod options;
-mod signal;
+mod runtime;
 #[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
-pub use backend::{
-    duration_to_millis, system_time_from_millis, validate_name, Backend, Lease, LockInfo,
-    SharedBackend, MAX_NAME_LEN,
-};
+pub use backend::{LockInfo, SharedBackend};
 pub use blocking::{Lock, LockGuard};
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, ErrorKind, Result};
 pub use global::{configure, configure_with, default_backend, is_configured};
 pub use guard::AsyncLockGuard;
 pub use lock::AsyncLock;
 pub use memory::MemoryBackend;
-pub use options::{LockOptions, Renewal, MAX_TTL};
-pub use signal::ReleaseSignals;
+pub use options::{LockOptions, Renewal, DEFAULT_OPERATION_TIMEOUT, MAX_TTL};
+pub use runtime::{background_runtime, block_on};
 
-/// Re-exported so backend crates implement [`Backend`] with the same macro.
+/// Re-exported so backend crates implement [`backend::Backend`] with the
+/// same macro.
 pub use async_trait::async_trait;

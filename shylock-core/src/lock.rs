@@ -1,11 +1,12 @@
 //! [`AsyncLock`]: a named lock used from async code.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::backend::{validate_name, Lease, LockInfo, SharedBackend};
-use crate::error::{Error, Result};
+use crate::attempt;
+use crate::backend::{validate_name, Deadline, LockInfo, SharedBackend};
+use crate::error::{bounded, Error, Result};
 use crate::global::default_backend;
 use crate::guard::AsyncLockGuard;
 use crate::options::{Backoff, LockOptions};
@@ -76,7 +77,7 @@ impl AsyncLock {
         &self.name
     }
 
-    fn resolve(&self) -> Result<(SharedBackend, LockOptions)> {
+    pub(crate) fn resolve(&self) -> Result<(SharedBackend, LockOptions)> {
         validate_name(&self.name)?;
         let (backend, configured) = match &self.backend {
             Some(backend) => (backend.clone(), default_backend().ok().map(|(_, o)| o)),
@@ -97,21 +98,26 @@ impl AsyncLock {
     ///
     /// # Errors
     ///
-    /// [`Error::Timeout`] when the options set a wait timeout and it passed;
-    /// [`Error::InvalidName`], [`Error::InvalidOptions`],
-    /// [`Error::NotConfigured`] for bad input; [`Error::Backend`] when the
-    /// database fails (no retry: the caller decides).
+    /// [`Error::Timeout`] when the options set a wait timeout and it passed
+    /// (also while the database does not answer); [`Error::InvalidName`],
+    /// [`Error::InvalidOptions`], [`Error::NotConfigured`] for bad input;
+    /// [`Error::Backend`] when an attempt fails or gets no answer within the
+    /// operation timeout (no retry: the caller decides).
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe: if the future is dropped while an attempt is in flight
-    /// and that attempt wins on the server, the lock is released in the
-    /// background, so no lock is left held by nobody.
+    /// Cancel safe: each attempt runs to completion in a task of its own,
+    /// and if the caller is gone by then whatever it won is released at
+    /// once (one round trip after the attempt's answer), so no lock is left
+    /// held by nobody.
     pub async fn acquire(&self) -> Result<AsyncLockGuard> {
         let (backend, options) = self.resolve()?;
         let started = Instant::now();
-        let deadline = options.wait_timeout.map(|t| started + t);
-        match self.wait(backend, options, deadline).await? {
+        let wait = match options.wait_timeout {
+            Some(t) => Wait::Until(started + t),
+            None => Wait::Forever,
+        };
+        match self.wait(backend, options, wait).await? {
             Some(guard) => Ok(guard),
             None => Err(Error::Timeout {
                 name: self.name.clone(),
@@ -121,25 +127,27 @@ impl AsyncLock {
     }
 
     /// One attempt: the guard if the lock was free, `None` if someone else
-    /// holds it. Never waits.
+    /// holds it. Never waits for the lock; bounded by the operation
+    /// timeout.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn try_acquire(&self) -> Result<Option<AsyncLockGuard>> {
         let (backend, options) = self.resolve()?;
-        self.wait(backend, options, Some(Instant::now())).await
+        self.wait(backend, options, Wait::Once).await
     }
 
     /// Waits at most `timeout` for the lock; `None` when it timed out. This
-    /// overrides the wait timeout of the options.
+    /// overrides the wait timeout of the options. Returns within `timeout`
+    /// (plus scheduling) even when the database stalls mid-request.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncLockGuard>> {
         let (backend, options) = self.resolve()?;
-        self.wait(backend, options, Some(Instant::now() + timeout))
+        self.wait(backend, options, Wait::Until(Instant::now() + timeout))
             .await
     }
 
@@ -153,47 +161,59 @@ impl AsyncLock {
     }
 
     /// The current holder's owner token, fencing token and expiry, or `None`
-    /// when the lock is free.
+    /// when the lock is free. Bounded by the operation timeout.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
     pub async fn inspect(&self) -> Result<Option<LockInfo>> {
-        let (backend, _) = self.resolve()?;
-        backend.inspect(&self.name).await
+        let (backend, options) = self.resolve()?;
+        let deadline = Deadline::after(options.operation_timeout);
+        bounded("inspect", deadline, backend.inspect(&self.name, deadline)).await
     }
 
     /// Removes the lock whoever holds it; returns whether a live lock was
     /// removed. For operators freeing a lock whose holder is stuck; the
-    /// holder's guard then reports the lock as lost.
+    /// holder's guard then reports the lock as lost. Bounded by the
+    /// operation timeout.
     ///
     /// # Cancel safety
     ///
     /// If dropped mid-flight the lock may or may not have been removed.
     pub async fn force_release(&self) -> Result<bool> {
-        let (backend, _) = self.resolve()?;
-        let removed = backend.force_release(&self.name).await?;
+        let (backend, options) = self.resolve()?;
+        let deadline = Deadline::after(options.operation_timeout);
+        let removed = bounded(
+            "force_release",
+            deadline,
+            backend.force_release(&self.name, deadline),
+        )
+        .await?;
         tracing::warn!(lock = %self.name, removed, "lock force-released");
         Ok(removed)
     }
 
-    /// Attempts until the lock is ours or `deadline` passes (`None`: no
-    /// deadline). At least one attempt is always made.
+    /// Attempts until the lock is ours or the wait ends.
     async fn wait(
         &self,
         backend: SharedBackend,
         options: LockOptions,
-        deadline: Option<Instant>,
+        wait: Wait,
     ) -> Result<Option<AsyncLockGuard>> {
         let owner = uuid::Uuid::new_v4().to_string();
         let mut backoff = Backoff::new(&options);
+        let waits = !matches!(wait, Wait::Once);
+        let deadline = match wait {
+            Wait::Until(at) => Some(at),
+            _ => None,
+        };
         // Registered before each attempt, so a release between a failed
         // attempt and the pause is not missed. Without a backend signal a
         // private one stands in that nobody notifies.
-        let signal = if deadline.is_some_and(|d| d <= Instant::now()) {
-            None
-        } else {
+        let signal = if waits {
             backend.release_signal(&self.name)
+        } else {
+            None
         }
         .unwrap_or_default();
         let mut attempts: u32 = 0;
@@ -202,28 +222,56 @@ impl AsyncLock {
             let notified = signal.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let attempt_started = Instant::now();
-            let won = {
-                let pending = PendingAttempt::new(&backend, &self.name, &owner);
-                let result = backend.acquire(&self.name, &owner, options.ttl).await;
-                pending.disarm();
-                result?
+            let pending = attempt::start(
+                &backend,
+                &self.name,
+                &owner,
+                options.ttl,
+                options.operation_timeout,
+            );
+            // The first attempt is always made, even with a deadline that
+            // already passed (`acquire_timeout(Duration::ZERO)`).
+            let race = deadline.filter(|d| attempts > 1 || *d > Instant::now());
+            let outcome = match race {
+                // A caller that waits gives up at its deadline even if the
+                // database has not answered; the attempt then cleans up
+                // after itself.
+                Some(deadline) => tokio::select! {
+                    biased;
+                    outcome = pending => outcome,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        tracing::debug!(lock = %self.name, attempts, "gave up waiting for lock (attempt still in flight)");
+                        return Ok(None);
+                    }
+                },
+                None => pending.await,
             };
-            if let Some(lease) = won {
+            let Ok(outcome) = outcome else {
+                return Err(Error::Panicked {
+                    operation: "acquire",
+                });
+            };
+            let (result, attempt_started) = outcome.resolve();
+            if let Some(grant) = result? {
                 tracing::debug!(
                     lock = %self.name,
-                    fencing_token = lease.fencing_token(),
+                    fencing_token = grant.fencing_token,
                     attempts,
                     "lock acquired"
                 );
                 return Ok(Some(AsyncLockGuard::start(
                     backend,
-                    lease,
+                    self.name.clone(),
+                    owner,
+                    grant,
                     options,
                     attempt_started,
                 )));
             }
             tracing::debug!(lock = %self.name, attempts, "attempt: lock held by another owner");
+            if !waits {
+                return Ok(None);
+            }
             let now = Instant::now();
             let mut wake = now + backoff.next_delay();
             if let Some(deadline) = deadline {
@@ -237,52 +285,24 @@ impl AsyncLock {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(wake) => {}
             }
-        }
-    }
-}
-
-/// Releases, in the background, an attempt whose future was dropped while
-/// its request was in flight: the server may have granted it.
-struct PendingAttempt<'a> {
-    backend: &'a SharedBackend,
-    name: &'a str,
-    owner: &'a str,
-    armed: bool,
-}
-
-impl<'a> PendingAttempt<'a> {
-    fn new(backend: &'a SharedBackend, name: &'a str, owner: &'a str) -> Self {
-        PendingAttempt {
-            backend,
-            name,
-            owner,
-            armed: true,
-        }
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for PendingAttempt<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            tracing::debug!(lock = %self.name, "acquire cancelled outside a runtime; any win expires by ttl");
-            return;
-        };
-        let backend = self.backend.clone();
-        // Release matches on name and owner only, so the token and expiry of
-        // this stand-in lease do not matter.
-        let lease = Lease::new(self.name, self.owner, 0, SystemTime::UNIX_EPOCH);
-        tracing::debug!(lock = %self.name, "acquire cancelled mid-attempt; releasing in the background");
-        handle.spawn(async move {
-            if let Err(error) = backend.release(&lease).await {
-                tracing::warn!(lock = %lease.name(), %error, "could not release after a cancelled acquire; the lock expires by its ttl");
+            // No new attempt once the deadline passed: it would only be
+            // abandoned at once, and a win it made would hold the lock for
+            // nobody until its cleanup ran.
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                tracing::debug!(lock = %self.name, attempts, "gave up waiting for lock");
+                return Ok(None);
             }
-        });
+        }
     }
+}
+
+/// How long [`AsyncLock::wait`] keeps trying.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    /// One attempt (`try_acquire`).
+    Once,
+    /// Until the lock is ours or this instant passes.
+    Until(Instant),
+    /// Until the lock is ours.
+    Forever,
 }

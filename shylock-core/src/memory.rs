@@ -1,14 +1,13 @@
 //! An in-process backend for tests and single-process programs.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::backend::{Backend, Lease, LockInfo};
+use crate::backend::{Backend, Deadline, Grant, LockInfo, ReleaseSignals};
 use crate::error::Result;
-use crate::signal::ReleaseSignals;
 
 /// Locks kept in this process's memory.
 ///
@@ -43,7 +42,8 @@ struct Inner {
 
 #[derive(Default)]
 struct State {
-    locks: HashMap<String, Entry>,
+    /// Ordered by name, as `list` returns them.
+    locks: BTreeMap<String, Entry>,
     /// One counter for all names: strictly increasing per name as well, and
     /// it survives release and expiry because it is never reset.
     last_fence: u64,
@@ -93,7 +93,13 @@ fn expiry(ttl: Duration) -> (Instant, SystemTime) {
 
 #[async_trait::async_trait]
 impl Backend for MemoryBackend {
-    async fn acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>> {
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<Option<Grant>> {
         let mut state = self.state();
         let now = Instant::now();
         let (deadline, expires_at) = expiry(ttl);
@@ -105,7 +111,7 @@ impl Backend for MemoryBackend {
                 // Our own retry: same lease, later expiry.
                 entry.deadline = deadline;
                 entry.expires_at = expires_at;
-                return Ok(Some(Lease::new(name, owner, entry.fence, expires_at)));
+                return Ok(Some(Grant::new(entry.fence, expires_at)));
             }
         }
         state.last_fence += 1;
@@ -119,42 +125,44 @@ impl Backend for MemoryBackend {
                 expires_at,
             },
         );
-        Ok(Some(Lease::new(name, owner, fence, expires_at)))
+        Ok(Some(Grant::new(fence, expires_at)))
     }
 
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+    async fn extend(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
         let mut state = self.state();
-        let Some(entry) = state.locks.get_mut(lease.name()) else {
+        let now = Instant::now();
+        let Some(entry) = state.locks.get_mut(name) else {
             return Ok(None);
         };
-        if entry.owner != lease.owner() {
+        if entry.owner != owner || !entry.live(now) {
             return Ok(None);
         }
         let (deadline, expires_at) = expiry(ttl);
         entry.deadline = deadline;
         entry.expires_at = expires_at;
-        Ok(Some(Lease::new(
-            lease.name(),
-            lease.owner(),
-            entry.fence,
-            expires_at,
-        )))
+        Ok(Some(expires_at))
     }
 
-    async fn release(&self, lease: &Lease) -> Result<bool> {
+    async fn release(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
         let mut state = self.state();
-        match state.locks.get(lease.name()) {
-            Some(entry) if entry.owner == lease.owner() => {
-                state.locks.remove(lease.name());
+        match state.locks.get(name) {
+            Some(entry) if entry.owner == owner => {
+                state.locks.remove(name);
                 drop(state);
-                self.inner.signals.notify(lease.name());
+                self.inner.signals.notify(name);
                 Ok(true)
             }
             _ => Ok(false),
         }
     }
 
-    async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
+    async fn inspect(&self, name: &str, _deadline: Deadline) -> Result<Option<LockInfo>> {
         let state = self.state();
         let now = Instant::now();
         Ok(state
@@ -164,7 +172,31 @@ impl Backend for MemoryBackend {
             .map(|e| LockInfo::new(name, e.owner.clone(), e.fence, e.expires_at)))
     }
 
-    async fn force_release(&self, name: &str) -> Result<bool> {
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        _deadline: Deadline,
+    ) -> Result<Vec<LockInfo>> {
+        use std::ops::Bound;
+        let state = self.state();
+        let now = Instant::now();
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        Ok(state
+            .locks
+            .range::<str, _>((start, Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .filter(|(_, e)| e.live(now))
+            .take(limit.max(1))
+            .map(|(name, e)| LockInfo::new(name.clone(), e.owner.clone(), e.fence, e.expires_at))
+            .collect())
+    }
+
+    async fn force_release(&self, name: &str, _deadline: Deadline) -> Result<bool> {
         let mut state = self.state();
         let now = Instant::now();
         let removed = state.locks.remove(name);

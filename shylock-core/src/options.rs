@@ -25,14 +25,29 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// assert!(options.validate().is_ok());
 /// assert!(LockOptions::default().ttl(Duration::ZERO).validate().is_err());
 /// ```
+///
+/// Fields can be read directly (`options.ttl`); set them with the builder
+/// methods of the same name.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockOptions {
-    pub(crate) ttl: Duration,
-    pub(crate) wait_timeout: Option<Duration>,
-    pub(crate) min_backoff: Duration,
-    pub(crate) max_backoff: Duration,
-    pub(crate) renewal: Renewal,
+    /// How long a lease lasts unless renewed. Default: 30 s.
+    pub ttl: Duration,
+    /// How long `acquire()` waits before [`Error::Timeout`]. Default: none.
+    pub wait_timeout: Option<Duration>,
+    /// Shortest pause between two attempts while waiting. Default: 2 ms.
+    pub min_backoff: Duration,
+    /// Longest pause between two attempts while waiting. Default: 200 ms.
+    pub max_backoff: Duration,
+    /// Background renewal of held leases. Default: [`Renewal::Auto`].
+    pub renewal: Renewal,
+    /// Bound on each single database operation. Default: 10 s.
+    pub operation_timeout: Duration,
 }
+
+/// Default bound on one database operation (see
+/// [`LockOptions::operation_timeout`]).
+pub const DEFAULT_OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether and how often a held lock's lease is extended in the background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +70,7 @@ impl Default for LockOptions {
             min_backoff: Duration::from_millis(2),
             max_backoff: Duration::from_millis(200),
             renewal: Renewal::Auto,
+            operation_timeout: DEFAULT_OPERATION_TIMEOUT,
         }
     }
 }
@@ -97,19 +113,15 @@ impl LockOptions {
         self
     }
 
-    /// The configured ttl.
-    pub fn get_ttl(&self) -> Duration {
-        self.ttl
-    }
-
-    /// The configured wait timeout.
-    pub fn get_wait_timeout(&self) -> Option<Duration> {
-        self.wait_timeout
-    }
-
-    /// The configured renewal.
-    pub fn get_renewal(&self) -> Renewal {
-        self.renewal
+    /// Bound on each single database operation: one attempt of
+    /// `try_acquire` / `acquire`, `extend`, `release`, drop-release,
+    /// `is_locked`, `inspect`, `force_release`. Past it the operation fails
+    /// with an [`Error::Backend`] of kind
+    /// [`TimedOut`](crate::ErrorKind::TimedOut). Default: 10 s. Range: 1 ms
+    /// to 10 min.
+    pub fn operation_timeout(mut self, timeout: Duration) -> Self {
+        self.operation_timeout = timeout;
+        self
     }
 
     /// The interval between renewals, or `None` when renewal is off.
@@ -141,6 +153,14 @@ impl LockOptions {
             return Err(Error::invalid_options(format!(
                 "maximum backoff {:?} is over one hour; use a shorter pause",
                 self.max_backoff
+            )));
+        }
+        if self.operation_timeout < Duration::from_millis(1)
+            || self.operation_timeout > Duration::from_secs(600)
+        {
+            return Err(Error::invalid_options(format!(
+                "operation timeout {:?} is out of range; use 1 ms to 10 min (default 10 s)",
+                self.operation_timeout
             )));
         }
         if let Renewal::Every(every) = self.renewal {
@@ -207,8 +227,9 @@ mod tests {
     fn defaults_are_valid_and_documented_values() {
         let o = LockOptions::default();
         assert!(o.validate().is_ok());
-        assert_eq!(o.get_ttl(), Duration::from_secs(30));
-        assert_eq!(o.get_wait_timeout(), None);
+        assert_eq!(o.ttl, Duration::from_secs(30));
+        assert_eq!(o.wait_timeout, None);
+        assert_eq!(o.operation_timeout, Duration::from_secs(10));
         assert_eq!(o.renewal_interval(), Some(Duration::from_secs(10)));
     }
 
@@ -221,6 +242,8 @@ mod tests {
             LockOptions::default().backoff(Duration::ZERO, Duration::from_millis(10)),
             LockOptions::default().renewal(Renewal::Every(Duration::from_secs(30))),
             LockOptions::default().renewal(Renewal::Every(Duration::ZERO)),
+            LockOptions::default().operation_timeout(Duration::ZERO),
+            LockOptions::default().operation_timeout(Duration::from_secs(601)),
         ];
         for o in bad {
             assert!(

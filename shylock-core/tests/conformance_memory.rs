@@ -2,8 +2,8 @@
 
 use shylock_core::{MemoryBackend, SharedBackend};
 
-async fn memory() -> Option<SharedBackend> {
-    Some(MemoryBackend::new().into())
+async fn memory() -> SharedBackend {
+    MemoryBackend::new().into()
 }
 
 shylock_core::conformance_tests!(memory());
@@ -32,4 +32,9 @@ async fn clones_share_one_store_and_separate_stores_do_not() {
         !other.is_locked().await.unwrap(),
         "a new backend is a new store"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_all_runs_the_same_list() {
+    shylock_core::testkit::run_all(|| async { MemoryBackend::new().into() }).await;
 }

@@ -6,48 +6,98 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shylock_core::testkit::{unique_name, wait_for};
+use std::time::SystemTime;
+
+use shylock_core::backend::{Backend, Deadline, Grant};
+use shylock_core::testkit::{unique_name, wait_for, CountingBackend};
 use shylock_core::{
-    AsyncLock, Backend, Error, Lease, LockInfo, LockOptions, MemoryBackend, Renewal, Result,
+    AsyncLock, Error, ErrorKind, LockInfo, LockOptions, MemoryBackend, Renewal, Result,
     SharedBackend,
 };
 use tokio::time::Instant;
 
-/// A memory backend whose extends can be made to fail and whose acquires
-/// can be slowed down after they took effect.
+/// A memory backend whose extends can be made to fail, whose claims can be
+/// slowed down before or after they take effect, and whose every operation
+/// can be made to hang (a stalled server).
 #[derive(Debug, Default)]
 struct Faulty {
     inner: MemoryBackend,
     fail_extends: AtomicBool,
-    acquire_delay_ms: AtomicU64,
+    /// The request is in flight this long before the store sees it.
+    claim_delay_before_ms: AtomicU64,
+    /// The store took the lock; the answer is slow to come back.
+    claim_delay_after_ms: AtomicU64,
+    stall: AtomicBool,
     hide_signal: bool,
+}
+
+impl Faulty {
+    async fn maybe_stall(&self) {
+        if self.stall.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Backend for Faulty {
-    async fn acquire(&self, name: &str, owner: &str, ttl: Duration) -> Result<Option<Lease>> {
-        let won = self.inner.acquire(name, owner, ttl).await;
-        let delay = self.acquire_delay_ms.load(Ordering::SeqCst);
-        if delay > 0 {
-            // The server took the lock; the answer is slow to come back.
-            tokio::time::sleep(Duration::from_millis(delay)).await;
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.maybe_stall().await;
+        let before = self.claim_delay_before_ms.load(Ordering::SeqCst);
+        if before > 0 {
+            tokio::time::sleep(Duration::from_millis(before)).await;
+        }
+        let won = self.inner.claim(name, owner, ttl, deadline).await;
+        let after = self.claim_delay_after_ms.load(Ordering::SeqCst);
+        if after > 0 {
+            tokio::time::sleep(Duration::from_millis(after)).await;
         }
         won
     }
-    async fn extend(&self, lease: &Lease, ttl: Duration) -> Result<Option<Lease>> {
+    async fn extend(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.maybe_stall().await;
         if self.fail_extends.load(Ordering::SeqCst) {
-            return Err(Error::backend_msg("faulty", "extend refused by the test"));
+            return Err(Error::backend_msg(
+                "faulty",
+                ErrorKind::Unavailable,
+                "extend refused by the test",
+            ));
         }
-        self.inner.extend(lease, ttl).await
+        self.inner.extend(name, owner, ttl, deadline).await
     }
-    async fn release(&self, lease: &Lease) -> Result<bool> {
-        self.inner.release(lease).await
+    async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.maybe_stall().await;
+        self.inner.release(name, owner, deadline).await
     }
-    async fn inspect(&self, name: &str) -> Result<Option<LockInfo>> {
-        self.inner.inspect(name).await
+    async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
+        self.maybe_stall().await;
+        self.inner.inspect(name, deadline).await
     }
-    async fn force_release(&self, name: &str) -> Result<bool> {
-        self.inner.force_release(name).await
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<LockInfo>> {
+        self.maybe_stall().await;
+        self.inner.list(prefix, after, limit, deadline).await
+    }
+    async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
+        self.maybe_stall().await;
+        self.inner.force_release(name, deadline).await
     }
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         if self.hide_signal {
@@ -231,7 +281,7 @@ async fn waiters_without_a_signal_back_off_and_still_get_the_lock() {
         ..Faulty::default()
     });
     let backend = SharedBackend::from_arc(f);
-    let counting = shylock_core::testkit::CountingBackend::new(backend);
+    let counting = CountingBackend::new(backend);
     let backend = SharedBackend::from_arc(counting.clone());
     let name = unique_name("poll");
     let holder = AsyncLock::with_backend(name.clone(), backend.clone())
@@ -245,7 +295,7 @@ async fn waiters_without_a_signal_back_off_and_still_get_the_lock() {
     let guard = task.await.unwrap().unwrap();
     // Backoff tops out at 200 ms, so 10 s of waiting is at least 50 attempts
     // and, with the pause doubling from 2 ms, far fewer than one per ms.
-    let attempts = counting.acquires.load(Ordering::SeqCst);
+    let attempts = counting.claim_count();
     assert!(
         (50..=2000).contains(&attempts),
         "{attempts} attempts in 10 s"
@@ -256,7 +306,7 @@ async fn waiters_without_a_signal_back_off_and_still_get_the_lock() {
 #[tokio::test(start_paused = true)]
 async fn a_cancelled_acquire_that_won_is_released_in_the_background() {
     let (faulty, backend) = faulty();
-    faulty.acquire_delay_ms.store(500, Ordering::SeqCst);
+    faulty.claim_delay_after_ms.store(500, Ordering::SeqCst);
     let lock = AsyncLock::with_backend(unique_name("cancel"), backend.clone());
     let outcome = tokio::time::timeout(Duration::from_millis(100), lock.acquire()).await;
     assert!(outcome.is_err(), "the slow acquire should have timed out");
@@ -299,8 +349,10 @@ async fn invalid_input_is_an_error_not_a_panic() {
         empty.force_release().await,
         Err(Error::InvalidName { .. })
     ));
-    let too_long =
-        AsyncLock::with_backend("x".repeat(shylock_core::MAX_NAME_LEN + 1), backend.clone());
+    let too_long = AsyncLock::with_backend(
+        "x".repeat(shylock_core::backend::MAX_NAME_LEN + 1),
+        backend.clone(),
+    );
     assert!(matches!(
         too_long.try_acquire().await,
         Err(Error::InvalidName { .. })
@@ -321,7 +373,17 @@ fn public_types_are_send_and_sync() {
     bounds::<SharedBackend>();
     bounds::<MemoryBackend>();
     bounds::<LockOptions>();
-    bounds::<Lease>();
+    bounds::<shylock_core::backend::Grant>();
+    bounds::<shylock_core::backend::Deadline>();
+    bounds::<shylock_core::backend::ReleaseSignals>();
+    bounds::<shylock_core::Renewal>();
+    bounds::<ErrorKind>();
+    bounds::<CountingBackend>();
+    fn is_static<T: 'static>() {}
+    is_static::<shylock_core::AsyncLockGuard>();
+    is_static::<shylock_core::LockGuard>();
+    is_static::<SharedBackend>();
+    is_static::<Error>();
     bounds::<LockInfo>();
     bounds::<Error>();
 }
@@ -334,4 +396,141 @@ fn error_messages_say_what_to_do_next() {
     assert!(Error::AlreadyConfigured.to_string().contains("only once"));
     let lost = Error::LockLost { name: "x".into() }.to_string();
     assert!(lost.contains("fencing"), "{lost}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_acquire_whose_request_lands_late_is_released_after_it_lands() {
+    // The request is still on its way when the caller gives up; it takes
+    // the lock 500 ms later. A release sent at cancellation time would find
+    // nothing and leave the late win held by nobody for the whole ttl.
+    let (faulty, backend) = faulty();
+    faulty.claim_delay_before_ms.store(500, Ordering::SeqCst);
+    let lock = AsyncLock::with_backend(unique_name("late"), backend.clone());
+    let cancelled_at = Instant::now();
+    let outcome = tokio::time::timeout(Duration::from_millis(100), lock.acquire()).await;
+    assert!(
+        outcome.is_err(),
+        "the slow acquire should have been cancelled"
+    );
+    faulty.claim_delay_before_ms.store(0, Ordering::SeqCst);
+    let freed = wait_for(Duration::from_secs(5), || {
+        let lock = lock.clone();
+        async move {
+            (Instant::now() >= cancelled_at + Duration::from_millis(600)
+                && !lock.is_locked().await.unwrap())
+            .then_some(())
+        }
+    })
+    .await;
+    assert!(freed.is_some(), "the late win stayed held by nobody");
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    assert!(lock.try_acquire().await.unwrap().is_some());
+}
+
+#[tokio::test(start_paused = true)]
+async fn waits_and_operations_are_bounded_when_the_database_stalls() {
+    let (faulty, backend) = faulty();
+    let name = unique_name("stall");
+    let lock = AsyncLock::with_backend(name.clone(), backend.clone())
+        .with_options(LockOptions::default().operation_timeout(Duration::from_secs(5)));
+    let guard = lock.acquire().await.unwrap();
+    faulty.stall.store(true, Ordering::SeqCst);
+
+    // A wait bound holds even while an attempt hangs mid-request.
+    let started = Instant::now();
+    let got = lock.acquire_timeout(Duration::from_secs(2)).await.unwrap();
+    assert!(got.is_none());
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+
+    let waiting = lock
+        .clone()
+        .with_options(LockOptions::default().wait_timeout(Some(Duration::from_secs(3))));
+    let started = Instant::now();
+    assert!(matches!(
+        waiting.acquire().await,
+        Err(Error::Timeout { .. })
+    ));
+    assert_eq!(started.elapsed(), Duration::from_secs(3));
+
+    // Single operations fail with TimedOut after the operation timeout.
+    for (what, result) in [
+        ("try_acquire", lock.try_acquire().await.map(|_| ())),
+        ("is_locked", lock.is_locked().await.map(|_| ())),
+        ("force_release", lock.force_release().await.map(|_| ())),
+        ("extend", guard.extend(Duration::from_secs(30)).await),
+    ] {
+        let err = result.expect_err(what);
+        assert_eq!(err.kind(), Some(ErrorKind::TimedOut), "{what}: {err}");
+        assert!(err.is_transient());
+        assert!(err.to_string().contains("operation_timeout"), "{err}");
+    }
+    let started = Instant::now();
+    let err = guard.release().await.unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::TimedOut));
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn renewal_keeps_pace_after_extend_with_a_shorter_ttl() {
+    // Configured ttl 30 s (renewal every 10 s); extend(3 s) must bring
+    // renewals down to every second, or the 3 s lease runs out.
+    let backend = MemoryBackend::new();
+    let lock = AsyncLock::with_backend(unique_name("shorter"), backend).with_options(opts(30_000));
+    let guard = lock.acquire().await.unwrap();
+    guard.extend(Duration::from_secs(3)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    assert!(
+        !guard.is_lost(),
+        "the shorter lease ran out between renewals"
+    );
+    assert!(lock.try_acquire().await.unwrap().is_none());
+    guard.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_renewal_comes_one_interval_after_acquire_and_release_stops_renewal() {
+    let counting = CountingBackend::new(MemoryBackend::new());
+    let backend = SharedBackend::from_arc(counting.clone());
+    let lock = AsyncLock::with_backend(unique_name("cadence"), backend)
+        .with_options(opts(3000).renewal(Renewal::Every(Duration::from_secs(1))));
+    let guard = lock.acquire().await.unwrap();
+    assert_eq!(guard.name(), lock.name());
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(
+        counting.extends.load(Ordering::SeqCst),
+        0,
+        "renewed too early"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(counting.extends.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(counting.extends.load(Ordering::SeqCst), 2);
+    guard.release().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        counting.extends.load(Ordering::SeqCst),
+        2,
+        "renewal went on after release"
+    );
+    // The same for a dropped guard.
+    let guard = lock.acquire().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(counting.extends.load(Ordering::SeqCst), 3);
+    drop(guard);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(counting.extends.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn guards_report_their_name_owner_and_token() {
+    let backend = MemoryBackend::new();
+    let lock = AsyncLock::with_backend(unique_name("accessors"), backend);
+    let guard = lock.acquire().await.unwrap();
+    let info = lock.inspect().await.unwrap().unwrap();
+    assert_eq!(guard.name(), lock.name());
+    assert_eq!(guard.owner(), info.owner);
+    assert_eq!(guard.fencing_token(), info.fencing_token);
+    assert_eq!(guard.expires_at(), info.expires_at);
+    assert!(format!("{guard:?}").contains(lock.name()));
+    guard.release().await.unwrap();
 }

@@ -3,14 +3,10 @@
 use shylock_core::SharedBackend;
 use shylock_sqlite::SqliteBackend;
 
-fn temp_db() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join("shylock-sqlite-tests");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(format!("{}.db", uuid::Uuid::new_v4()))
-}
+use shylock_core::testkit::temp_db_path as temp_db;
 
-async fn file_backend() -> Option<SharedBackend> {
-    Some(SqliteBackend::open(temp_db()).unwrap().into())
+async fn file_backend() -> SharedBackend {
+    SqliteBackend::open(temp_db()).unwrap().into()
 }
 
 mod file {
@@ -20,8 +16,8 @@ mod file {
 
 mod in_memory {
     use super::*;
-    async fn memory_backend() -> Option<SharedBackend> {
-        Some(SqliteBackend::open_in_memory().unwrap().into())
+    async fn memory_backend() -> SharedBackend {
+        SqliteBackend::open_in_memory().unwrap().into()
     }
     shylock_core::conformance_tests!(memory_backend());
 }

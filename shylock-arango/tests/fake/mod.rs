@@ -43,15 +43,15 @@ struct Db {
 
 /// A canned error for the next query of one kind.
 #[derive(Debug, Clone)]
-pub struct Fault {
+pub(crate) struct Fault {
     /// Which query (one of `shylock_arango::queries`).
-    pub query: &'static str,
+    pub(crate) query: &'static str,
     /// HTTP status.
-    pub status: u16,
+    pub(crate) status: u16,
     /// ArangoDB error number.
-    pub error_num: u16,
+    pub(crate) error_num: u16,
     /// Message.
-    pub message: &'static str,
+    pub(crate) message: &'static str,
 }
 
 #[derive(Default)]
@@ -68,16 +68,16 @@ struct Inner {
 
 /// A running fake server.
 #[derive(Clone)]
-pub struct FakeArango {
+pub(crate) struct FakeArango {
     inner: Arc<Mutex<Inner>>,
     /// Where it listens.
-    pub addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl FakeArango {
     /// Starts a server with user `root` / `secret` and databases `_system`
     /// and `locks`.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let mut inner = Inner {
             user: "root".into(),
             password: "secret".into(),
@@ -102,17 +102,17 @@ impl FakeArango {
     }
 
     /// `http://127.0.0.1:<port>`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Makes the next query of `fault.query` fail as given.
-    pub fn inject(&self, fault: Fault) {
+    pub(crate) fn inject(&self, fault: Fault) {
         self.inner.lock().unwrap().faults.push_back(fault);
     }
 
     /// Number of lock documents in `db`.`coll`.
-    pub fn documents(&self, db: &str, coll: &str) -> Vec<Map<String, Value>> {
+    pub(crate) fn documents(&self, db: &str, coll: &str) -> Vec<Map<String, Value>> {
         let inner = self.inner.lock().unwrap();
         inner
             .dbs
@@ -123,7 +123,7 @@ impl FakeArango {
     }
 
     /// Removes every document, as the TTL index eventually does.
-    pub fn garbage_collect(&self, db: &str, coll: &str) {
+    pub(crate) fn garbage_collect(&self, db: &str, coll: &str) {
         let mut inner = self.inner.lock().unwrap();
         if let Some(c) = inner
             .dbs
@@ -452,6 +452,7 @@ async fn cursor(
             queries::RELEASE,
             queries::INSPECT,
             queries::FORCE_RELEASE,
+            queries::LIST,
         ];
         let Some(&query) = known.iter().find(|q| **q == query) else {
             return error(
@@ -478,6 +479,32 @@ async fn cursor(
     let owner = vars.get("owner").and_then(Value::as_str).map(str::to_owned);
     let ttl = vars.get("ttl").and_then(Value::as_i64).unwrap_or(0);
 
+    if query == queries::LIST {
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        let prefix = vars["prefix"].as_str().unwrap_or_default();
+        let after = vars["after"].as_str().unwrap_or_default();
+        let limit = vars["limit"].as_u64().unwrap_or(0) as usize;
+        let mut rows: Vec<(String, Value)> = inner.dbs[&db].collections[&coll]
+            .docs
+            .values()
+            .map(|(_, d)| d)
+            .filter(|d| {
+                let key = d.get("sortKey").and_then(Value::as_str).unwrap_or_default();
+                key.starts_with(prefix)
+                    && key > after
+                    && owner_of(d).is_some()
+                    && num(d, "expiresAtMs") >= now
+            })
+            .map(|d| {
+                let key = d["sortKey"].as_str().unwrap_or_default().to_owned();
+                let row = json!({ "name": d["name"], "owner": d["owner"], "fence": d["fence"], "expiresAtMs": d["expiresAtMs"] });
+                (key, row)
+            })
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        return cursor_result(rows.into_iter().take(limit).map(|(_, r)| r).collect(), 0);
+    }
     // Step 1: look up (like the real server, without holding anything).
     let seen = {
         let inner = state.lock().unwrap();
@@ -538,11 +565,13 @@ async fn cursor(
         q if q == queries::ACQUIRE => {
             let owner = owner_var.unwrap_or_default();
             let name = vars.get("name").cloned().unwrap_or(Value::Null);
+            let sort_key = vars.get("sortKey").cloned().unwrap_or(Value::Null);
             let doc = match seen {
                 None => {
                     let mut d = Map::new();
                     d.insert("_key".into(), json!(key));
                     d.insert("name".into(), name);
+                    d.insert("sortKey".into(), sort_key);
                     d.insert("owner".into(), json!(owner));
                     d.insert("fence".into(), json!(now));
                     d.insert("expiresAtMs".into(), json!(now + ttl));
@@ -552,10 +581,12 @@ async fn cursor(
                 Some((_, mut d)) => {
                     let old_owner = owner_of(&d).map(str::to_owned);
                     let old_exp = num(&d, "expiresAtMs");
-                    let free = old_owner.is_none()
-                        || old_exp <= now
-                        || old_owner.as_deref() == Some(owner);
+                    // Strictly past, as the query's `OLD.expiresAtMs < now`.
+                    let free =
+                        old_owner.is_none() || old_exp < now || old_owner.as_deref() == Some(owner);
                     if free {
+                        d.insert("name".into(), name);
+                        d.insert("sortKey".into(), sort_key);
                         let keep = old_owner.as_deref() == Some(owner) && old_exp >= now;
                         let fence = if keep {
                             num(&d, "fence")
@@ -575,7 +606,7 @@ async fn cursor(
             cursor_result(vec![out], 1)
         }
         q if q == queries::EXTEND => match seen {
-            Some((_, mut d)) if owner_of(&d) == owner_var => {
+            Some((_, mut d)) if owner_of(&d) == owner_var && num(&d, "expiresAtMs") >= now => {
                 d.insert("expiresAtMs".into(), json!(now + ttl));
                 d.insert("expiresAt".into(), json!((now + ttl) as f64 / 1000.0));
                 let out = projection(&d);

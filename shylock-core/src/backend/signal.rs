@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 /// themselves (all of them, for the waiters of their own process).
 ///
 /// [`subscribe`](Self::subscribe) backs
-/// [`Backend::release_signal`](crate::Backend::release_signal);
+/// [`Backend::release_signal`](super::Backend::release_signal);
 /// [`notify`](Self::notify) is called after a release or force-release and
 /// wakes **one** waiter (`Notify::notify_one`): one release frees the lock
 /// for one holder, so waking every waiter would only send a burst of

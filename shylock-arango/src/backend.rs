@@ -1,0 +1,279 @@
+//! [`ArangoBackend`] and the six operations, one AQL query each.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arangors::{AqlQuery, Database};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shylock_core::backend::{
+    duration_to_millis, system_time_from_millis, Backend, Deadline, Grant, ReleaseSignals,
+};
+use shylock_core::{LockInfo, Result};
+
+use crate::client::HttpClient;
+use crate::error::{error_num, timeout_error, QueryError, ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT};
+use crate::key::{document_key, sort_key};
+use crate::queries;
+
+/// Locks in an ArangoDB collection.
+///
+/// Cheap to clone; convert it into a
+/// [`SharedBackend`](shylock_core::SharedBackend) with `.into()`.
+#[derive(Clone)]
+pub struct ArangoBackend {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: Database<HttpClient>,
+    pub(crate) collection: String,
+    pub(crate) timeout: Duration,
+    pub(crate) signals: ReleaseSignals,
+    pub(crate) location: String,
+}
+
+impl std::fmt::Debug for ArangoBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ArangoBackend")
+            .field("location", &self.inner.location)
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeaseRow {
+    owner: Option<String>,
+    fence: f64,
+    expires_at_ms: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InfoRow {
+    owner: String,
+    fence: f64,
+    expires_at_ms: f64,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListRow {
+    name: String,
+    owner: String,
+    fence: f64,
+    expires_at_ms: f64,
+}
+
+fn fence_of(value: f64) -> u64 {
+    if value.is_finite() && value > 0.0 {
+        value as u64
+    } else {
+        0
+    }
+}
+
+impl ArangoBackend {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        ArangoBackend { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    async fn query<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        query: &'static str,
+        vars: Vec<(&'static str, Value)>,
+        deadline: Deadline,
+    ) -> std::result::Result<Vec<T>, QueryError> {
+        let mut bind: HashMap<&str, Value> = vars.into_iter().collect();
+        bind.insert("@coll", json!(self.inner.collection));
+        let aql = AqlQuery::builder().query(query).bind_vars(bind).build();
+        let timeout = self.inner.timeout.min(deadline.remaining());
+        match tokio::time::timeout(timeout, self.inner.db.aql_query_batch::<T>(aql)).await {
+            Ok(Ok(cursor)) => Ok(cursor.result),
+            Ok(Err(e)) => Err(QueryError {
+                what: what.to_owned(),
+                error: e,
+            }),
+            Err(_) => Err(QueryError {
+                what: what.to_owned(),
+                error: timeout_error(),
+            }),
+        }
+    }
+
+    /// Runs a write query, retrying write conflicts (1200) a few times
+    /// within the deadline.
+    async fn write<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        query: &'static str,
+        vars: Vec<(&'static str, Value)>,
+        deadline: Deadline,
+    ) -> Result<Vec<T>> {
+        let mut attempt = 1;
+        loop {
+            match self.query(what, query, vars.clone(), deadline).await {
+                Err(e) if error_num(&e.error) == Some(ERROR_CONFLICT) && attempt < 5 => {
+                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+                    attempt += 1;
+                }
+                other => return other.map_err(QueryError::into_error),
+            }
+        }
+    }
+}
+
+#[shylock_core::async_trait]
+impl Backend for ArangoBackend {
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let vars = vec![
+            ("key", json!(document_key(name))),
+            ("name", json!(name)),
+            ("sortKey", json!(sort_key(name))),
+            ("owner", json!(owner)),
+            ("ttl", json!(duration_to_millis(ttl))),
+        ];
+        let rows: Vec<LeaseRow> = match self
+            .query("acquire", queries::ACQUIRE, vars, deadline)
+            .await
+        {
+            Ok(rows) => rows,
+            // Two first-time creators raced: the other one holds it now.
+            Err(e)
+                if matches!(
+                    error_num(&e.error),
+                    Some(ERROR_UNIQUE_CONSTRAINT | ERROR_CONFLICT)
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into_error()),
+        };
+        Ok(rows
+            .into_iter()
+            .next()
+            .filter(|row| row.owner.as_deref() == Some(owner))
+            .map(|row| {
+                Grant::new(
+                    fence_of(row.fence),
+                    system_time_from_millis(row.expires_at_ms as i64),
+                )
+            }))
+    }
+
+    async fn extend(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        let vars = vec![
+            ("key", json!(document_key(name))),
+            ("owner", json!(owner)),
+            ("ttl", json!(duration_to_millis(ttl))),
+        ];
+        let rows: Vec<LeaseRow> = self
+            .write("extend", queries::EXTEND, vars, deadline)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .next()
+            .map(|row| system_time_from_millis(row.expires_at_ms as i64)))
+    }
+
+    async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let vars = vec![("key", json!(document_key(name))), ("owner", json!(owner))];
+        let rows: Vec<bool> = self
+            .write("release", queries::RELEASE, vars, deadline)
+            .await?;
+        let released = !rows.is_empty();
+        if released {
+            self.inner.signals.notify(name);
+        }
+        Ok(released)
+    }
+
+    async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
+        let vars = vec![("key", json!(document_key(name)))];
+        let rows: Vec<InfoRow> = self
+            .query("inspect", queries::INSPECT, vars, deadline)
+            .await
+            .map_err(QueryError::into_error)?;
+        Ok(rows.into_iter().next().map(|row| {
+            LockInfo::new(
+                name,
+                row.owner,
+                fence_of(row.fence),
+                system_time_from_millis(row.expires_at_ms as i64),
+            )
+        }))
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<LockInfo>> {
+        let vars = vec![
+            ("prefix", json!(sort_key(prefix))),
+            ("after", json!(after.map(sort_key).unwrap_or_default())),
+            ("limit", json!(limit.max(1))),
+        ];
+        let rows: Vec<ListRow> = self
+            .query("list", queries::LIST, vars, deadline)
+            .await
+            .map_err(QueryError::into_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                LockInfo::new(
+                    row.name,
+                    row.owner,
+                    fence_of(row.fence),
+                    system_time_from_millis(row.expires_at_ms as i64),
+                )
+            })
+            .collect())
+    }
+
+    async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
+        let vars = vec![("key", json!(document_key(name)))];
+        let rows: Vec<bool> = self
+            .write("force_release", queries::FORCE_RELEASE, vars, deadline)
+            .await?;
+        self.inner.signals.notify(name);
+        Ok(rows.into_iter().any(|live| live))
+    }
+
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.inner.signals.subscribe(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_never_shows_passwords() {
+        use crate::ArangoBackend;
+        let b = ArangoBackend::builder("http://x").basic_auth("root", "hunter2");
+        assert!(!format!("{b:?}").contains("hunter2"));
+        let b = ArangoBackend::builder("http://x").jwt("root", "hunter2");
+        assert!(!format!("{b:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Document keys and sort keys derived from lock names.
+
+/// The `_key` of the document for lock `name`.
+///
+/// Names made only of ASCII letters, digits and `_-.@()+,=;$!*'` are used
+/// as they are; other bytes are percent-encoded (`%2F` for `/`). Keys that
+/// would exceed ArangoDB's 254 bytes become `sha256:` and the hex digest of
+/// the name. Percent-encoded keys never contain `:`, so the two forms never
+/// collide, and distinct names always get distinct keys (up to SHA-256
+/// collisions for very long names).
+///
+/// # Examples
+///
+/// ```
+/// use shylock_arango::document_key;
+///
+/// assert_eq!(document_key("orders/42"), "orders%2F42");
+/// assert!(document_key(&"x".repeat(1000)).starts_with("sha256:"));
+/// ```
+pub fn document_key(name: &str) -> String {
+    const MAX_KEY: usize = 254;
+    let mut key = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        let plain = byte.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'".contains(&byte);
+        if plain {
+            key.push(byte as char);
+        } else {
+            key.push_str(&format!("%{byte:02X}"));
+        }
+        if key.len() > MAX_KEY {
+            break;
+        }
+    }
+    if key.len() <= MAX_KEY {
+        return key;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(name.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// The `sortKey` of lock `name`: its UTF-8 bytes in lowercase hex. Hex
+/// digits compare the same under any collation, so sorting by it is
+/// sorting names by their bytes, and a name prefix is a sort-key prefix.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_arango::sort_key;
+///
+/// assert_eq!(sort_key("a/"), "612f");
+/// ```
+pub fn sort_key(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() * 2);
+    for byte in name.bytes() {
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte >> 4)]));
+        out.push(char::from(b"0123456789abcdef"[usize::from(byte & 0xf)]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_valid_distinct_and_bounded() {
+        let names = [
+            "a",
+            "A",
+            "a/b",
+            "a%2Fb",
+            "a:b",
+            "emoji-🔒",
+            "nul\0",
+            "sp ace",
+            "x.y",
+        ];
+        let keys: Vec<String> = names.iter().map(|n| document_key(n)).collect();
+        for (i, k) in keys.iter().enumerate() {
+            assert!(k.len() <= 254 && !k.is_empty());
+            assert!(
+                k.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%:".contains(&b)),
+                "{k}"
+            );
+            for other in &keys[i + 1..] {
+                assert_ne!(k, other);
+            }
+        }
+        let long = "y".repeat(300);
+        assert_eq!(document_key(&long).len(), "sha256:".len() + 64);
+        assert_ne!(document_key(&long), document_key(&format!("{long}z")));
+    }
+
+    #[test]
+    fn sort_keys_keep_byte_order_and_prefixes() {
+        let mut names = vec!["b", "a", "B", "é", "a\0", "a/1", "ab"];
+        let mut by_key = names.clone();
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        by_key.sort_by_key(|n| sort_key(n));
+        assert_eq!(names, by_key);
+        assert!(sort_key("a/1").starts_with(&sort_key("a/")));
+    }
+}

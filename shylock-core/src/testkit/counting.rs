@@ -1,0 +1,84 @@
+//! A wrapper that counts backend calls.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::backend::{Backend, Deadline, Grant, LockInfo, SharedBackend};
+use crate::error::Result;
+
+/// Counts calls per operation; wraps a backend for tests that check how many
+/// round trips the core makes.
+#[derive(Debug)]
+pub struct CountingBackend {
+    inner: SharedBackend,
+    /// Calls to `claim`.
+    pub claims: AtomicU64,
+    /// Calls to `extend`.
+    pub extends: AtomicU64,
+    /// Calls to `release`.
+    pub releases: AtomicU64,
+}
+
+impl CountingBackend {
+    /// Wraps `inner`.
+    pub fn new(inner: impl Into<SharedBackend>) -> Arc<Self> {
+        Arc::new(CountingBackend {
+            inner: inner.into(),
+            claims: AtomicU64::new(0),
+            extends: AtomicU64::new(0),
+            releases: AtomicU64::new(0),
+        })
+    }
+
+    /// Calls to `claim` so far.
+    pub fn claim_count(&self) -> u64 {
+        self.claims.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for CountingBackend {
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        self.inner.claim(name, owner, ttl, deadline).await
+    }
+    async fn extend(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.extends.fetch_add(1, Ordering::SeqCst);
+        self.inner.extend(name, owner, ttl, deadline).await
+    }
+    async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(name, owner, deadline).await
+    }
+    async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
+        self.inner.inspect(name, deadline).await
+    }
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<LockInfo>> {
+        self.inner.list(prefix, after, limit, deadline).await
+    }
+    async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
+        self.inner.force_release(name, deadline).await
+    }
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.release_signal(name)
+    }
+}

@@ -1,0 +1,210 @@
+//! [`MongoBackendBuilder`] and the ways to build a [`MongoBackend`].
+
+use std::time::Duration;
+
+use bson::{doc, Document};
+use mongodb::options::{
+    Acknowledgment, ClientOptions, CollectionOptions, IndexOptions, ReadConcern, WriteConcern,
+};
+use mongodb::{Client, Database, IndexModel};
+use shylock_core::{Error, ErrorKind, Result};
+
+use crate::backend::MongoBackend;
+use crate::error::{error_code, mongo_error, retry_rate_limited};
+
+/// Server selection timeout that [`MongoBackend::connect`] sets when the URI
+/// does not set `serverSelectionTimeoutMS` (the driver's own default is 30 s).
+pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long after expiry the TTL index removes a lock document by default.
+pub const DEFAULT_TTL_GRACE: Duration = Duration::from_secs(3600);
+
+/// How long a lock write waits for a majority to acknowledge it by default
+/// (`wtimeout`): without one, `w: majority` waits forever when a majority is
+/// down.
+pub const DEFAULT_WRITE_CONCERN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Settings for a [`MongoBackend`]; every one has a working default.
+#[derive(Debug, Clone)]
+#[must_use = "call .build().await to get the backend"]
+pub struct MongoBackendBuilder {
+    database: Database,
+    collection: String,
+    create_indexes: bool,
+    ttl_grace: Duration,
+    write_concern: WriteConcern,
+    read_concern: ReadConcern,
+    watch_releases: bool,
+}
+
+impl MongoBackendBuilder {
+    /// Whether waiters in this process learn of releases made by other
+    /// processes through a change stream on the collection, so they retry at
+    /// once instead of at their next backoff step. Default: `true`. One
+    /// stream per backend, open while waiters wait and for a few seconds
+    /// after (it holds one pooled connection then); where change streams are
+    /// unavailable
+    /// (standalone servers) waiters just poll.
+    pub fn watch_releases(mut self, watch: bool) -> Self {
+        self.watch_releases = watch;
+        self
+    }
+
+    /// Collection name. Default: `shylock`.
+    pub fn collection(mut self, name: impl Into<String>) -> Self {
+        self.collection = name.into();
+        self
+    }
+
+    /// Whether [`build`](Self::build) creates the TTL index on `expiresAt`.
+    /// Default: `true`. Turn it off on platforms that restrict TTL indexes
+    /// (some Cosmos DB tiers) or where indexes are managed elsewhere; locks
+    /// stay correct, only old documents are not garbage-collected.
+    pub fn create_indexes(mut self, create: bool) -> Self {
+        self.create_indexes = create;
+        self
+    }
+
+    /// How long after expiry the TTL index removes a document. Default: one
+    /// hour. Changing it for an existing collection needs the old index
+    /// (`shylock_expiresAt_ttl`) dropped first.
+    pub fn ttl_grace(mut self, grace: Duration) -> Self {
+        self.ttl_grace = grace;
+        self
+    }
+
+    /// Write concern of lock writes. Default: `majority` with a `wtimeout`
+    /// of [`DEFAULT_WRITE_CONCERN_TIMEOUT`] (5 s), so a lock write survives a
+    /// failover and a write that cannot reach a majority fails instead of
+    /// hanging. Lowering `w` lets a failover hand one lock to two owners.
+    pub fn write_concern(mut self, concern: WriteConcern) -> Self {
+        self.write_concern = concern;
+        self
+    }
+
+    /// Read concern of `inspect` / `is_locked`. Default: `majority`.
+    pub fn read_concern(mut self, concern: ReadConcern) -> Self {
+        self.read_concern = concern;
+        self
+    }
+
+    /// Builds the backend; with `create_indexes` on (the default) it creates
+    /// the TTL index, which is idempotent and safe for many processes
+    /// starting at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the server cannot be reached or refuses the
+    /// index (e.g. an index of the same name with other options exists).
+    pub async fn build(self) -> Result<MongoBackend> {
+        if self.create_indexes && self.ttl_grace.subsec_nanos() != 0 {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "ttl_grace {:?} has a fraction of a second; TTL indexes count whole \
+                     seconds, so use a whole number of seconds",
+                    self.ttl_grace
+                ),
+            });
+        }
+        let collection = self.database.collection_with_options::<Document>(
+            &self.collection,
+            CollectionOptions::builder()
+                .write_concern(self.write_concern.clone())
+                .read_concern(self.read_concern.clone())
+                .build(),
+        );
+        let namespace = format!("{}.{}", self.database.name(), self.collection);
+        if self.create_indexes {
+            let index = IndexModel::builder()
+                .keys(doc! { "expiresAt": 1 })
+                .options(
+                    IndexOptions::builder()
+                        .name("shylock_expiresAt_ttl".to_owned())
+                        .expire_after(self.ttl_grace)
+                        .build(),
+                )
+                .build();
+            retry_rate_limited(|| collection.create_index(index.clone()))
+                .await
+                .map_err(|e| index_error(&namespace, e))?;
+        }
+        Ok(MongoBackend::from_parts(
+            collection,
+            namespace,
+            self.watch_releases,
+        ))
+    }
+}
+
+impl MongoBackend {
+    /// A builder on `database` with the defaults: collection `shylock`, TTL
+    /// index created, write and read concern `majority`.
+    pub fn builder(database: Database) -> MongoBackendBuilder {
+        MongoBackendBuilder {
+            database,
+            collection: "shylock".into(),
+            create_indexes: true,
+            ttl_grace: DEFAULT_TTL_GRACE,
+            write_concern: WriteConcern::builder()
+                .w(Acknowledgment::Majority)
+                .w_timeout(DEFAULT_WRITE_CONCERN_TIMEOUT)
+                .build(),
+            read_concern: ReadConcern::majority(),
+            watch_releases: true,
+        }
+    }
+
+    /// A backend with default settings on `database` (creates the TTL
+    /// index).
+    pub async fn new(database: Database) -> Result<Self> {
+        Self::builder(database).build().await
+    }
+
+    /// Connects to `uri` and uses `database` with default settings. Unless
+    /// the URI sets `serverSelectionTimeoutMS`, an unreachable server fails
+    /// after [`DEFAULT_SERVER_SELECTION_TIMEOUT`] (5 s) instead of the
+    /// driver's 30 s.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] for an invalid URI or an unreachable server.
+    pub async fn connect(uri: &str, database: &str) -> Result<Self> {
+        let mut options = ClientOptions::parse(uri).await.map_err(|e| {
+            mongo_error(
+                "parsing the connection string (expected mongodb://host:port/...)",
+                e,
+            )
+        })?;
+        if options.server_selection_timeout.is_none() {
+            options.server_selection_timeout = Some(DEFAULT_SERVER_SELECTION_TIMEOUT);
+        }
+        let client = Client::with_options(options)
+            .map_err(|e| mongo_error("creating the MongoDB client", e))?;
+        Self::new(client.database(database)).await
+    }
+}
+
+/// The error for a TTL index the server refused, with what to do about it.
+fn index_error(namespace: &str, error: mongodb::error::Error) -> Error {
+    let hint = match error_code(&error) {
+        Some(85 | 86) => {
+            "an index on expiresAt already exists with other options or another name: keep \
+             its grace (set ttl_grace to match), change it with collMod, or drop it"
+        }
+        Some(67 | 2 | 115) | None => {
+            "the platform may restrict TTL indexes (e.g. Cosmos DB allows them only on _ts \
+             without a capability): build with create_indexes(false) and remove old lock \
+             documents yourself"
+        }
+        _ => "check the user may create indexes, or build with create_indexes(false)",
+    };
+    let mut err = mongo_error(&format!("creating the TTL index on {namespace}"), error);
+    if let Error::Backend { message, kind, .. } = &mut err {
+        message.push_str("; ");
+        message.push_str(hint);
+        if *kind == ErrorKind::Other {
+            *kind = ErrorKind::Misconfigured;
+        }
+    }
+    err
+}

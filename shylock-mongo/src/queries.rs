@@ -1,0 +1,149 @@
+//! Every filter and update the backend sends, public so benchmarks and
+//! tools can replay the same commands. Not a stable API.
+
+use bson::{doc, Bson, Document};
+
+/// `{$toLong: expr}`: dates compared as ms, which every server version
+/// (and stand-ins) compare reliably inside `$expr`.
+fn ms(expr: impl Into<Bson>) -> Bson {
+    Bson::Document(doc! { "$toLong": expr.into() })
+}
+
+fn expires_ms() -> Bson {
+    ms(doc! { "$ifNull": ["$expiresAt", 0_i64] })
+}
+
+/// `$$NOW` in ms. It is truncated to the millisecond, so a lease counts as
+/// expired only when `expiresAt < now` (strictly): stored as
+/// `now + ttl`, it then never ends before a full ttl after the request.
+fn now_ms() -> Bson {
+    ms("$$NOW")
+}
+
+/// `$expr` that is true while the document's lease is live.
+pub fn live() -> Document {
+    doc! { "$gte": [expires_ms(), now_ms()] }
+}
+
+/// The update pipeline `acquire` sends with `findOneAndUpdate` on
+/// `{_id: name}` (upsert, return the new document): it takes the lock if it
+/// is free, expired or already `owner`'s; a new holder gets
+/// `max(fence + 1, server time in ms)` so tokens keep increasing even after
+/// the document was garbage-collected.
+pub fn acquire_pipeline(owner: &str, ttl_ms: i64) -> Vec<Document> {
+    // `$literal`: an owner token is a value even if it starts with `$`.
+    let owner = doc! { "$literal": owner };
+    let free = doc! { "$or": [
+        { "$eq": [{ "$ifNull": ["$owner", Bson::Null] }, Bson::Null] },
+        { "$lt": [expires_ms(), now_ms()] },
+        { "$eq": ["$owner", owner.clone()] },
+    ]};
+    let ours_and_live = doc! { "$and": [
+        { "$eq": ["$owner", owner.clone()] },
+        { "$gte": [expires_ms(), now_ms()] },
+    ]};
+    let next_fence = doc! { "$max": [
+        { "$add": [{ "$ifNull": ["$fence", 0_i64] }, 1_i64] },
+        now_ms(),
+    ]};
+    vec![doc! { "$set": {
+        "fence": { "$cond": [free.clone(), { "$cond": [ours_and_live, "$fence", next_fence] }, "$fence"] },
+        "owner": { "$cond": [free.clone(), owner, "$owner"] },
+        "expiresAt": { "$cond": [free, { "$add": ["$$NOW", ttl_ms] }, "$expiresAt"] },
+    }}]
+}
+
+/// Projection of the fields a lease is read from.
+pub fn lease_projection() -> Document {
+    doc! { "owner": 1, "expiresAt": 1, "fence": 1 }
+}
+
+/// `extend`: the filter (owner's live lease) and the pipeline.
+pub fn extend(name: &str, owner: &str, ttl_ms: i64) -> (Document, Vec<Document>) {
+    (
+        doc! { "_id": name, "owner": owner, "$expr": live() },
+        vec![doc! { "$set": { "expiresAt": { "$add": ["$$NOW", ttl_ms] } } }],
+    )
+}
+
+/// `release`: the filter (owner's lock) and the update. The document and
+/// its fence stay.
+pub fn release(name: &str, owner: &str) -> (Document, Document) {
+    (
+        doc! { "_id": name, "owner": owner },
+        doc! { "$unset": { "owner": "" }, "$currentDate": { "expiresAt": true } },
+    )
+}
+
+/// `inspect`: the live holder of `name`.
+pub fn inspect(name: &str) -> Document {
+    doc! { "_id": name, "owner": { "$type": "string" }, "$expr": live() }
+}
+
+/// `force_release`: the filter (any holder) and the pipeline, which records
+/// in `forcedLive` whether the removed lease was live (by the server's
+/// clock) so one round trip answers.
+pub fn force_release(name: &str) -> (Document, Vec<Document>) {
+    (
+        doc! { "_id": name, "owner": { "$type": "string" } },
+        vec![
+            doc! { "$set": { "forcedLive": live(), "expiresAt": "$$NOW" } },
+            doc! { "$unset": "owner" },
+        ],
+    )
+}
+
+/// `list`: live holders with names from `prefix` (or after `after`) below
+/// `upper`, for a find sorted by `_id` (MongoDB compares strings by their
+/// UTF-8 bytes).
+pub fn list(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Document {
+    let mut id = Document::new();
+    match after {
+        Some(after) if after >= prefix => id.insert("$gt", after),
+        _ => id.insert("$gte", prefix),
+    };
+    if let Some(upper) = upper {
+        id.insert("$lt", upper);
+    }
+    doc! { "_id": id, "owner": { "$type": "string" }, "$expr": live() }
+}
+
+/// Change-stream filter of the release watcher: events after which a lock
+/// may be free (deleted; owner removed by an update; replaced by a document
+/// without an owner, as servers log small pipeline updates).
+pub fn released_events() -> Document {
+    doc! { "$match": { "$or": [
+        { "operationType": "delete" },
+        { "updateDescription.removedFields": "owner" },
+        { "operationType": "replace", "fullDocument.owner": { "$exists": false } },
+    ]}}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pipeline_takes_owner_and_ttl_as_values_not_code() {
+        let p = acquire_pipeline("$where", 1500);
+        let text = format!("{p:?}");
+        assert!(text.contains("1500"));
+        // The owner token is wrapped in $literal, so even an owner that
+        // looks like a field path stays a plain string.
+        assert!(text.contains("$literal"));
+        assert_eq!(p.len(), 1);
+    }
+
+    #[test]
+    fn list_filter_starts_after_the_cursor_within_the_prefix() {
+        let f = list("jobs/", Some("jobs0"), Some("jobs/b"));
+        let id = f.get_document("_id").unwrap();
+        assert_eq!(id.get_str("$gt").unwrap(), "jobs/b");
+        assert_eq!(id.get_str("$lt").unwrap(), "jobs0");
+        let f = list("jobs/", None, None);
+        assert_eq!(
+            f.get_document("_id").unwrap().get_str("$gte").unwrap(),
+            "jobs/"
+        );
+    }
+}

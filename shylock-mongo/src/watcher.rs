@@ -1,0 +1,152 @@
+//! The release watcher: a change stream on the lock collection that wakes
+//! this process's waiters when another process releases a lock.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use bson::Document;
+use mongodb::Collection;
+use shylock_core::backend::ReleaseSignals;
+use tokio::sync::watch;
+
+use crate::queries;
+
+/// Seconds without any waiter in this process before the stream closes
+/// (it holds a pooled connection while open).
+const IDLE_ROUNDS: u32 = 5;
+
+/// Owns the watcher's state; the backend only asks it to run and to wake.
+#[derive(Debug)]
+pub(crate) struct ReleaseWatcher {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    collection: Collection<Document>,
+    signals: ReleaseSignals,
+    enabled: bool,
+    running: AtomicBool,
+    /// True while a change stream is open and delivering.
+    ready: watch::Sender<bool>,
+}
+
+impl ReleaseWatcher {
+    pub(crate) fn new(collection: Collection<Document>, enabled: bool) -> Self {
+        ReleaseWatcher {
+            shared: Arc::new(Shared {
+                collection,
+                signals: ReleaseSignals::new(),
+                enabled,
+                running: AtomicBool::new(false),
+                ready: watch::channel(false).0,
+            }),
+        }
+    }
+
+    /// The per-name signals (also notified by this process's own releases).
+    pub(crate) fn signals(&self) -> &ReleaseSignals {
+        &self.shared.signals
+    }
+
+    /// Starts the stream once, on the current runtime, if watching is on.
+    pub(crate) fn ensure_running(&self) {
+        let shared = &self.shared;
+        if !shared.enabled || shared.running.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(run(Arc::downgrade(shared)));
+            }
+            Err(_) => shared.running.store(false, Ordering::SeqCst),
+        }
+    }
+
+    /// Starts the stream and waits at most `timeout` until it delivers.
+    pub(crate) async fn ready(&self, timeout: Duration) -> bool {
+        self.ensure_running();
+        let mut ready = self.shared.ready.subscribe();
+        tokio::time::timeout(timeout, ready.wait_for(|r| *r))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+}
+
+impl Shared {
+    fn stopped(&self) {
+        self.ready.send_replace(false);
+        self.running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Follows releases and wakes waiters. Ends when the backend is dropped,
+/// nobody waited for a few seconds, or the stream fails or is invalidated
+/// (then waiters poll with backoff until the next waiter starts a new one).
+async fn run(shared: Weak<Shared>) {
+    let Some(collection) = shared.upgrade().map(|s| s.collection.clone()) else {
+        return;
+    };
+    let opened = collection
+        .watch()
+        .pipeline([queries::released_events()])
+        .max_await_time(Duration::from_secs(1))
+        .await;
+    let mut stream = match opened {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(%error, "change streams unavailable; waiters poll with backoff only");
+            if let Some(s) = shared.upgrade() {
+                s.stopped();
+            }
+            return;
+        }
+    };
+    let mut idle_rounds = 0;
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        if s.signals.has_subscribers() {
+            idle_rounds = 0;
+        } else if idle_rounds < IDLE_ROUNDS {
+            idle_rounds += 1;
+        } else {
+            s.stopped();
+            // A waiter that arrived meanwhile may have seen us running.
+            if s.signals.has_subscribers() && !s.running.swap(true, Ordering::SeqCst) {
+                idle_rounds = 0;
+                continue;
+            }
+            return;
+        }
+        drop(s);
+        let event = stream.next_if_any().await;
+        let Some(s) = shared.upgrade() else { return };
+        match event {
+            Ok(Some(event)) => {
+                s.ready.send_replace(true);
+                if let Some(Ok(name)) = event.document_key.as_ref().map(|k| k.get_str("_id")) {
+                    s.signals.notify(name);
+                }
+            }
+            Ok(None) if stream.is_alive() => {
+                // An empty batch: the stream works.
+                s.ready.send_replace(true);
+            }
+            Ok(None) => {
+                // Invalidated (collection or database dropped or renamed):
+                // the cursor is closed and would answer at once forever.
+                tracing::debug!(
+                    "release watcher's stream was invalidated; waiters poll with backoff only"
+                );
+                s.stopped();
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "release watcher stopped; waiters poll with backoff only");
+                s.stopped();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! [`SqliteBackend`]: opening the file and the six operations.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
+use shylock_core::backend::{
+    duration_to_millis, prefix_upper_bound, system_time_from_millis, Backend, Deadline, Grant,
+    ReleaseSignals,
+};
+use shylock_core::{Error, ErrorKind, LockInfo, Result};
+
+use crate::conn::{count_statements, with_conn};
+use crate::queries as sql;
+
+pub(crate) const BACKEND: &str = "sqlite";
+
+/// How long a write waits for another process's transaction before failing.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Locks in a SQLite file shared by the processes of one machine.
+///
+/// Cheap to clone: clones share one connection. Convert it into a
+/// [`SharedBackend`](shylock_core::SharedBackend) with `.into()`.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) conn: Mutex<Connection>,
+    pub(crate) location: String,
+    pub(crate) busy_timeout: Duration,
+    signals: ReleaseSignals,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("location", &self.inner.location)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn fence_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+impl SqliteBackend {
+    /// Opens (creating if needed) the lock database at `path`. Safe to call
+    /// from many processes at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] when the file cannot be opened or set up, e.g. its
+    /// directory does not exist or is not writable.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path: PathBuf = path.as_ref().to_owned();
+        let location = path.display().to_string();
+        let conn = Connection::open(&path).map_err(|e| {
+            Error::backend(
+                BACKEND,
+                ErrorKind::Misconfigured,
+                format!(
+                    "could not open lock database {location:?}: check that its directory \
+                     exists and is writable"
+                ),
+                e,
+            )
+        })?;
+        Self::setup(conn, location, true)
+    }
+
+    /// A private in-memory database: locks shared by clones of this backend
+    /// only. For tests.
+    pub fn open_in_memory() -> Result<Self> {
+        let conn = Connection::open_in_memory().map_err(|e| {
+            Error::backend(
+                BACKEND,
+                ErrorKind::Other,
+                "could not open an in-memory database",
+                e,
+            )
+        })?;
+        Self::setup(conn, ":memory:".into(), false)
+    }
+
+    fn setup(conn: Connection, location: String, wal: bool) -> Result<Self> {
+        count_statements(&conn);
+        let fail = |what: &str, e: rusqlite::Error| {
+            Error::backend(
+                BACKEND,
+                crate::conn::kind_of(&e),
+                format!("could not set up lock database {location:?} ({what})"),
+                e,
+            )
+        };
+        conn.busy_timeout(DEFAULT_BUSY_TIMEOUT)
+            .map_err(|e| fail("busy timeout", e))?;
+        // Several processes may open a new file at once. Switching it to WAL
+        // takes an exclusive lock, and SQLite may answer "busy" for that
+        // without waiting, so the setup steps retry busy errors themselves
+        // (within the busy timeout).
+        let deadline = std::time::Instant::now() + DEFAULT_BUSY_TIMEOUT;
+        let retry_busy = |what: &str, step: &dyn Fn() -> rusqlite::Result<()>| {
+            let mut pause = Duration::from_millis(5);
+            loop {
+                match step() {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if matches!(
+                            e.code,
+                            rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                        ) && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(200));
+                    }
+                    other => return other.map_err(|e| fail(what, e)),
+                }
+            }
+        };
+        if wal {
+            // WAL lets readers (inspect) run beside a writer; NORMAL sync is
+            // durable across process crashes, which is what locks need. WAL
+            // is stored in the file: only its first opener switches it.
+            retry_busy("journal_mode=WAL", &|| {
+                let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+                if !mode.eq_ignore_ascii_case("wal") {
+                    conn.pragma_update(None, "journal_mode", "WAL")?;
+                }
+                Ok(())
+            })?;
+            retry_busy("synchronous", &|| {
+                conn.pragma_update(None, "synchronous", "NORMAL")
+            })?;
+        }
+        retry_busy("create table", &|| conn.execute_batch(sql::SCHEMA))?;
+        Ok(SqliteBackend {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                location,
+                busy_timeout: DEFAULT_BUSY_TIMEOUT,
+                signals: ReleaseSignals::new(),
+            }),
+        })
+    }
+
+    /// The file this backend uses (`:memory:` for in-memory ones).
+    pub fn location(&self) -> &str {
+        &self.inner.location
+    }
+}
+
+fn utf8_name(bytes: Vec<u8>) -> rusqlite::Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
+    })
+}
+
+#[shylock_core::async_trait]
+impl Backend for SqliteBackend {
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let ttl_ms = duration_to_millis(ttl);
+        with_conn(&self.inner, "acquire", deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            let fence: Option<i64> = tx
+                .query_row(
+                    sql::ACQUIRE,
+                    params![name.as_bytes(), owner, expires, now],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            tx.commit()?;
+            Ok(fence.map(|f| Grant::new(fence_of(f), system_time_from_millis(expires))))
+        })
+        .await
+    }
+
+    async fn extend(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let ttl_ms = duration_to_millis(ttl);
+        with_conn(&self.inner, "extend", deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            let fence: Option<i64> = tx
+                .query_row(
+                    sql::EXTEND,
+                    params![name.as_bytes(), owner, expires, now],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            tx.commit()?;
+            Ok(fence.map(|_| system_time_from_millis(expires)))
+        })
+        .await
+    }
+
+    async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let (owned, owner) = (name.to_owned(), owner.to_owned());
+        let released = with_conn(&self.inner, "release", deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(sql::RELEASE, params![owned.as_bytes(), owner])?;
+            tx.commit()?;
+            Ok(changed == 1)
+        })
+        .await?;
+        if released {
+            self.inner.signals.notify(name);
+        }
+        Ok(released)
+    }
+
+    async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
+        let name = name.to_owned();
+        with_conn(&self.inner, "inspect", deadline, move |conn| {
+            conn.query_row(sql::INSPECT, params![name.as_bytes(), now_ms()], |row| {
+                let owner: String = row.get(0)?;
+                let expires: i64 = row.get(1)?;
+                let fence: i64 = row.get(2)?;
+                Ok(LockInfo::new(
+                    name.clone(),
+                    owner,
+                    fence_of(fence),
+                    system_time_from_millis(expires),
+                ))
+            })
+            .optional()
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<LockInfo>> {
+        let upper = prefix_upper_bound(prefix).map(String::into_bytes);
+        let prefix = prefix.as_bytes().to_vec();
+        let after = after.map(|a| a.as_bytes().to_vec());
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        with_conn(&self.inner, "list", deadline, move |conn| {
+            let mut statement = conn.prepare_cached(sql::LIST)?;
+            let rows =
+                statement.query_map(params![prefix, upper, after, now_ms(), limit], |row| {
+                    let name: Vec<u8> = row.get(0)?;
+                    let owner: String = row.get(1)?;
+                    let expires: i64 = row.get(2)?;
+                    let fence: i64 = row.get(3)?;
+                    Ok(LockInfo::new(
+                        utf8_name(name)?,
+                        owner,
+                        fence_of(fence),
+                        system_time_from_millis(expires),
+                    ))
+                })?;
+            rows.collect()
+        })
+        .await
+    }
+
+    async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
+        let owned = name.to_owned();
+        let removed = with_conn(&self.inner, "force_release", deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let live: Option<i64> = tx
+                .query_row(sql::IS_LIVE, params![owned.as_bytes(), now_ms()], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            tx.execute(sql::FORCE_RELEASE, params![owned.as_bytes()])?;
+            tx.commit()?;
+            Ok(live.is_some())
+        })
+        .await?;
+        self.inner.signals.notify(name);
+        Ok(removed)
+    }
+
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.inner.signals.subscribe(name))
+    }
+}

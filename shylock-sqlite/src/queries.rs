@@ -1,0 +1,55 @@
+//! Every statement the backend sends, public so benchmarks and tests can
+//! replay the same database work without the library. Not a stable API.
+//!
+//! Times are whole milliseconds, truncated, so a lease stored as
+//! `now + ttl` expires only once the clock is strictly past it: it never
+//! ends before a full ttl after the request.
+
+/// Creates the table.
+pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
+         name BLOB PRIMARY KEY NOT NULL,
+         owner TEXT,
+         expires_at_ms INTEGER NOT NULL,
+         fence INTEGER NOT NULL
+     ) WITHOUT ROWID;";
+
+/// Takes the lock if free, expired or ours (?1 name, ?2 owner, ?3 new
+/// expiry ms, ?4 now ms); returns the fence when taken. A retry by the
+/// owner keeps its fence; every new holder gets fence + 1.
+pub const ACQUIRE: &str = "INSERT INTO shylock_locks (name, owner, expires_at_ms, fence)
+     VALUES (?1, ?2, ?3, 1)
+     ON CONFLICT (name) DO UPDATE SET
+         fence = CASE WHEN owner = ?2 AND expires_at_ms >= ?4
+                      THEN fence ELSE fence + 1 END,
+         owner = ?2,
+         expires_at_ms = ?3
+     WHERE owner IS NULL OR expires_at_ms < ?4 OR owner = ?2
+     RETURNING fence";
+
+/// Pushes the expiry (?3) if ?2 still holds a live lease (?4 now).
+pub const EXTEND: &str = "UPDATE shylock_locks SET expires_at_ms = ?3
+     WHERE name = ?1 AND owner = ?2 AND expires_at_ms >= ?4 RETURNING fence";
+
+/// Frees the lock if ?2 owns it.
+pub const RELEASE: &str = "UPDATE shylock_locks SET owner = NULL, expires_at_ms = 0
+     WHERE name = ?1 AND owner = ?2";
+
+/// The live holder of ?1 (?2 now).
+pub const INSPECT: &str = "SELECT owner, expires_at_ms, fence FROM shylock_locks
+     WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms >= ?2";
+
+/// Whether ?1 has a live holder (?2 now).
+pub const IS_LIVE: &str = "SELECT 1 FROM shylock_locks
+     WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms >= ?2";
+
+/// Frees ?1 whoever holds it.
+pub const FORCE_RELEASE: &str =
+    "UPDATE shylock_locks SET owner = NULL, expires_at_ms = 0 WHERE name = ?1";
+
+/// One page of live holders: names from ?1 (the prefix, inclusive) below
+/// ?2 (its upper bound, or NULL for none), after ?3 (exclusive, or NULL),
+/// live at ?4, at most ?5 rows, in byte order (BLOBs compare with memcmp).
+pub const LIST: &str = "SELECT name, owner, expires_at_ms, fence FROM shylock_locks
+     WHERE name >= ?1 AND (?2 IS NULL OR name < ?2) AND (?3 IS NULL OR name > ?3)
+       AND owner IS NOT NULL AND expires_at_ms >= ?4
+     ORDER BY name LIMIT ?5";
