@@ -9,7 +9,8 @@ use tokio::time::Instant;
 
 use crate::backend::{Deadline, Grant, SharedBackend};
 use crate::error::{bounded, Error, Result};
-use crate::options::{validate_ttl, Backoff, LockOptions};
+use crate::options::{validate_ttl, LockOptions};
+use crate::renewal::renew;
 
 /// A held lock. Releasing it (or dropping it) frees the lock.
 ///
@@ -54,8 +55,8 @@ pub struct AsyncLockGuard {
 }
 
 /// State shared by a guard and its renewal task.
-struct Shared {
-    name: String,
+pub(crate) struct Shared {
+    pub(crate) name: String,
     owner: String,
     fencing_token: u64,
     operation_timeout: Duration,
@@ -63,18 +64,18 @@ struct Shared {
     lost: watch::Sender<bool>,
     /// Notified when `extend()` changed the lease, so renewal can pick up a
     /// shorter ttl at once.
-    extended: tokio::sync::Notify,
+    pub(crate) extended: tokio::sync::Notify,
 }
 
 #[derive(Clone, Copy)]
-struct LeaseState {
+pub(crate) struct LeaseState {
     expires_at: SystemTime,
-    ttl: Duration,
+    pub(crate) ttl: Duration,
     /// Start of the request that set the current expiry.
-    set_at: Instant,
+    pub(crate) set_at: Instant,
     /// Local instant by which the lease has surely expired on the server:
     /// the start of the request that set it plus its ttl.
-    deadline: Instant,
+    pub(crate) deadline: Instant,
 }
 
 impl Shared {
@@ -82,11 +83,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn snapshot(&self) -> LeaseState {
+    pub(crate) fn snapshot(&self) -> LeaseState {
         *self.state()
     }
 
-    fn update(&self, expires_at: SystemTime, ttl: Duration, request_started: Instant) {
+    pub(crate) fn update(&self, expires_at: SystemTime, ttl: Duration, request_started: Instant) {
         let mut s = self.state();
         s.expires_at = expires_at;
         s.ttl = ttl;
@@ -111,7 +112,7 @@ impl Shared {
         }
     }
 
-    fn mark_lost(&self, why: &str) {
+    pub(crate) fn mark_lost(&self, why: &str) {
         let newly = self
             .lost
             .send_if_modified(|lost| !std::mem::replace(lost, true));
@@ -125,7 +126,11 @@ impl Shared {
     }
 
     /// One bounded extend; the new expiry, or `None` when no longer ours.
-    async fn extend(&self, backend: &SharedBackend, ttl: Duration) -> Result<Option<SystemTime>> {
+    pub(crate) async fn extend(
+        &self,
+        backend: &SharedBackend,
+        ttl: Duration,
+    ) -> Result<Option<SystemTime>> {
         let deadline = Deadline::after(self.operation_timeout);
         bounded(
             "extend",
@@ -361,95 +366,5 @@ impl std::fmt::Debug for AsyncLockGuard {
             .field("expires_at", &self.expires_at())
             .field("lost", &*self.shared.lost.borrow())
             .finish()
-    }
-}
-
-/// The pause before the next renewal of a lease whose ttl is `ttl`: the
-/// configured interval, or a third of `ttl` when `extend()` set a ttl
-/// shorter than the configured one (never a longer pause, which would let
-/// the shorter lease run out between renewals).
-pub(crate) fn renewal_pause(
-    interval: Duration,
-    configured_ttl: Duration,
-    ttl: Duration,
-) -> Duration {
-    if ttl >= configured_ttl {
-        interval
-    } else {
-        interval.min(ttl / 3).max(Duration::from_millis(1))
-    }
-}
-
-/// Keeps a lease alive until the task is aborted or the lease is lost. The
-/// first renewal comes one interval after the lease was taken.
-async fn renew(
-    shared: Arc<Shared>,
-    backend: SharedBackend,
-    interval: Duration,
-    options: LockOptions,
-) {
-    loop {
-        // The next renewal is due one pause after the request that set the
-        // current expiry; an extend() meanwhile moves it.
-        loop {
-            let LeaseState { ttl, set_at, .. } = shared.snapshot();
-            let due = set_at + renewal_pause(interval, options.ttl, ttl);
-            tokio::select! {
-                _ = tokio::time::sleep_until(due) => break,
-                _ = shared.extended.notified() => {}
-            }
-        }
-        let mut backoff = Backoff::new(&options);
-        loop {
-            let LeaseState { ttl, deadline, .. } = shared.snapshot();
-            let started = Instant::now();
-            if started >= deadline {
-                shared.mark_lost("renewal could not extend the lease before it ran out");
-                return;
-            }
-            match tokio::time::timeout_at(deadline, shared.extend(&backend, ttl)).await {
-                Ok(Ok(Some(expires_at))) => {
-                    shared.update(expires_at, ttl, started);
-                    tracing::trace!(lock = %shared.name, "lease renewed");
-                    break;
-                }
-                Ok(Ok(None)) => {
-                    shared.mark_lost("renewal found another owner or no lock");
-                    return;
-                }
-                // Retried whatever its kind: the lease deadline bounds the
-                // retries, and giving up early would only lose a lease that
-                // may still be ours.
-                Ok(Err(error)) => {
-                    tracing::debug!(lock = %shared.name, %error, "renewal failed; retrying within the lease");
-                    let pause = backoff.next_delay();
-                    tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
-                }
-                Err(_) => {
-                    shared.mark_lost("renewal did not get an answer before the lease ran out");
-                    return;
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn renewal_keeps_pace_with_a_shorter_ttl() {
-        let s = Duration::from_secs;
-        // Configured: ttl 30 s, renewal every 10 s.
-        assert_eq!(renewal_pause(s(10), s(30), s(30)), s(10));
-        assert_eq!(renewal_pause(s(10), s(30), s(60)), s(10));
-        // extend(3 s): renew every second, not every 10 s.
-        assert_eq!(renewal_pause(s(10), s(30), s(3)), s(1));
-        assert_eq!(renewal_pause(s(10), s(30), s(15)), s(5));
-        assert_eq!(
-            renewal_pause(s(10), s(30), Duration::from_millis(1)),
-            Duration::from_millis(1)
-        );
     }
 }

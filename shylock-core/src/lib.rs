@@ -41,6 +41,7 @@ mod guard;
 mod lock;
 mod memory;
 mod options;
+mod renewal;
 mod runtime;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
