@@ -118,6 +118,8 @@ else
 fi
 
 cargo test --workspace --all-features "$@"
+echo "== the minimal backend of README's \"Writing a backend\" against the conformance suite"
+cargo run --quiet --all-features --example minimal_backend
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"

@@ -82,6 +82,7 @@ pub mod arango {
 /// operations return, time helpers and release signals; with feature
 /// `testkit`, the conformance suite as `shylock::backend::testkit`.
 pub mod backend {
+    pub use shylock_core::async_trait;
     pub use shylock_core::backend::*;
 
     #[cfg(feature = "testkit")]
