@@ -196,10 +196,11 @@ pub async fn list_all(
     let mut all: Vec<LockInfo> = Vec::new();
     loop {
         let after = all.last().map(|i| i.name.clone());
+        let deadline = Deadline::after(per_page);
         let rows = crate::error::bounded(
             "list",
-            Deadline::after(per_page),
-            backend.list(prefix, after.as_deref(), page, Deadline::after(per_page)),
+            deadline,
+            backend.list(prefix, after.as_deref(), page, deadline),
         )
         .await?;
         let mut previous = after.clone();
