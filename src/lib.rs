@@ -41,7 +41,8 @@
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
     AsyncLock, AsyncLockGuard, Error, ErrorKind, Lock, LockGuard, LockInfo, LockOptions,
-    MemoryBackend, Renewal, Result, SharedBackend, DEFAULT_OPERATION_TIMEOUT, MAX_TTL,
+    MemoryBackend, Renewal, Result, SharedBackend, DEFAULT_CLOCK_DRIFT_PPM,
+    DEFAULT_OPERATION_TIMEOUT, MAX_TTL,
 };
 
 #[cfg(feature = "sqlite")]

@@ -60,6 +60,7 @@ pub(crate) struct Shared {
     owner: String,
     fencing_token: u64,
     operation_timeout: Duration,
+    clock_drift_ppm: u32,
     state: Mutex<LeaseState>,
     lost: watch::Sender<bool>,
     /// Notified when `extend()` changed the lease, so renewal can pick up a
@@ -73,8 +74,10 @@ pub(crate) struct LeaseState {
     pub(crate) ttl: Duration,
     /// Start of the request that set the current expiry.
     pub(crate) set_at: Instant,
-    /// Local instant by which the lease has surely expired on the server:
-    /// the start of the request that set it plus its ttl.
+    /// Local instant from which the lease counts as over: the start of the
+    /// request that set it plus its ttl, less the clock drift margin. The
+    /// database cannot have ended it earlier (see
+    /// `LockOptions::clock_drift_ppm`).
     pub(crate) deadline: Instant,
 }
 
@@ -92,7 +95,7 @@ impl Shared {
         s.expires_at = expires_at;
         s.ttl = ttl;
         s.set_at = request_started;
-        s.deadline = request_started + ttl;
+        s.deadline = crate::options::lease_deadline(request_started, ttl, self.clock_drift_ppm);
     }
 
     fn is_lost(&self) -> bool {
@@ -166,11 +169,12 @@ impl AsyncLockGuard {
             owner,
             fencing_token: grant.fencing_token,
             operation_timeout: options.operation_timeout,
+            clock_drift_ppm: options.clock_drift_ppm,
             state: Mutex::new(LeaseState {
                 expires_at: grant.expires_at,
                 ttl: options.ttl,
                 set_at: request_started,
-                deadline: request_started + options.ttl,
+                deadline: options.lease_deadline(request_started, options.ttl),
             }),
             lost: watch::channel(false).0,
             extended: tokio::sync::Notify::new(),

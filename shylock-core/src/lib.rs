@@ -54,7 +54,9 @@ pub use global::{configure, configure_with, default_backend, is_configured};
 pub use guard::AsyncLockGuard;
 pub use lock::AsyncLock;
 pub use memory::MemoryBackend;
-pub use options::{LockOptions, Renewal, DEFAULT_OPERATION_TIMEOUT, MAX_TTL};
+pub use options::{
+    LockOptions, Renewal, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_TTL,
+};
 pub use runtime::{background_runtime, block_on};
 
 /// Re-exported so backend crates implement [`backend::Backend`] with the

@@ -253,6 +253,31 @@ impl AsyncLock {
             };
             let (result, attempt_started) = outcome.resolve();
             if let Some(grant) = result? {
+                if Instant::now() >= options.lease_deadline(attempt_started, options.ttl) {
+                    // The answer came so late that the lease may already be
+                    // over: release it and report the slow database rather
+                    // than hand out a guard that is lost at once.
+                    let late = AsyncLockGuard::start(
+                        backend,
+                        self.name.clone(),
+                        owner,
+                        grant,
+                        options.clone().renewal(crate::options::Renewal::Off),
+                        attempt_started,
+                    );
+                    drop(late);
+                    return Err(Error::Backend {
+                        backend: "shylock",
+                        kind: crate::error::ErrorKind::TimedOut,
+                        message: format!(
+                            "the database granted the lock only after its ttl ({:?}) had passed, \
+                             so the lease may already be over; the lock was released again. \
+                             Check the database's load and latency, or use a longer ttl",
+                            options.ttl
+                        ),
+                        source: None,
+                    });
+                }
                 tracing::debug!(
                     lock = %self.name,
                     fencing_token = grant.fencing_token,

@@ -43,7 +43,14 @@ pub struct LockOptions {
     pub renewal: Renewal,
     /// Bound on each single database operation. Default: 10 s.
     pub operation_timeout: Duration,
+    /// Allowance for the host's clock running slower than the database's,
+    /// in parts per million. Default: 10 000 (1 %).
+    pub clock_drift_ppm: u32,
 }
+
+/// Default [`LockOptions::clock_drift_ppm`]: 1 %, twenty times the 500 ppm
+/// that NTP tolerates for an undisciplined clock.
+pub const DEFAULT_CLOCK_DRIFT_PPM: u32 = 10_000;
 
 /// Default bound on one database operation (see
 /// [`LockOptions::operation_timeout`]).
@@ -71,6 +78,7 @@ impl Default for LockOptions {
             max_backoff: Duration::from_millis(200),
             renewal: Renewal::Auto,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
+            clock_drift_ppm: DEFAULT_CLOCK_DRIFT_PPM,
         }
     }
 }
@@ -124,6 +132,37 @@ impl LockOptions {
         self
     }
 
+    /// How much faster the database's clock may run than this host's, in
+    /// parts per million. A guard counts its lease as over once
+    /// `ttl × (1 − ppm / 1 000 000)` has passed on the host's clock since
+    /// the request that set it was sent; the database cannot have ended the
+    /// lease before then unless its clock runs faster by more than this
+    /// rate. So a holder learns it lost the lock (and renewal gives up) no
+    /// later than the moment another owner could take it over. Default:
+    /// 10 000 (1 %: a 30 s lease counts as over after 29.7 s). Range: 0 to
+    /// 100 000 (10 %).
+    ///
+    /// Wall-clock *offsets* do not matter, since the database alone judges
+    /// expiry; only the *rates* of the host's monotonic clock and the
+    /// database's clock do. With several database routers (MongoDB
+    /// `mongos`, ArangoDB coordinators), each judges by its own clock, so
+    /// keep them NTP-synced.
+    pub fn clock_drift_ppm(mut self, ppm: u32) -> Self {
+        self.clock_drift_ppm = ppm;
+        self
+    }
+
+    /// The local instant by which a lease set by a request sent at
+    /// `request_started` with this `ttl` must count as over (see
+    /// [`clock_drift_ppm`](Self::clock_drift_ppm)).
+    pub(crate) fn lease_deadline(
+        &self,
+        request_started: tokio::time::Instant,
+        ttl: Duration,
+    ) -> tokio::time::Instant {
+        lease_deadline(request_started, ttl, self.clock_drift_ppm)
+    }
+
     /// The interval between renewals, or `None` when renewal is off.
     pub fn renewal_interval(&self) -> Option<Duration> {
         match self.renewal {
@@ -163,6 +202,13 @@ impl LockOptions {
                 self.operation_timeout
             )));
         }
+        if self.clock_drift_ppm > 100_000 {
+            return Err(Error::invalid_options(format!(
+                "clock drift allowance {} ppm is over 100 000 (10 %); NTP-synced clocks drift \
+                 by less than 500 ppm (default 10 000)",
+                self.clock_drift_ppm
+            )));
+        }
         if let Renewal::Every(every) = self.renewal {
             if every.is_zero() || every >= self.ttl {
                 return Err(Error::invalid_options(format!(
@@ -174,6 +220,16 @@ impl LockOptions {
         }
         Ok(())
     }
+}
+
+/// `request_started + ttl × (1 − ppm / 1e6)`.
+pub(crate) fn lease_deadline(
+    request_started: tokio::time::Instant,
+    ttl: Duration,
+    clock_drift_ppm: u32,
+) -> tokio::time::Instant {
+    let margin = ttl.mul_f64(f64::from(clock_drift_ppm) / 1_000_000.0);
+    request_started + ttl.saturating_sub(margin)
 }
 
 /// Checks a ttl: from 1 ms to [`MAX_TTL`].
@@ -244,6 +300,7 @@ mod tests {
             LockOptions::default().renewal(Renewal::Every(Duration::ZERO)),
             LockOptions::default().operation_timeout(Duration::ZERO),
             LockOptions::default().operation_timeout(Duration::from_secs(601)),
+            LockOptions::default().clock_drift_ppm(100_001),
         ];
         for o in bad {
             assert!(
@@ -251,6 +308,18 @@ mod tests {
                 "{o:?} should be invalid"
             );
         }
+    }
+
+    #[test]
+    fn lease_deadline_leaves_the_drift_margin() {
+        let start = tokio::time::Instant::now();
+        let ttl = Duration::from_secs(30);
+        assert_eq!(
+            lease_deadline(start, ttl, DEFAULT_CLOCK_DRIFT_PPM),
+            start + Duration::from_millis(29_700)
+        );
+        assert_eq!(lease_deadline(start, ttl, 0), start + ttl);
+        assert!(lease_deadline(start, Duration::from_millis(1), 100_000) > start);
     }
 
     #[test]

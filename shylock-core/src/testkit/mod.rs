@@ -23,12 +23,14 @@
 mod cases;
 mod counting;
 mod hold_log;
+mod proxy;
 
 pub use cases::*;
 pub use counting::CountingBackend;
 pub use hold_log::{
     check_hold_log, parse_hold_line, read_hold_log, HoldEvent, HoldKind, HoldLog, HoldReport,
 };
+pub use proxy::FaultProxy;
 
 use std::future::Future;
 use std::time::Duration;
