@@ -19,6 +19,8 @@
 #   SHYLOCK_TEST_CACHE   where the server's virtualenv is kept
 #                        (default: ~/.cache/shylock)
 #   SHYLOCK_NO_SERVERS=1 start no server (the server suites then skip)
+#   SECANTUSD            path of secantusd-py for the fault-injection suite
+#                        (set here when SecantusDB is installed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -55,7 +57,9 @@ sys.exit(1)
 PY
 }
 
-start_mongo() {
+# Installs SecantusDB once into a cached virtualenv and exports its path as
+# SECANTUSD (the fault-injection suite starts, kills and restarts its own).
+install_secantus() {
     local venv="$cache/venv-secantusdb-$secantus_version"
     if [ ! -x "$venv/bin/secantusd-py" ]; then
         echo "== installing SecantusDB $secantus_version (MongoDB wire-protocol test server) into $venv"
@@ -66,6 +70,12 @@ start_mongo() {
             return 1
         fi
     fi
+    export SECANTUSD="$venv/bin/secantusd-py"
+}
+
+start_mongo() {
+    install_secantus || return 1
+    local venv="$cache/venv-secantusdb-$secantus_version"
     local port
     port=$(free_port)
     local log="$cache/secantusdb-$port.log"
@@ -99,6 +109,7 @@ fi
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites: using MONGODB_URI ($MONGODB_URI)"
+    [ "${SHYLOCK_NO_SERVERS:-}" = "1" ] || [ -n "${SECANTUSD:-}" ] || install_secantus || true
 elif [ "${SHYLOCK_NO_SERVERS:-}" = "1" ]; then
     echo "== MongoDB suites: SKIPPED (SHYLOCK_NO_SERVERS=1)"
 elif start_mongo; then
@@ -123,8 +134,17 @@ cargo run --quiet --all-features --example minimal_backend
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
-    cargo test --all-features -p shylock-mongo "$@" -- --ignored
+    cargo test --all-features -p shylock-mongo --test conformance "$@" -- --ignored
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
+fi
+if [ -n "${SECANTUSD:-}" ]; then
+    echo "== fault-injection suite (ignored above): stalled server, cut connections, kill -9 and restart, with $SECANTUSD"
+    cargo test --all-features -p shylock-mongo --test faults "$@" -- --ignored --nocapture --test-threads=2
+elif [ "${CI:-}" = "true" ]; then
+    echo "error: the fault-injection suite needs SecantusDB (SECANTUSD); CI must run it" >&2
+    exit 1
+else
+    echo "== fault-injection suite: SKIPPED (SecantusDB is not installed; SECANTUSD is not set)"
 fi
 if [ -n "${ARANGO_URL:-}" ]; then
     echo "== ArangoDB real-server suite (ignored above): running with --ignored against $ARANGO_URL"

@@ -128,7 +128,8 @@ macro_rules! __conformance_cases {
             expiry_frees_lock, expired_lease_cannot_be_extended, fencing_tokens_increase,
             force_release, is_locked, list_live_holders, name_edge_cases,
             distinct_names_independent, waiter_gets_released_lock,
-            release_wakes_waiter_at_once, wait_timeout, renewal_keeps_lock);
+            release_wakes_waiter_at_once, wait_timeout, renewal_keeps_lock,
+            generated_names_never_collide, cancelled_acquires_leave_the_lock_free);
     };
 }
 
