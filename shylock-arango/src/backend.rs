@@ -13,7 +13,9 @@ use shylock_core::backend::{
 use shylock_core::{LockInfo, Result};
 
 use crate::client::HttpClient;
-use crate::error::{error_num, timeout_error, QueryError, ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT};
+use crate::error::{
+    error_num, is_unauthorized, timeout_error, QueryError, ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT,
+};
 use crate::key::{document_key, sort_key};
 use crate::queries;
 
@@ -27,7 +29,11 @@ pub struct ArangoBackend {
 }
 
 pub(crate) struct Inner {
-    pub(crate) db: Database<HttpClient>,
+    /// The database handle and its generation (bumped by each login).
+    pub(crate) db: std::sync::RwLock<(u64, Database<HttpClient>)>,
+    /// With JWT: how to log in again once the token has expired.
+    pub(crate) relogin: Option<crate::builder::Login>,
+    pub(crate) relogin_lock: tokio::sync::Mutex<()>,
     pub(crate) collection: String,
     pub(crate) timeout: Duration,
     pub(crate) signals: ReleaseSignals,
@@ -84,6 +90,36 @@ impl ArangoBackend {
         &self.inner
     }
 
+    /// The current database handle and its login generation.
+    pub(crate) fn db(&self) -> (u64, Database<HttpClient>) {
+        self.inner
+            .db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Logs in again (JWT) unless another task already did since
+    /// `generation` failed.
+    async fn relogin(
+        &self,
+        login: &crate::builder::Login,
+        generation: u64,
+        deadline: Deadline,
+    ) -> std::result::Result<(), arangors::ClientError> {
+        let _one_at_a_time = self.inner.relogin_lock.lock().await;
+        if self.db().0 != generation {
+            return Ok(());
+        }
+        let timeout = self.inner.timeout.min(deadline.remaining());
+        let db = tokio::time::timeout(timeout, login.connect())
+            .await
+            .map_err(|_| timeout_error())??;
+        *self.inner.db.write().unwrap_or_else(|p| p.into_inner()) = (generation + 1, db);
+        tracing::debug!("ArangoDB token expired; logged in again");
+        Ok(())
+    }
+
     async fn query<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
@@ -91,20 +127,36 @@ impl ArangoBackend {
         vars: Vec<(&'static str, Value)>,
         deadline: Deadline,
     ) -> std::result::Result<Vec<T>, QueryError> {
+        let failed = |error| QueryError {
+            what: what.to_owned(),
+            error,
+        };
         let mut bind: HashMap<&str, Value> = vars.into_iter().collect();
         bind.insert("@coll", json!(self.inner.collection));
-        let aql = AqlQuery::builder().query(query).bind_vars(bind).build();
-        let timeout = self.inner.timeout.min(deadline.remaining());
-        match tokio::time::timeout(timeout, self.inner.db.aql_query_batch::<T>(aql)).await {
-            Ok(Ok(cursor)) => Ok(cursor.result),
-            Ok(Err(e)) => Err(QueryError {
-                what: what.to_owned(),
-                error: e,
-            }),
-            Err(_) => Err(QueryError {
-                what: what.to_owned(),
-                error: timeout_error(),
-            }),
+        let mut logged_in_again = false;
+        loop {
+            let aql = AqlQuery::builder()
+                .query(query)
+                .bind_vars(bind.clone())
+                .build();
+            let (generation, db) = self.db();
+            let timeout = self.inner.timeout.min(deadline.remaining());
+            match tokio::time::timeout(timeout, db.aql_query_batch::<T>(aql)).await {
+                Ok(Ok(cursor)) => return Ok(cursor.result),
+                // A 401 means the server ran nothing: log in again once and
+                // repeat the query.
+                Ok(Err(e)) if is_unauthorized(&e) && !logged_in_again => {
+                    let Some(login) = &self.inner.relogin else {
+                        return Err(failed(e));
+                    };
+                    logged_in_again = true;
+                    self.relogin(login, generation, deadline)
+                        .await
+                        .map_err(failed)?;
+                }
+                Ok(Err(e)) => return Err(failed(e)),
+                Err(_) => return Err(failed(timeout_error())),
+            }
         }
     }
 

@@ -20,6 +20,26 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after expiry the TTL index removes a lock document by default.
 pub const DEFAULT_TTL_GRACE: Duration = Duration::from_secs(3600);
 
+/// What it takes to log in again with JWT once a token has expired.
+pub(crate) struct Login {
+    url: String,
+    user: String,
+    password: String,
+    database: String,
+}
+
+impl Login {
+    /// `POST /_open/auth`, then opens the database with the new token.
+    pub(crate) async fn connect(
+        &self,
+    ) -> std::result::Result<arangors::Database<HttpClient>, arangors::ClientError> {
+        let connection =
+            GenericConnection::<HttpClient>::establish_jwt(&self.url, &self.user, &self.password)
+                .await?;
+        connection.db(&self.database).await
+    }
+}
+
 #[derive(Clone)]
 enum Auth {
     None,
@@ -61,10 +81,10 @@ impl ArangoBackendBuilder {
         self
     }
 
-    /// JWT authentication: logs in with `POST /_open/auth` once at build time.
-    /// Tokens last as long as the server's session timeout (one hour by
-    /// default); rebuild the backend for longer-lived processes or use basic
-    /// auth.
+    /// JWT authentication: logs in with `POST /_open/auth` at build time, and
+    /// again whenever the server answers 401 because the token expired
+    /// (after the server's `--server.session-timeout`, one hour by default);
+    /// the refused request is then repeated once with the new token.
     pub fn jwt(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.auth = Auth::Jwt {
             user: user.into(),
@@ -113,9 +133,13 @@ impl ArangoBackendBuilder {
     ///
     /// [`Error::Backend`](shylock_core::Error::Backend) when the server is unreachable, is not ArangoDB,
     /// refuses the credentials, or the database does not exist.
+    /// [`Error::InvalidOptions`](shylock_core::Error::InvalidOptions) for a
+    /// URL that is not `http(s)://host[:port]` (a path prefix, as behind a
+    /// reverse proxy, is not supported by the client library, which would
+    /// drop it).
     pub async fn build(self) -> Result<ArangoBackend> {
         let timeout = self.request_timeout;
-        let url = self.url.clone();
+        let url = validate_url(&self.url)?;
         let connect = async {
             match &self.auth {
                 Auth::None => GenericConnection::<HttpClient>::establish_without_auth(&url).await,
@@ -144,8 +168,19 @@ impl ArangoBackendBuilder {
                 ),
             )
         })?;
+        let relogin = match &self.auth {
+            Auth::Jwt { user, password } => Some(Login {
+                url: url.clone(),
+                user: user.clone(),
+                password: password.clone(),
+                database: self.database.clone(),
+            }),
+            _ => None,
+        };
         let backend = ArangoBackend::from_inner(Arc::new(Inner {
-            db,
+            db: std::sync::RwLock::new((0, db)),
+            relogin,
+            relogin_lock: tokio::sync::Mutex::new(()),
             collection: self.collection.clone(),
             timeout,
             signals: ReleaseSignals::new(),
@@ -159,6 +194,37 @@ impl ArangoBackendBuilder {
         }
         Ok(backend)
     }
+}
+
+/// Checks that `url` is `http(s)://host[:port]` with nothing after it but
+/// a `/`, and returns it without a trailing `/`.
+fn validate_url(url: &str) -> Result<String> {
+    let invalid = |why: String| shylock_core::Error::InvalidOptions { reason: why };
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        invalid(format!(
+            "ArangoDB URL {url:?} is not a URL ({e}); use e.g. http://localhost:8529"
+        ))
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(invalid(format!(
+            "ArangoDB URL {url:?} must be http:// or https:// with a host, e.g. http://localhost:8529"
+        )));
+    }
+    if parsed.path() != "/" || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(invalid(format!(
+            "ArangoDB URL {url:?} has a path, query or fragment; only http(s)://host[:port] is \
+             supported (the client library would drop a path prefix, so a server behind a \
+             reverse proxy must be reachable at the root of a host or port)"
+        )));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(format!(
+            "ArangoDB URL has credentials in it; pass them with basic_auth() or jwt() instead \
+             (host {:?})",
+            parsed.host_str().unwrap_or_default()
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
 }
 
 impl ArangoBackend {
@@ -178,9 +244,8 @@ impl ArangoBackend {
 
     pub(crate) async fn setup(&self, grace: Duration) -> Result<()> {
         let inner = self.inner();
-        match tokio::time::timeout(inner.timeout, inner.db.create_collection(&inner.collection))
-            .await
-        {
+        let (_, db) = self.db();
+        match tokio::time::timeout(inner.timeout, db.create_collection(&inner.collection)).await {
             Ok(Ok(_)) => {}
             // Another process created it first.
             Ok(Err(e)) if error_num(&e) == Some(ERROR_DUPLICATE_NAME) => {}
@@ -203,7 +268,7 @@ impl ArangoBackend {
             inner.timeout,
             "creating the TTL index (a collection has at most one TTL index: drop another one \
              on it, or turn create_collection off)",
-            inner.db.create_index(&inner.collection, &index),
+            db.create_index(&inner.collection, &index),
         )
         .await?;
         Ok(())

@@ -49,6 +49,12 @@ pub(crate) async fn with_timeout<T>(
     }
 }
 
+/// Whether the server refused the request's credentials (HTTP 401,
+/// errorNum 11), as it does once a JWT has expired.
+pub(crate) fn is_unauthorized(error: &ClientError) -> bool {
+    matches!(error, ClientError::Arango(e) if e.code() == 401)
+}
+
 pub(crate) fn error_num(error: &ClientError) -> Option<u16> {
     match error {
         ClientError::Arango(e) => Some(e.error_num()),
@@ -62,7 +68,11 @@ pub(crate) fn arango_error(what: &str, error: ClientError) -> Error {
             "; the server refused the credentials: check user and password"
         }
         ClientError::Arango(e) if e.error_num() == 1228 => "; the database does not exist",
-        ClientError::InvalidServer(_) => "; the URL does not point at an ArangoDB server",
+        ClientError::InvalidServer(_) => {
+            "; the server's answer to `GET /` carries no `Server: ArangoDB` header, which the \
+             client library requires: point the URL at ArangoDB itself, or at a proxy that keeps \
+             the header, and do not start ArangoDB with --http.hide-product-header"
+        }
         ClientError::HttpClient(_) => "; the HTTP request failed: check the URL and the network",
         _ => "",
     };

@@ -3,11 +3,13 @@
 /// The `_key` of the document for lock `name`.
 ///
 /// Names made only of ASCII letters, digits and `_-.@()+,=;$!*'` are used
-/// as they are; other bytes are percent-encoded (`%2F` for `/`). Keys that
-/// would exceed ArangoDB's 254 bytes become `sha256:` and the hex digest of
-/// the name. Percent-encoded keys never contain `:`, so the two forms never
+/// as they are; other bytes are percent-encoded (`%2F` for `/`, always with
+/// two uppercase hex digits). Keys that would exceed ArangoDB's 254 bytes
+/// become `%h` and the lowercase hex SHA-256 digest of the name. An encoded
+/// name never contains `%h` (`h` is not a hex digit), so the two forms never
 /// collide, and distinct names always get distinct keys (up to SHA-256
-/// collisions for very long names).
+/// collisions for very long names). Keys never contain `:`, which the
+/// ArangoDB documentation reserves (SmartGraphs use it as a separator).
 ///
 /// # Examples
 ///
@@ -15,7 +17,7 @@
 /// use shylock_arango::document_key;
 ///
 /// assert_eq!(document_key("orders/42"), "orders%2F42");
-/// assert!(document_key(&"x".repeat(1000)).starts_with("sha256:"));
+/// assert!(document_key(&"x".repeat(1000)).starts_with("%h"));
 /// ```
 pub fn document_key(name: &str) -> String {
     const MAX_KEY: usize = 254;
@@ -37,7 +39,7 @@ pub fn document_key(name: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(name.as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("%h{hex}")
 }
 
 /// The `sortKey` of lock `name`: its UTF-8 bytes in lowercase hex. Hex
@@ -82,7 +84,7 @@ mod tests {
             assert!(k.len() <= 254 && !k.is_empty());
             assert!(
                 k.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%:".contains(&b)),
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'%".contains(&b)),
                 "{k}"
             );
             for other in &keys[i + 1..] {
@@ -90,7 +92,10 @@ mod tests {
             }
         }
         let long = "y".repeat(300);
-        assert_eq!(document_key(&long).len(), "sha256:".len() + 64);
+        assert_eq!(document_key(&long).len(), "%h".len() + 64);
+        // A short name spelling a digest key is encoded, not taken as is.
+        let spelled = document_key(&long);
+        assert_ne!(document_key(&spelled), spelled);
         assert_ne!(document_key(&long), document_key(&format!("{long}z")));
     }
 

@@ -43,6 +43,83 @@ async fn jwt_login_works_and_debug_hides_the_password() {
     shylock_core::testkit::try_acquire_while_held(backend.into()).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_jwt_is_renewed_and_the_held_lock_kept() {
+    let fake = FakeArango::start().await;
+    let backend = ArangoBackend::builder(fake.url())
+        .jwt("root", "secret")
+        .database("locks")
+        .build()
+        .await
+        .unwrap();
+    let lock = AsyncLock::with_backend("jwt/expiry", backend.clone());
+    let guard = lock.acquire().await.unwrap();
+    assert_eq!(fake.logins(), 1);
+    // The server's session timeout passes: every token is refused now.
+    fake.expire_tokens();
+    guard.extend(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(fake.logins(), 2, "the backend did not log in again");
+    assert!(lock.try_acquire().await.unwrap().is_none());
+    fake.expire_tokens();
+    // Several operations at once log in once between them.
+    let (a, b, c) = tokio::join!(lock.is_locked(), lock.inspect(), lock.is_locked());
+    assert!(a.unwrap() && b.unwrap().is_some() && c.unwrap());
+    assert_eq!(fake.logins(), 3);
+    guard.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn basic_auth_is_not_affected_by_token_expiry() {
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    fake.expire_tokens(); // no effect on basic auth
+    assert!(!AsyncLock::with_backend("basic", backend)
+        .is_locked()
+        .await
+        .unwrap());
+}
+
+#[tokio::test]
+async fn urls_the_client_cannot_use_are_invalid_options() {
+    for url in [
+        "not a url",
+        "localhost:8529",
+        "ftp://localhost:8529",
+        "http://localhost:8529/arango",
+        "http://localhost:8529/?x=1",
+        "http://root:secret@localhost:8529",
+    ] {
+        let err = ArangoBackend::builder(url).build().await.unwrap_err();
+        assert!(matches!(err, Error::InvalidOptions { .. }), "{url}: {err}");
+        assert!(!err.to_string().contains("secret"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_hiding_its_product_header_is_a_clear_error() {
+    let fake = FakeArango::start().await;
+    fake.hide_product_header(true);
+    let err = ArangoBackend::builder(fake.url())
+        .basic_auth("root", "secret")
+        .database("locks")
+        .build()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), Some(ErrorKind::Misconfigured), "{err}");
+    assert!(
+        err.to_string().contains("--http.hide-product-header"),
+        "{err}"
+    );
+    // With a trailing slash the URL is the same server.
+    fake.hide_product_header(false);
+    ArangoBackend::builder(format!("{}/", fake.url()))
+        .basic_auth("root", "secret")
+        .database("locks")
+        .build()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn wrong_credentials_are_a_clear_error() {
     let fake = FakeArango::start().await;

@@ -10,6 +10,7 @@ use shylock_core::backend::{duration_to_millis, prefix_upper_bound, Backend, Dea
 use shylock_core::{LockInfo, Result};
 
 use crate::error::{corrupt, is_duplicate_key, mongo_error, retry_rate_limited};
+use crate::key::{document_id, is_hashed};
 use crate::queries;
 use crate::watcher::ReleaseWatcher;
 
@@ -92,12 +93,66 @@ fn expires_of(doc: &Document) -> Result<SystemTime> {
     }
 }
 
+/// A document found under the digest `_id` of `name` must carry that name;
+/// anything else is a SHA-256 collision or a foreign document.
+fn check_name(name: &str, doc: &Document) -> Result<()> {
+    if !is_hashed(name) || doc.get_str("name").ok() == Some(name) {
+        return Ok(());
+    }
+    Err(corrupt(&format!(
+        "under the digest `_id` of a long lock name has another `name` ({:?}); remove it",
+        doc.get("name")
+            .map(|n| n.to_string().chars().take(80).collect::<String>())
+    )))
+}
+
+/// The lock name of a listed document: its string `_id`, or its `name`
+/// field when the `_id` is a digest.
+fn name_of(doc: &Document) -> Result<String> {
+    match (doc.get("_id"), doc.get("name")) {
+        (Some(Bson::String(name)), _) => Ok(name.clone()),
+        (Some(Bson::Binary(_)), Some(Bson::String(name))) => Ok(name.clone()),
+        (id, _) => Err(corrupt(&format!(
+            "has neither a string `_id` nor a `name` ({id:?})"
+        ))),
+    }
+}
+
 fn info_of(name: String, doc: &Document) -> Result<LockInfo> {
     let owner = match doc.get("owner") {
         Some(Bson::String(owner)) => owner.clone(),
         other => return Err(corrupt(&format!("has no valid `owner` ({other:?})"))),
     };
     Ok(LockInfo::new(name, owner, fence_of(doc)?, expires_of(doc)?))
+}
+
+impl MongoBackend {
+    /// One page of documents matching `filter`, sorted by `field`.
+    async fn find_page(
+        &self,
+        filter: Document,
+        field: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<Document>> {
+        use futures_util::TryStreamExt;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let cursor = retry_rate_limited(|| {
+            self.inner
+                .collection
+                .find(filter.clone())
+                .sort(doc! { field: 1 })
+                .limit(limit)
+                .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
+                .max_time(max_time(deadline))
+        })
+        .await
+        .map_err(|e| mongo_error("list (find)", e))?;
+        cursor
+            .try_collect()
+            .await
+            .map_err(|e| mongo_error("list (find)", e))
+    }
 }
 
 /// The server-side time limit for a command with `deadline`.
@@ -114,11 +169,13 @@ impl Backend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let pipeline = queries::acquire_pipeline(owner, duration_to_millis(ttl));
+        let full_name = is_hashed(name).then_some(name);
+        let pipeline = queries::acquire_pipeline(owner, duration_to_millis(ttl), full_name);
+        let id = document_id(name);
         let outcome = retry_rate_limited(|| {
             self.inner
                 .collection
-                .find_one_and_update(doc! { "_id": name }, pipeline.clone())
+                .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
                 .upsert(true)
                 .return_document(ReturnDocument::After)
                 .projection(queries::lease_projection())
@@ -132,6 +189,7 @@ impl Backend for MongoBackend {
             Err(e) if is_duplicate_key(&e) => return Ok(None),
             Err(e) => return Err(mongo_error("acquire (findOneAndUpdate)", e)),
         };
+        check_name(name, &doc)?;
         if doc.get_str("owner").ok() != Some(owner) {
             return Ok(None);
         }
@@ -145,7 +203,7 @@ impl Backend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
-        let (filter, update) = queries::extend(name, owner, duration_to_millis(ttl));
+        let (filter, update) = queries::extend(&document_id(name), owner, duration_to_millis(ttl));
         let doc = retry_rate_limited(|| {
             self.inner
                 .collection
@@ -160,7 +218,7 @@ impl Backend for MongoBackend {
     }
 
     async fn release(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let (filter, update) = queries::release(name, owner);
+        let (filter, update) = queries::release(&document_id(name), owner);
         let result = retry_rate_limited(|| {
             self.inner
                 .collection
@@ -179,13 +237,19 @@ impl Backend for MongoBackend {
         let doc = retry_rate_limited(|| {
             self.inner
                 .collection
-                .find_one(queries::inspect(name))
+                .find_one(queries::inspect(&document_id(name)))
                 .projection(queries::lease_projection())
                 .max_time(max_time(deadline))
         })
         .await
         .map_err(|e| mongo_error("inspect (find)", e))?;
-        doc.map(|d| info_of(name.to_owned(), &d)).transpose()
+        match doc {
+            Some(d) => {
+                check_name(name, &d)?;
+                info_of(name.to_owned(), &d).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 
     async fn list(
@@ -195,47 +259,51 @@ impl Backend for MongoBackend {
         limit: usize,
         deadline: Deadline,
     ) -> Result<Vec<LockInfo>> {
-        use futures_util::TryStreamExt;
         let upper = prefix_upper_bound(prefix);
-        let filter = queries::list(prefix, upper.as_deref(), after);
-        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
-        let cursor = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .find(filter.clone())
-                .sort(doc! { "_id": 1 })
-                .limit(limit)
-                .batch_size(u32::try_from(limit).unwrap_or(u32::MAX))
-                .max_time(max_time(deadline))
-        })
-        .await
-        .map_err(|e| mongo_error("list (find)", e))?;
-        let docs: Vec<Document> = cursor
-            .try_collect()
-            .await
-            .map_err(|e| mongo_error("list (find)", e))?;
-        docs.iter()
-            .map(|d| match d.get("_id") {
-                Some(Bson::String(name)) => info_of(name.clone(), d),
-                other => Err(corrupt(&format!("has a non-string `_id` ({other:?})"))),
-            })
-            .collect()
+        let limit = limit.max(1);
+        // Names up to MAX_PLAIN_ID bytes are their own `_id`; longer ones
+        // sit under a digest with a `name` field. One sorted page of each,
+        // merged in byte order.
+        let plain = self
+            .find_page(
+                queries::list(prefix, upper.as_deref(), after),
+                "_id",
+                limit,
+                deadline,
+            )
+            .await?;
+        let hashed = self
+            .find_page(
+                queries::list_hashed(prefix, upper.as_deref(), after),
+                "name",
+                limit,
+                deadline,
+            )
+            .await?;
+        let mut all = plain
+            .iter()
+            .chain(&hashed)
+            .map(|d| info_of(name_of(d)?, d))
+            .collect::<Result<Vec<_>>>()?;
+        all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        all.truncate(limit);
+        Ok(all)
     }
 
-    async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
-        let (filter, update) = queries::force_release(name);
-        let doc = retry_rate_limited(|| {
+    async fn force_release(&self, name: &str, _deadline: Deadline) -> Result<bool> {
+        let (filter, update) = queries::force_release(&document_id(name));
+        let result = retry_rate_limited(|| {
             self.inner
                 .collection
-                .find_one_and_update(filter.clone(), update.clone())
-                .return_document(ReturnDocument::After)
-                .projection(doc! { "_id": 0, "forcedLive": 1 })
-                .max_time(max_time(deadline))
+                .update_one(filter.clone(), update.clone())
         })
         .await
-        .map_err(|e| mongo_error("force_release (findOneAndUpdate)", e))?;
-        self.inner.watcher.signals().notify(name);
-        Ok(doc.is_some_and(|d| d.get_bool("forcedLive").unwrap_or(false)))
+        .map_err(|e| mongo_error("force_release (updateOne)", e))?;
+        let freed = result.matched_count == 1;
+        if freed {
+            self.inner.watcher.signals().notify(name);
+        }
+        Ok(freed)
     }
 
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {

@@ -4,7 +4,8 @@
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `_id` | the lock name (MongoDB's own unique index keeps it unique) |
+//! | `_id` | the lock name (MongoDB's own unique index keeps it unique); for names over 1024 bytes, the SHA-256 of the name as binary data ([`document_id`]) |
+//! | `name` | the full lock name, only in documents with a digest `_id` |
 //! | `owner` | owner token of the holder; absent when free |
 //! | `expiresAt` | when the lease ends, by the **server's** clock (`$$NOW`) |
 //! | `fence` | fencing counter (int64), strictly increasing per name |
@@ -41,6 +42,7 @@
 mod backend;
 mod builder;
 mod error;
+mod key;
 pub mod queries;
 mod watcher;
 
@@ -49,6 +51,7 @@ pub use builder::{
     MongoBackendBuilder, DEFAULT_SERVER_SELECTION_TIMEOUT, DEFAULT_TTL_GRACE,
     DEFAULT_WRITE_CONCERN_TIMEOUT,
 };
+pub use key::{document_id, MAX_PLAIN_ID};
 pub use queries::acquire_pipeline;
 
 pub use mongodb;

@@ -26,11 +26,12 @@ pub fn live() -> Document {
 }
 
 /// The update pipeline `acquire` sends with `findOneAndUpdate` on
-/// `{_id: name}` (upsert, return the new document): it takes the lock if it
-/// is free, expired or already `owner`'s; a new holder gets
+/// `{_id: document_id(name)}` (upsert, return the new document): it takes
+/// the lock if it is free, expired or already `owner`'s; a new holder gets
 /// `max(fence + 1, server time in ms)` so tokens keep increasing even after
-/// the document was garbage-collected.
-pub fn acquire_pipeline(owner: &str, ttl_ms: i64) -> Vec<Document> {
+/// the document was garbage-collected. `full_name` is set for names whose
+/// `_id` is a digest, and is stored in the `name` field.
+pub fn acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
     // `$literal`: an owner token is a value even if it starts with `$`.
     let owner = doc! { "$literal": owner };
     let free = doc! { "$or": [
@@ -46,50 +47,54 @@ pub fn acquire_pipeline(owner: &str, ttl_ms: i64) -> Vec<Document> {
         { "$add": [{ "$ifNull": ["$fence", 0_i64] }, 1_i64] },
         now_ms(),
     ]};
-    vec![doc! { "$set": {
+    let mut set = doc! {
         "fence": { "$cond": [free.clone(), { "$cond": [ours_and_live, "$fence", next_fence] }, "$fence"] },
         "owner": { "$cond": [free.clone(), owner, "$owner"] },
         "expiresAt": { "$cond": [free, { "$add": ["$$NOW", ttl_ms] }, "$expiresAt"] },
-    }}]
+    };
+    if let Some(name) = full_name {
+        set.insert("name", doc! { "$literal": name });
+    }
+    vec![doc! { "$set": set }]
 }
 
 /// Projection of the fields a lease is read from.
 pub fn lease_projection() -> Document {
-    doc! { "owner": 1, "expiresAt": 1, "fence": 1 }
+    doc! { "owner": 1, "expiresAt": 1, "fence": 1, "name": 1 }
 }
 
 /// `extend`: the filter (owner's live lease) and the pipeline.
-pub fn extend(name: &str, owner: &str, ttl_ms: i64) -> (Document, Vec<Document>) {
+pub fn extend(id: &Bson, owner: &str, ttl_ms: i64) -> (Document, Vec<Document>) {
     (
-        doc! { "_id": name, "owner": owner, "$expr": live() },
+        doc! { "_id": id, "owner": owner, "$expr": live() },
         vec![doc! { "$set": { "expiresAt": { "$add": ["$$NOW", ttl_ms] } } }],
     )
 }
 
 /// `release`: the filter (owner's lock) and the update. The document and
 /// its fence stay.
-pub fn release(name: &str, owner: &str) -> (Document, Document) {
-    (
-        doc! { "_id": name, "owner": owner },
-        doc! { "$unset": { "owner": "" }, "$currentDate": { "expiresAt": true } },
-    )
+pub fn release(id: &Bson, owner: &str) -> (Document, Document) {
+    (doc! { "_id": id, "owner": owner }, free_update())
 }
 
-/// `inspect`: the live holder of `name`.
-pub fn inspect(name: &str) -> Document {
-    doc! { "_id": name, "owner": { "$type": "string" }, "$expr": live() }
+/// The update that frees a lock: no owner, expired now. The document and
+/// its fence stay.
+fn free_update() -> Document {
+    doc! { "$unset": { "owner": "" }, "$currentDate": { "expiresAt": true } }
 }
 
-/// `force_release`: the filter (any holder) and the pipeline, which records
-/// in `forcedLive` whether the removed lease was live (by the server's
-/// clock) so one round trip answers.
-pub fn force_release(name: &str) -> (Document, Vec<Document>) {
+/// `inspect`: the live holder of the document `id`.
+pub fn inspect(id: &Bson) -> Document {
+    doc! { "_id": id, "owner": { "$type": "string" }, "$expr": live() }
+}
+
+/// `force_release`: the filter (a live holder, by the server's clock) and
+/// the update. A lease that already expired is left as it is: it holds
+/// nothing, and the answer is then "nothing was freed".
+pub fn force_release(id: &Bson) -> (Document, Document) {
     (
-        doc! { "_id": name, "owner": { "$type": "string" } },
-        vec![
-            doc! { "$set": { "forcedLive": live(), "expiresAt": "$$NOW" } },
-            doc! { "$unset": "owner" },
-        ],
+        doc! { "_id": id, "owner": { "$type": "string" }, "$expr": live() },
+        free_update(),
     )
 }
 
@@ -97,15 +102,35 @@ pub fn force_release(name: &str) -> (Document, Vec<Document>) {
 /// `upper`, for a find sorted by `_id` (MongoDB compares strings by their
 /// UTF-8 bytes).
 pub fn list(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Document {
-    let mut id = Document::new();
+    doc! {
+        "_id": name_range(prefix, upper, after),
+        "owner": { "$type": "string" },
+        "$expr": live(),
+    }
+}
+
+/// `list`, for names stored under a digest `_id`: live holders whose
+/// `name` is in the same range, for a find sorted by `name`.
+pub fn list_hashed(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Document {
+    doc! {
+        "_id": { "$type": "binData" },
+        "name": name_range(prefix, upper, after),
+        "owner": { "$type": "string" },
+        "$expr": live(),
+    }
+}
+
+/// Strings from `prefix` (or after `after`) and below `upper`.
+fn name_range(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Document {
+    let mut range = Document::new();
     match after {
-        Some(after) if after >= prefix => id.insert("$gt", after),
-        _ => id.insert("$gte", prefix),
+        Some(after) if after >= prefix => range.insert("$gt", after),
+        _ => range.insert("$gte", prefix),
     };
     if let Some(upper) = upper {
-        id.insert("$lt", upper);
+        range.insert("$lt", upper);
     }
-    doc! { "_id": id, "owner": { "$type": "string" }, "$expr": live() }
+    range
 }
 
 /// Change-stream filter of the release watcher: events after which a lock
@@ -125,7 +150,7 @@ mod tests {
 
     #[test]
     fn pipeline_takes_owner_and_ttl_as_values_not_code() {
-        let p = acquire_pipeline("$where", 1500);
+        let p = acquire_pipeline("$where", 1500, None);
         let text = format!("{p:?}");
         assert!(text.contains("1500"));
         // The owner token is wrapped in $literal, so even an owner that

@@ -98,6 +98,51 @@ async fn documents_have_the_documented_shape() {
         .unwrap()
         .expect("release must keep the document (its fence)");
     assert!(doc.get("owner").is_none(), "{doc:?}");
+
+    // force_release leaves the documented fields only.
+    let guard = lock.acquire().await.unwrap();
+    assert!(lock.force_release().await.unwrap());
+    assert!(matches!(
+        guard.release().await,
+        Err(shylock_core::Error::LockLost { .. })
+    ));
+    let doc = db
+        .collection::<bson::Document>("shape")
+        .find_one(bson::doc! { "_id": &name })
+        .await
+        .unwrap()
+        .unwrap();
+    let mut fields: Vec<&str> = doc.keys().map(String::as_str).collect();
+    fields.sort();
+    assert_eq!(fields, ["_id", "expiresAt", "fence"], "{doc:?}");
+
+    // A name over MAX_PLAIN_ID bytes: digest `_id`, full name in `name`.
+    let long = format!("{name}/{}", "y".repeat(shylock_mongo::MAX_PLAIN_ID));
+    let guard = shylock_core::AsyncLock::with_backend(long.clone(), lock_backend(&db).await)
+        .acquire()
+        .await
+        .unwrap();
+    let doc = db
+        .collection::<bson::Document>("shape")
+        .find_one(bson::doc! { "_id": shylock_mongo::document_id(&long) })
+        .await
+        .unwrap()
+        .expect("no document under the digest id");
+    assert!(
+        matches!(doc.get("_id"), Some(bson::Bson::Binary(_))),
+        "{doc:?}"
+    );
+    assert_eq!(doc.get_str("name").unwrap(), long);
+    assert_eq!(doc.get_str("owner").unwrap(), guard.owner());
+    guard.release().await.unwrap();
+}
+
+async fn lock_backend(db: &shylock_mongo::mongodb::Database) -> MongoBackend {
+    MongoBackend::builder(db.clone())
+        .collection("shape")
+        .build()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

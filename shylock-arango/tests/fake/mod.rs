@@ -64,6 +64,11 @@ struct Inner {
     next_rev: u64,
     /// Time the fake's clock is ahead of the real one (for expiry tests).
     clock_offset_ms: i64,
+    /// Answer `GET /` without `Server: ArangoDB`, as a server started with
+    /// `--http.hide-product-header` (or behind a proxy that strips it).
+    hide_product_header: bool,
+    /// Successful `POST /_open/auth` calls.
+    logins: u64,
 }
 
 /// A running fake server.
@@ -104,6 +109,22 @@ impl FakeArango {
     /// `http://127.0.0.1:<port>`.
     pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Ends every JWT issued so far, as the server's session timeout does:
+    /// requests bearing one get 401 from now on.
+    pub(crate) fn expire_tokens(&self) {
+        self.inner.lock().unwrap().tokens.clear();
+    }
+
+    /// How many JWT logins succeeded.
+    pub(crate) fn logins(&self) -> u64 {
+        self.inner.lock().unwrap().logins
+    }
+
+    /// Whether `GET /` omits the `Server: ArangoDB` header.
+    pub(crate) fn hide_product_header(&self, hide: bool) {
+        self.inner.lock().unwrap().hide_product_header = hide;
     }
 
     /// Makes the next query of `fault.query` fail as given.
@@ -194,11 +215,15 @@ fn check(inner: &Inner, headers: &HeaderMap, db: &str) -> Result<(), Response> {
     Ok(())
 }
 
-async fn root() -> Response {
-    ok(
+async fn root(State(state): State<Shared>) -> Response {
+    let mut response = ok(
         200,
         json!({ "server": "arango", "version": "3.12.0", "license": "community" }),
-    )
+    );
+    if state.lock().unwrap().hide_product_header {
+        response.headers_mut().remove("server");
+    }
+    response
 }
 
 async fn open_auth(State(state): State<Shared>, body: Bytes) -> Response {
@@ -209,6 +234,7 @@ async fn open_auth(State(state): State<Shared>, body: Bytes) -> Response {
     if body["username"] == json!(inner.user) && body["password"] == json!(inner.password) {
         let token = format!("jwt-{}", uuid::Uuid::new_v4());
         inner.tokens.insert(token.clone());
+        inner.logins += 1;
         ok(200, json!({ "jwt": token }))
     } else {
         error(401, 401, "Wrong credentials")
