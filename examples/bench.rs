@@ -322,7 +322,7 @@ async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
         Raw::Mongo(collection) => {
             use bson::doc;
             use shylock::mongo::mongodb::options::ReturnDocument;
-            let pipeline = shylock::mongo::acquire_pipeline(owner, 30_000);
+            let pipeline = shylock::mongo::acquire_pipeline(owner, 30_000, None);
             let start = Instant::now();
             for _ in 0..n {
                 let t = Instant::now();
