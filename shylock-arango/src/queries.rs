@@ -7,6 +7,11 @@
 //! the exact queries. `DATE_NOW()` is whole milliseconds, so a lease counts
 //! as expired only when `expiresAtMs < now` (strictly): it never ends
 //! before a full ttl after the request.
+//!
+//! A document holds a live lease only when its `owner` is a string and its
+//! `expiresAtMs` a number: one another program wrote with other types
+//! counts as free and is taken over cleanly, and fences are read with
+//! `TO_NUMBER`.
 
 /// Takes the lock if free, expired or already `@owner`'s and returns the
 /// owner, fence and expiry; returns nothing when another owner holds it.
@@ -15,21 +20,21 @@
 /// for a free lock, the loser fails with 1210 (first creation) or 1200.
 pub const ACQUIRE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
-FILTER old == null || old.owner == null || old.expiresAtMs < now || old.owner == @owner
+FILTER old == null || !IS_STRING(old.owner) || !IS_NUMBER(old.expiresAtMs) || old.expiresAtMs < now || old.owner == @owner
 UPSERT { _key: @key }
 INSERT { _key: @key, name: @name, sortKey: @sortKey, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 }
-UPDATE (OLD.owner == null || OLD.expiresAtMs < now || OLD.owner == @owner)
+UPDATE (!IS_STRING(OLD.owner) || !IS_NUMBER(OLD.expiresAtMs) || OLD.expiresAtMs < now || OLD.owner == @owner)
   ? { name: @name, sortKey: @sortKey, owner: @owner, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000,
-      fence: (OLD.owner == @owner && OLD.expiresAtMs >= now) ? OLD.fence : MAX([OLD.fence + 1, now]) }
+      fence: (OLD.owner == @owner && IS_NUMBER(OLD.expiresAtMs) && OLD.expiresAtMs >= now) ? TO_NUMBER(OLD.fence) : MAX([TO_NUMBER(OLD.fence) + 1, now]) }
   : {}
 IN @@coll
 RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
 
 /// Pushes the expiry if `@owner` still holds a live lease.
 pub const EXTEND: &str = "LET now = DATE_NOW()
-FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner AND d.expiresAtMs >= now
+FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner AND IS_NUMBER(d.expiresAtMs) AND d.expiresAtMs >= now
   UPDATE d WITH { expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000 } IN @@coll
-  RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
+  RETURN { owner: NEW.owner, fence: TO_NUMBER(NEW.fence), expiresAtMs: NEW.expiresAtMs }";
 
 /// Clears the owner if `@owner` holds the lock (the document and its fence
 /// stay).
@@ -40,14 +45,14 @@ FOR d IN @@coll FILTER d._key == @key AND d.owner == @owner
 
 /// The live holder, if any.
 pub const INSPECT: &str =
-    "FOR d IN @@coll FILTER d._key == @key AND d.owner != null AND d.expiresAtMs >= DATE_NOW()
-  RETURN { owner: d.owner, fence: d.fence, expiresAtMs: d.expiresAtMs }";
+    "FOR d IN @@coll FILTER d._key == @key AND IS_STRING(d.owner) AND IS_NUMBER(d.expiresAtMs) AND d.expiresAtMs >= DATE_NOW()
+  RETURN { owner: d.owner, fence: TO_NUMBER(d.fence), expiresAtMs: d.expiresAtMs }";
 
 /// Clears the owner whoever it is; returns whether the lease was live.
 pub const FORCE_RELEASE: &str = "LET now = DATE_NOW()
 FOR d IN @@coll FILTER d._key == @key AND d.owner != null
   UPDATE d WITH { owner: null, expiresAtMs: now, expiresAt: now / 1000 } IN @@coll OPTIONS { keepNull: false }
-  RETURN OLD.expiresAtMs >= now";
+  RETURN IS_STRING(OLD.owner) && IS_NUMBER(OLD.expiresAtMs) && OLD.expiresAtMs >= now";
 
 /// One page of live holders whose `sortKey` starts with `@prefix` (the hex
 /// of the name prefix) and sorts after `@after` (the hex of the last name
@@ -55,7 +60,7 @@ FOR d IN @@coll FILTER d._key == @key AND d.owner != null
 pub const LIST: &str = "LET now = DATE_NOW()
 FOR d IN @@coll
   FILTER STARTS_WITH(d.sortKey, @prefix) AND d.sortKey > @after
-    AND d.owner != null AND d.expiresAtMs >= now
+    AND IS_STRING(d.name) AND IS_STRING(d.owner) AND IS_NUMBER(d.expiresAtMs) AND d.expiresAtMs >= now
   SORT d.sortKey
   LIMIT @limit
-  RETURN { name: d.name, owner: d.owner, fence: d.fence, expiresAtMs: d.expiresAtMs }";
+  RETURN { name: d.name, owner: d.owner, fence: TO_NUMBER(d.fence), expiresAtMs: d.expiresAtMs }";

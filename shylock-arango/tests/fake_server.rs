@@ -284,3 +284,40 @@ async fn documents_have_the_documented_shape_and_keep_their_fence() {
     let again = lock.acquire().await.unwrap();
     assert!(again.fencing_token() > first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_documents_are_taken_over_or_reported_never_a_panic() {
+    use serde_json::json;
+    let fake = FakeArango::start().await;
+    let backend: SharedBackend = backend_on(&fake).await.into();
+    let future = 4_000_000_000_000_i64;
+    let free_cases = [
+        json!({ "owner": 5, "expiresAtMs": future, "fence": 7 }),
+        json!({ "owner": "someone", "expiresAtMs": "tomorrow", "fence": 7 }),
+        json!({ "owner": "someone", "fence": 7 }),
+        json!({}),
+        json!({ "owner": "someone", "expiresAtMs": 1, "fence": "seven" }),
+        json!({ "owner": "someone", "expiresAtMs": 1, "fence": 1, "pad": "p".repeat(1 << 20) }),
+    ];
+    for (i, doc) in free_cases.into_iter().enumerate() {
+        let name = format!("foreign-{i}");
+        let serde_json::Value::Object(doc) = doc else {
+            unreachable!()
+        };
+        fake.put_document(
+            "locks",
+            "shylock",
+            &shylock_arango::document_key(&name),
+            doc,
+        );
+        shylock_core::testkit::takes_over_foreign_record(backend.clone(), &name).await;
+    }
+    let name = "foreign-live";
+    let serde_json::Value::Object(doc) =
+        json!({ "owner": "someone", "expiresAtMs": future, "fence": "seven", "name": name })
+    else {
+        unreachable!()
+    };
+    fake.put_document("locks", "shylock", &shylock_arango::document_key(name), doc);
+    shylock_core::testkit::frees_live_foreign_record(backend, name).await;
+}

@@ -74,21 +74,25 @@ impl MongoBackend {
     }
 }
 
-fn fence_of(doc: &Document) -> Result<u64> {
+fn fence_of(name: &str, doc: &Document) -> Result<u64> {
     let raw = match doc.get("fence") {
         Some(Bson::Int64(v)) => *v,
         Some(Bson::Int32(v)) => i64::from(*v),
         Some(Bson::Double(v)) if v.is_finite() => *v as i64,
-        other => return Err(corrupt(&format!("has no valid `fence` field ({other:?})"))),
+        other => {
+            return Err(corrupt(&format!(
+                "of {name:?} has no valid `fence` field ({other:?})"
+            )))
+        }
     };
     Ok(u64::try_from(raw).unwrap_or(0))
 }
 
-fn expires_of(doc: &Document) -> Result<SystemTime> {
+fn expires_of(name: &str, doc: &Document) -> Result<SystemTime> {
     match doc.get("expiresAt") {
         Some(Bson::DateTime(dt)) => Ok(dt.to_system_time()),
         other => Err(corrupt(&format!(
-            "has no valid `expiresAt` date ({other:?})"
+            "of {name:?} has no valid `expiresAt` date ({other:?})"
         ))),
     }
 }
@@ -121,9 +125,15 @@ fn name_of(doc: &Document) -> Result<String> {
 fn info_of(name: String, doc: &Document) -> Result<LockInfo> {
     let owner = match doc.get("owner") {
         Some(Bson::String(owner)) => owner.clone(),
-        other => return Err(corrupt(&format!("has no valid `owner` ({other:?})"))),
+        other => {
+            return Err(corrupt(&format!(
+                "of {name:?} has no valid `owner` ({other:?})"
+            )))
+        }
     };
-    Ok(LockInfo::new(name, owner, fence_of(doc)?, expires_of(doc)?))
+    let fence = fence_of(&name, doc)?;
+    let expires_at = expires_of(&name, doc)?;
+    Ok(LockInfo::new(name, owner, fence, expires_at))
 }
 
 impl MongoBackend {
@@ -193,7 +203,10 @@ impl Backend for MongoBackend {
         if doc.get_str("owner").ok() != Some(owner) {
             return Ok(None);
         }
-        Ok(Some(Grant::new(fence_of(&doc)?, expires_of(&doc)?)))
+        Ok(Some(Grant::new(
+            fence_of(name, &doc)?,
+            expires_of(name, &doc)?,
+        )))
     }
 
     async fn extend(
@@ -214,7 +227,7 @@ impl Backend for MongoBackend {
         })
         .await
         .map_err(|e| mongo_error("extend (findOneAndUpdate)", e))?;
-        doc.map(|d| expires_of(&d)).transpose()
+        doc.map(|d| expires_of(name, &d)).transpose()
     }
 
     async fn release(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {

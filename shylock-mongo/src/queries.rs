@@ -9,8 +9,17 @@ fn ms(expr: impl Into<Bson>) -> Bson {
     Bson::Document(doc! { "$toLong": expr.into() })
 }
 
+/// `field` as a long, or 0 when it is missing or cannot be converted: a
+/// document another program wrote with other types counts as expired (its
+/// lock is taken over cleanly) instead of failing every command.
+fn long_or_zero(field: &str) -> Bson {
+    Bson::Document(doc! { "$convert": {
+        "input": field, "to": "long", "onError": 0_i64, "onNull": 0_i64,
+    }})
+}
+
 fn expires_ms() -> Bson {
-    ms(doc! { "$ifNull": ["$expiresAt", 0_i64] })
+    long_or_zero("$expiresAt")
 }
 
 /// `$$NOW` in ms. It is truncated to the millisecond, so a lease counts as
@@ -35,7 +44,7 @@ pub fn acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
     // `$literal`: an owner token is a value even if it starts with `$`.
     let owner = doc! { "$literal": owner };
     let free = doc! { "$or": [
-        { "$eq": [{ "$ifNull": ["$owner", Bson::Null] }, Bson::Null] },
+        { "$ne": [{ "$type": "$owner" }, "string"] },
         { "$lt": [expires_ms(), now_ms()] },
         { "$eq": ["$owner", owner.clone()] },
     ]};
@@ -44,7 +53,7 @@ pub fn acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
         { "$gte": [expires_ms(), now_ms()] },
     ]};
     let next_fence = doc! { "$max": [
-        { "$add": [{ "$ifNull": ["$fence", 0_i64] }, 1_i64] },
+        { "$add": [long_or_zero("$fence"), 1_i64] },
         now_ms(),
     ]};
     let mut set = doc! {

@@ -324,3 +324,45 @@ async fn rate_limit_errors_are_retried_and_other_errors_surface() {
     assert!(matches!(err, shylock_core::Error::Backend { .. }), "{err}");
     assert!(std::error::Error::source(&err).is_some());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MONGODB_URI"]
+async fn foreign_documents_are_taken_over_or_reported_never_a_panic() {
+    use bson::{doc, Bson, DateTime};
+    let client = client().await;
+    let db = client.database(run_database());
+    let backend: SharedBackend = MongoBackend::builder(db.clone())
+        .collection("foreign")
+        .build()
+        .await
+        .unwrap()
+        .into();
+    let raw = db.collection::<bson::Document>("foreign");
+    let future = DateTime::from_millis(4_000_000_000_000);
+    let past = DateTime::from_millis(1_000);
+    let free_cases = [
+        doc! { "owner": 5, "expiresAt": future, "fence": 7_i64 },
+        doc! { "owner": "someone", "expiresAt": "tomorrow", "fence": 7_i64 },
+        doc! { "owner": "someone", "expiresAt": Bson::Null, "fence": 7_i64 },
+        doc! {},
+        doc! { "owner": "someone", "expiresAt": past, "fence": "seven" },
+        doc! { "owner": "someone", "expiresAt": past, "fence": 1_i64, "pad": "p".repeat(1 << 20) },
+    ];
+    for (i, mut d) in free_cases.into_iter().enumerate() {
+        let name = shylock_core::testkit::unique_name(&format!("foreign-{i}"));
+        d.insert("_id", &name);
+        raw.insert_one(d).await.unwrap();
+        shylock_core::testkit::takes_over_foreign_record(backend.clone(), &name).await;
+    }
+    let live_cases = [
+        doc! { "owner": "someone", "expiresAt": future, "fence": "seven" },
+        // A number where a date belongs: read as ms since the epoch.
+        doc! { "owner": "someone", "expiresAt": 4_000_000_000_000_i64, "fence": 7_i64 },
+    ];
+    for (i, mut d) in live_cases.into_iter().enumerate() {
+        let name = shylock_core::testkit::unique_name(&format!("foreign-live-{i}"));
+        d.insert("_id", &name);
+        raw.insert_one(d).await.unwrap();
+        shylock_core::testkit::frees_live_foreign_record(backend.clone(), &name).await;
+    }
+}

@@ -4,6 +4,10 @@
 //! Times are whole milliseconds, truncated, so a lease stored as
 //! `now + ttl` expires only once the clock is strictly past it: it never
 //! ends before a full ttl after the request.
+//!
+//! A row holds a live lease only when its owner is text and its expiry an
+//! integer: a row another program wrote with other types (SQLite keeps
+//! whatever type it is given) counts as free and is taken over cleanly.
 
 /// Creates the table.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
@@ -19,28 +23,34 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
 pub const ACQUIRE: &str = "INSERT INTO shylock_locks (name, owner, expires_at_ms, fence)
      VALUES (?1, ?2, ?3, 1)
      ON CONFLICT (name) DO UPDATE SET
-         fence = CASE WHEN owner = ?2 AND expires_at_ms >= ?4
-                      THEN fence ELSE fence + 1 END,
+         fence = CASE WHEN owner = ?2 AND typeof(expires_at_ms) = 'integer'
+                           AND expires_at_ms >= ?4
+                      THEN fence ELSE CAST(fence AS INTEGER) + 1 END,
          owner = ?2,
          expires_at_ms = ?3
-     WHERE owner IS NULL OR expires_at_ms < ?4 OR owner = ?2
+     WHERE typeof(owner) <> 'text' OR typeof(expires_at_ms) <> 'integer'
+        OR expires_at_ms < ?4 OR owner = ?2
      RETURNING fence";
 
 /// Pushes the expiry (?3) if ?2 still holds a live lease (?4 now).
 pub const EXTEND: &str = "UPDATE shylock_locks SET expires_at_ms = ?3
-     WHERE name = ?1 AND owner = ?2 AND expires_at_ms >= ?4 RETURNING fence";
+     WHERE name = ?1 AND owner = ?2 AND typeof(expires_at_ms) = 'integer'
+       AND expires_at_ms >= ?4
+     RETURNING fence";
 
 /// Frees the lock if ?2 owns it.
 pub const RELEASE: &str = "UPDATE shylock_locks SET owner = NULL, expires_at_ms = 0
      WHERE name = ?1 AND owner = ?2";
 
 /// The live holder of ?1 (?2 now).
-pub const INSPECT: &str = "SELECT owner, expires_at_ms, fence FROM shylock_locks
-     WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms >= ?2";
+pub const INSPECT: &str = "SELECT owner, expires_at_ms, CAST(fence AS INTEGER) FROM shylock_locks
+     WHERE name = ?1 AND typeof(owner) = 'text' AND typeof(expires_at_ms) = 'integer'
+       AND expires_at_ms >= ?2";
 
 /// Whether ?1 has a live holder (?2 now).
 pub const IS_LIVE: &str = "SELECT 1 FROM shylock_locks
-     WHERE name = ?1 AND owner IS NOT NULL AND expires_at_ms >= ?2";
+     WHERE name = ?1 AND typeof(owner) = 'text' AND typeof(expires_at_ms) = 'integer'
+       AND expires_at_ms >= ?2";
 
 /// Frees ?1 whoever holds it.
 pub const FORCE_RELEASE: &str =
@@ -49,7 +59,9 @@ pub const FORCE_RELEASE: &str =
 /// One page of live holders: names from ?1 (the prefix, inclusive) below
 /// ?2 (its upper bound, or NULL for none), after ?3 (exclusive, or NULL),
 /// live at ?4, at most ?5 rows, in byte order (BLOBs compare with memcmp).
-pub const LIST: &str = "SELECT name, owner, expires_at_ms, fence FROM shylock_locks
+pub const LIST: &str = "SELECT name, owner, expires_at_ms, CAST(fence AS INTEGER)
+     FROM shylock_locks
      WHERE name >= ?1 AND (?2 IS NULL OR name < ?2) AND (?3 IS NULL OR name > ?3)
-       AND owner IS NOT NULL AND expires_at_ms >= ?4
+       AND typeof(name) = 'blob' AND typeof(owner) = 'text'
+       AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?4
      ORDER BY name LIMIT ?5";

@@ -143,6 +143,29 @@ impl FakeArango {
             .unwrap_or_default()
     }
 
+    /// Stores `doc` under `key` as another program might have written it.
+    pub(crate) fn put_document(
+        &self,
+        db: &str,
+        coll: &str,
+        key: &str,
+        mut doc: Map<String, Value>,
+    ) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.next_rev += 1;
+        let rev = inner.next_rev;
+        doc.insert("_key".into(), json!(key));
+        inner
+            .dbs
+            .get_mut(db)
+            .unwrap()
+            .collections
+            .entry(coll.to_owned())
+            .or_default()
+            .docs
+            .insert(key.to_owned(), (rev, doc));
+    }
+
     /// Removes every document, as the TTL index eventually does.
     pub(crate) fn garbage_collect(&self, db: &str, coll: &str) {
         let mut inner = self.inner.lock().unwrap();
@@ -428,7 +451,8 @@ fn num(doc: &Map<String, Value>, field: &str) -> i64 {
 }
 
 fn projection(doc: &Map<String, Value>) -> Value {
-    json!({ "owner": doc.get("owner").cloned().unwrap_or(Value::Null), "fence": doc["fence"], "expiresAtMs": doc["expiresAtMs"] })
+    // As the queries' TO_NUMBER(fence).
+    json!({ "owner": doc.get("owner").cloned().unwrap_or(Value::Null), "fence": num(doc, "fence"), "expiresAtMs": doc.get("expiresAtMs").cloned().unwrap_or(Value::Null) })
 }
 
 async fn cursor(

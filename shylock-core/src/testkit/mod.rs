@@ -22,11 +22,13 @@
 
 mod cases;
 mod counting;
+mod foreign;
 mod hold_log;
 mod proxy;
 
 pub use cases::*;
 pub use counting::CountingBackend;
+pub use foreign::{frees_live_foreign_record, takes_over_foreign_record};
 pub use hold_log::{
     check_hold_log, parse_hold_line, read_hold_log, HoldEvent, HoldKind, HoldLog, HoldReport,
 };
