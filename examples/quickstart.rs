@@ -171,7 +171,9 @@ fn run_parent(s: &Settings) -> Result<(), Box<dyn std::error::Error>> {
                 HoldKind::Begin => {
                     print!(
                         "{at:7.3}s  {:<3} acquired  token {:<4} waited {:>5} ms",
-                        event.worker, event.fencing_token, event.waited_ms
+                        event.worker,
+                        event.fencing_token,
+                        event.waited_us / 1000
                     );
                     if let (Some(kill), None) = (killed_at, recovery_ms) {
                         let took = event.at_ms.saturating_sub(kill);

@@ -43,6 +43,11 @@ async fn child_worker() {
         return;
     };
     let var = |k: &str| std::env::var(k).unwrap();
+    match std::env::var("SHYLOCK_CHILD_MODE").as_deref() {
+        Ok("soak") => return soak_worker(&spec).await,
+        Ok("until-lost") => return until_lost_worker(&spec).await,
+        _ => {}
+    }
     let id = var("SHYLOCK_CHILD_ID");
     let rounds: usize = var("SHYLOCK_CHILD_ROUNDS").parse().unwrap();
     let ttl = Duration::from_millis(var("SHYLOCK_CHILD_TTL_MS").parse().unwrap());
@@ -68,6 +73,84 @@ async fn child_worker() {
     }
 }
 
+/// Child mode `soak`: `SHYLOCK_CHILD_TASKS` tasks each take random locks
+/// among `SHYLOCK_SOAK_NAMES` names under `SHYLOCK_CHILD_LOCK` until
+/// `SHYLOCK_SOAK_SECS` have passed, logging every critical section to the
+/// name's hold log in `SHYLOCK_CHILD_LOG` (a directory).
+async fn soak_worker(spec: &str) {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let id = var("SHYLOCK_CHILD_ID");
+    let tasks: usize = var("SHYLOCK_CHILD_TASKS").parse().unwrap();
+    let names: usize = var("SHYLOCK_SOAK_NAMES").parse().unwrap();
+    let secs: u64 = var("SHYLOCK_SOAK_SECS").parse().unwrap();
+    let dir = PathBuf::from(var("SHYLOCK_CHILD_LOG"));
+    let prefix = var("SHYLOCK_CHILD_LOCK");
+    let backend = backend_from_spec(spec).await;
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (backend, dir, prefix) = (backend.clone(), dir.clone(), prefix.clone());
+        let worker = format!("{id}.{t}");
+        handles.push(tokio::spawn(async move {
+            let mut logs: Vec<HoldLog> = (0..names)
+                .map(|n| HoldLog::open(dir.join(format!("{n}.log"))).unwrap())
+                .collect();
+            let options = LockOptions::default()
+                .ttl(Duration::from_secs(10))
+                .wait_timeout(Some(Duration::from_secs(30)))
+                .backoff(Duration::from_millis(1), Duration::from_millis(20));
+            while Instant::now() < end {
+                let n = fastrand_index(names);
+                let lock = AsyncLock::with_backend(format!("{prefix}/{n}"), backend.clone())
+                    .with_options(options.clone());
+                let started = Instant::now();
+                let guard = lock.acquire().await.unwrap();
+                logs[n]
+                    .begin(&worker, guard.fencing_token(), started.elapsed())
+                    .unwrap();
+                if fastrand_index(4) == 0 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                logs[n].end(&worker, guard.fencing_token()).unwrap();
+                guard.release().await.unwrap();
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+fn fastrand_index(n: usize) -> usize {
+    (uuid::Uuid::new_v4().as_u128() % n as u128) as usize
+}
+
+/// Child mode `until-lost`: takes `SHYLOCK_CHILD_LOCK` (renewal on), logs
+/// the begin line, waits until the guard reports the lock lost, tries to
+/// release it, and writes what release answered to `SHYLOCK_CHILD_RESULT`.
+async fn until_lost_worker(spec: &str) {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let backend = backend_from_spec(spec).await;
+    let ttl = Duration::from_millis(var("SHYLOCK_CHILD_TTL_MS").parse().unwrap());
+    let lock = AsyncLock::with_backend(var("SHYLOCK_CHILD_LOCK"), backend)
+        .with_options(LockOptions::default().ttl(ttl));
+    let guard = lock.acquire().await.unwrap();
+    let mut log = HoldLog::open(var("SHYLOCK_CHILD_LOG")).unwrap();
+    log.begin(
+        &var("SHYLOCK_CHILD_ID"),
+        guard.fencing_token(),
+        Duration::ZERO,
+    )
+    .unwrap();
+    let lost = tokio::time::timeout(Duration::from_secs(120), guard.lost()).await;
+    let outcome = match (lost, guard.release().await) {
+        (Err(_), _) => "never lost".to_owned(),
+        (Ok(()), Err(shylock::Error::LockLost { .. })) => "lost; release: LockLost".to_owned(),
+        (Ok(()), other) => format!("lost; release: {other:?}"),
+    };
+    std::fs::write(var("SHYLOCK_CHILD_RESULT"), outcome).unwrap();
+}
+
 struct Race {
     spec: String,
     lock: String,
@@ -84,6 +167,15 @@ impl Race {
     }
 
     fn spawn(&self, id: &str, rounds: usize, ttl_ms: u64, hold_forever: bool) -> Child {
+        let mut cmd = self.command(id, rounds, ttl_ms);
+        if hold_forever {
+            cmd.env("SHYLOCK_CHILD_HOLD_FOREVER", "1");
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// The command line of a child process (not started yet).
+    fn command(&self, id: &str, rounds: usize, ttl_ms: u64) -> Command {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.args([
             "--ignored",
@@ -99,10 +191,7 @@ impl Race {
         .env("SHYLOCK_CHILD_LOG", &self.log)
         .env("SHYLOCK_CHILD_LOCK", &self.lock)
         .stdout(Stdio::null());
-        if hold_forever {
-            cmd.env("SHYLOCK_CHILD_HOLD_FOREVER", "1");
-        }
-        cmd.spawn().unwrap()
+        cmd
     }
 }
 
@@ -193,6 +282,112 @@ async fn killed_holder_frees_after_ttl(spec: String, dir: &Path) {
     assert_eq!(report.acquisitions, 2);
 }
 
+/// A holder process paused with SIGSTOP past its ttl: another process
+/// takes the lock (with a greater token); resumed, the holder reports the
+/// lock lost and its release is `LockLost`, and the new holder keeps it.
+async fn paused_holder_learns_it_lost(spec: String, dir: &Path) {
+    const TTL_MS: u64 = 1500;
+    let race = Race::new(spec.clone(), dir);
+    let result = dir.join(format!("{}.result", uuid::Uuid::new_v4()));
+    let mut cmd = race.command("paused", 1, TTL_MS);
+    cmd.env("SHYLOCK_CHILD_MODE", "until-lost")
+        .env("SHYLOCK_CHILD_RESULT", &result);
+    let holder = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first_token = loop {
+        let events = read_hold_log(&race.log).unwrap_or_default();
+        if let Some(e) = events.first() {
+            break e.fencing_token;
+        }
+        assert!(Instant::now() < deadline, "the holder never got the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    signal(holder.id(), "STOP");
+    let backend = backend_from_spec(&spec).await;
+    let lock = AsyncLock::with_backend(race.lock.clone(), backend)
+        .with_options(LockOptions::default().ttl(Duration::from_secs(30)));
+    let taken = lock
+        .acquire_timeout(Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("the paused holder's lock never expired");
+    assert!(taken.fencing_token() > first_token);
+    signal(holder.id(), "CONT");
+    wait_all(vec![holder], Duration::from_secs(60));
+    let outcome = std::fs::read_to_string(&result).unwrap();
+    assert_eq!(outcome, "lost; release: LockLost");
+    assert!(!taken.is_lost());
+    assert!(
+        lock.is_locked().await.unwrap(),
+        "the late release freed the new holder's lock"
+    );
+    taken.release().await.unwrap();
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Soak: processes × tasks × 16 names for `SHYLOCK_SOAK_SECS` (default
+/// 20 s; set it higher for a long run). Every name's history is checked:
+/// no overlaps, fencing tokens strictly increasing. Prints p50/p99 of the
+/// time `acquire()` took.
+async fn soak(label: &str, spec: String, dir: &Path) {
+    const PROCESSES: usize = 3;
+    const TASKS: usize = 4;
+    const NAMES: usize = 16;
+    let secs: u64 = std::env::var("SHYLOCK_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let logs = dir.join(format!("soak-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let race = Race::new(spec, dir);
+    let children = (0..PROCESSES)
+        .map(|p| {
+            let mut cmd = race.command(&format!("p{p}"), 0, 0);
+            cmd.env("SHYLOCK_CHILD_MODE", "soak")
+                .env("SHYLOCK_CHILD_TASKS", TASKS.to_string())
+                .env("SHYLOCK_SOAK_NAMES", NAMES.to_string())
+                .env("SHYLOCK_SOAK_SECS", secs.to_string())
+                .env("SHYLOCK_CHILD_LOG", &logs);
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    wait_all(children, Duration::from_secs(secs + 120));
+    let mut waits = Vec::new();
+    let mut total = 0;
+    for n in 0..NAMES {
+        let events = read_hold_log(logs.join(format!("{n}.log"))).unwrap_or_default();
+        let report = check_hold_log(&events, &[]);
+        assert!(report.is_exclusive(), "name {n}: {report:?}");
+        total += report.acquisitions;
+        waits.extend(
+            events
+                .iter()
+                .filter(|e| e.kind == HoldKind::Begin)
+                .map(|e| e.waited_us),
+        );
+    }
+    assert!(total > 0, "the soak made no acquisitions");
+    waits.sort_unstable();
+    let ms = |us: u64| us as f64 / 1000.0;
+    let pct = |p: usize| ms(waits[(waits.len() * p / 100).min(waits.len() - 1)]);
+    println!(
+        "soak {label}: {PROCESSES} processes x {TASKS} tasks x {NAMES} names for {secs} s: \
+         {total} acquisitions, 0 overlaps, tokens increasing; acquire p50 {:.2} ms, \
+         p99 {:.2} ms, max {:.2} ms",
+        pct(50),
+        pct(99),
+        ms(waits[waits.len() - 1])
+    );
+}
+
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shylock-mp-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -233,4 +428,32 @@ async fn mongo_processes_never_overlap() {
 #[ignore = "needs MONGODB_URI"]
 async fn mongo_killed_holder_frees_after_ttl() {
     killed_holder_frees_after_ttl(mongo_spec(), &temp_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_paused_holder_learns_it_lost() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    paused_holder_learns_it_lost(spec, &dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_soak() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    soak("sqlite", spec, &dir).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn mongo_paused_holder_learns_it_lost() {
+    paused_holder_learns_it_lost(mongo_spec(), &temp_dir()).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn mongo_soak() {
+    soak("mongo", mongo_spec(), &temp_dir()).await;
 }

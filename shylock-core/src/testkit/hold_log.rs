@@ -37,8 +37,8 @@ pub struct HoldEvent {
     pub worker: String,
     /// The holder's fencing token.
     pub fencing_token: u64,
-    /// How long the holder waited for the lock (begin lines only).
-    pub waited_ms: u64,
+    /// How long the holder waited for the lock, in µs (begin lines only).
+    pub waited_us: u64,
 }
 
 fn now_ms() -> u64 {
@@ -63,7 +63,7 @@ impl HoldLog {
         let line = format!(
             "{} {kind} {worker} {token} {}\n",
             now_ms(),
-            waited.as_millis()
+            waited.as_micros()
         );
         // One write call per line: appends of one call are not interleaved.
         self.file.write_all(line.as_bytes())?;
@@ -92,13 +92,13 @@ pub fn parse_hold_line(line: &str) -> Option<HoldEvent> {
     };
     let worker = parts.next()?.to_owned();
     let fencing_token = parts.next()?.parse().ok()?;
-    let waited_ms = parts.next()?.parse().ok()?;
+    let waited_us = parts.next()?.parse().ok()?;
     Some(HoldEvent {
         at_ms,
         kind,
         worker,
         fencing_token,
-        waited_ms,
+        waited_us,
     })
 }
 
@@ -172,7 +172,7 @@ mod tests {
             kind,
             worker: worker.into(),
             fencing_token: token,
-            waited_ms: 0,
+            waited_us: 0,
         }
     }
 
@@ -210,7 +210,7 @@ mod tests {
                 kind: Begin,
                 worker: "w1".into(),
                 fencing_token: 7,
-                waited_ms: 30
+                waited_us: 30
             })
         );
         assert_eq!(parse_hold_line("12 beg"), None);
