@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Deadline, Grant, SharedBackend};
 use crate::error::{bounded, Result};
+use crate::target::Target;
 
 /// The outcome of one attempt.
 pub(crate) struct Outcome {
@@ -44,6 +45,7 @@ impl Outcome {
 /// which the database's decision is unknown).
 struct Cleanup {
     armed: bool,
+    target: Target,
     backend: SharedBackend,
     name: String,
     owner: String,
@@ -60,10 +62,12 @@ impl Drop for Cleanup {
         let name = std::mem::take(&mut self.name);
         let owner = std::mem::take(&mut self.owner);
         let timeout = self.timeout;
+        let target = self.target;
         tracing::debug!(lock = %name, "attempt abandoned; releasing whatever it may have won");
         self.runtime.spawn(async move {
             let deadline = Deadline::after(timeout);
-            match bounded("release", deadline, backend.release(&name, &owner, deadline)).await {
+            let release = target.release(&backend, &name, &owner, deadline);
+            match bounded("release", deadline, release).await {
                 Ok(true) => tracing::debug!(lock = %name, "released the win of an abandoned attempt"),
                 Ok(false) => {}
                 Err(error) => tracing::warn!(lock = %name, %error, "could not release after an abandoned attempt; the lock expires by its ttl"),
@@ -76,6 +80,7 @@ impl Drop for Cleanup {
 /// its outcome arrives on. Dropping the receiver abandons the attempt
 /// (anything it wins is released).
 pub(crate) fn start(
+    target: Target,
     backend: &SharedBackend,
     name: &str,
     owner: &str,
@@ -91,7 +96,7 @@ pub(crate) fn start(
         let result = bounded(
             "acquire",
             deadline,
-            backend.claim(&name, &owner, ttl, deadline),
+            target.claim(&backend, &name, &owner, ttl, deadline),
         )
         .await;
         let armed = !matches!(result, Ok(None));
@@ -100,6 +105,7 @@ pub(crate) fn start(
             started,
             cleanup: Cleanup {
                 armed,
+                target,
                 backend,
                 name,
                 owner,

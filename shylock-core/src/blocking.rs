@@ -143,7 +143,7 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    fn new(inner: AsyncLockGuard) -> Self {
+    pub(crate) fn new(inner: AsyncLockGuard) -> Self {
         LockGuard { inner: Some(inner) }
     }
 

@@ -11,6 +11,7 @@ use crate::backend::{Deadline, Grant, SharedBackend};
 use crate::error::{bounded, Error, Result};
 use crate::options::{validate_ttl, LockOptions};
 use crate::renewal::renew;
+use crate::target::Target;
 
 /// A held lock. Releasing it (or dropping it) frees the lock.
 ///
@@ -57,6 +58,7 @@ pub struct AsyncLockGuard {
 /// State shared by a guard and its renewal task.
 pub(crate) struct Shared {
     pub(crate) name: String,
+    target: Target,
     owner: String,
     fencing_token: u64,
     operation_timeout: Duration,
@@ -138,7 +140,8 @@ impl Shared {
         bounded(
             "extend",
             deadline,
-            backend.extend(&self.name, &self.owner, ttl, deadline),
+            self.target
+                .extend(backend, &self.name, &self.owner, ttl, deadline),
         )
         .await
     }
@@ -149,7 +152,8 @@ impl Shared {
         bounded(
             "release",
             deadline,
-            backend.release(&self.name, &self.owner, deadline),
+            self.target
+                .release(backend, &self.name, &self.owner, deadline),
         )
         .await
     }
@@ -157,6 +161,7 @@ impl Shared {
 
 impl AsyncLockGuard {
     pub(crate) fn start(
+        target: Target,
         backend: SharedBackend,
         name: String,
         owner: String,
@@ -166,6 +171,7 @@ impl AsyncLockGuard {
     ) -> Self {
         let shared = Arc::new(Shared {
             name,
+            target,
             owner,
             fencing_token: grant.fencing_token,
             operation_timeout: options.operation_timeout,

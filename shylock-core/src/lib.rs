@@ -43,11 +43,13 @@ mod memory;
 mod options;
 mod renewal;
 mod runtime;
+mod semaphore;
+mod target;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 
-pub use backend::{LockInfo, SharedBackend};
+pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
 pub use blocking::{Lock, LockGuard};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use global::{configure, configure_with, default_backend, is_configured};
@@ -58,6 +60,7 @@ pub use options::{
     LockOptions, Renewal, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_TTL,
 };
 pub use runtime::{background_runtime, block_on};
+pub use semaphore::{AsyncSemaphore, Semaphore};
 
 /// Re-exported so backend crates implement [`backend::Backend`] with the
 /// same macro.

@@ -10,6 +10,7 @@ use crate::error::{bounded, Error, Result};
 use crate::global::default_backend;
 use crate::guard::AsyncLockGuard;
 use crate::options::{Backoff, LockOptions};
+use crate::target::Target;
 
 /// A named distributed lock, used from async code.
 ///
@@ -117,7 +118,7 @@ impl AsyncLock {
             Some(t) => Wait::Until(started + t),
             None => Wait::Forever,
         };
-        match self.wait(backend, options, wait).await? {
+        match wait_for_lease(&self.name, Target::Lock, backend, options, wait).await? {
             Some(guard) => Ok(guard),
             None => Err(Error::Timeout {
                 name: self.name.clone(),
@@ -135,7 +136,7 @@ impl AsyncLock {
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn try_acquire(&self) -> Result<Option<AsyncLockGuard>> {
         let (backend, options) = self.resolve()?;
-        self.wait(backend, options, Wait::Once).await
+        wait_for_lease(&self.name, Target::Lock, backend, options, Wait::Once).await
     }
 
     /// Waits at most `timeout` for the lock; `None` when it timed out. This
@@ -147,8 +148,8 @@ impl AsyncLock {
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncLockGuard>> {
         let (backend, options) = self.resolve()?;
-        self.wait(backend, options, Wait::Until(Instant::now() + timeout))
-            .await
+        let wait = Wait::Until(Instant::now() + timeout);
+        wait_for_lease(&self.name, Target::Lock, backend, options, wait).await
     }
 
     /// True when anyone holds the lock (it exists and has not expired).
@@ -192,138 +193,142 @@ impl AsyncLock {
         tracing::warn!(lock = %self.name, removed, "lock force-released");
         Ok(removed)
     }
+}
 
-    /// Attempts until the lock is ours or the wait ends.
-    async fn wait(
-        &self,
-        backend: SharedBackend,
-        options: LockOptions,
-        wait: Wait,
-    ) -> Result<Option<AsyncLockGuard>> {
-        let owner = uuid::Uuid::new_v4().to_string();
-        let mut backoff = Backoff::new(&options);
-        let waits = !matches!(wait, Wait::Once);
-        let deadline = match wait {
-            Wait::Until(at) => Some(at),
-            _ => None,
-        };
-        // Registered before each attempt, so a release between a failed
-        // attempt and the pause is not missed. Without a backend signal a
-        // private one stands in that nobody notifies.
-        let signal = if waits {
-            backend.release_signal(&self.name)
-        } else {
-            None
-        }
-        .unwrap_or_default();
-        let mut attempts: u32 = 0;
-        loop {
-            attempts += 1;
-            let notified = signal.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let pending = attempt::start(
-                &backend,
-                &self.name,
-                &owner,
-                options.ttl,
-                options.operation_timeout,
-            );
-            // The first attempt is always made, even with a deadline that
-            // already passed (`acquire_timeout(Duration::ZERO)`).
-            let race = deadline.filter(|d| attempts > 1 || *d > Instant::now());
-            let outcome = match race {
-                // A caller that waits gives up at its deadline even if the
-                // database has not answered; the attempt then cleans up
-                // after itself.
-                Some(deadline) => tokio::select! {
-                    biased;
-                    outcome = pending => outcome,
-                    _ = tokio::time::sleep_until(deadline) => {
-                        tracing::debug!(lock = %self.name, attempts, "gave up waiting for lock (attempt still in flight)");
-                        return Ok(None);
-                    }
-                },
-                None => pending.await,
-            };
-            let Ok(outcome) = outcome else {
-                return Err(Error::Panicked {
-                    operation: "acquire",
-                });
-            };
-            let (result, attempt_started) = outcome.resolve();
-            if let Some(grant) = result? {
-                if Instant::now() >= options.lease_deadline(attempt_started, options.ttl) {
-                    // The answer came so late that the lease may already be
-                    // over: release it and report the slow database rather
-                    // than hand out a guard that is lost at once.
-                    let late = AsyncLockGuard::start(
-                        backend,
-                        self.name.clone(),
-                        owner,
-                        grant,
-                        options.clone().renewal(crate::options::Renewal::Off),
-                        attempt_started,
-                    );
-                    drop(late);
-                    return Err(Error::Backend {
-                        backend: "shylock",
-                        kind: crate::error::ErrorKind::TimedOut,
-                        message: format!(
-                            "the database granted the lock only after its ttl ({:?}) had passed, \
-                             so the lease may already be over; the lock was released again. \
-                             Check the database's load and latency, or use a longer ttl",
-                            options.ttl
-                        ),
-                        source: None,
-                    });
-                }
-                tracing::debug!(
-                    lock = %self.name,
-                    fencing_token = grant.fencing_token,
-                    attempts,
-                    "lock acquired"
-                );
-                return Ok(Some(AsyncLockGuard::start(
-                    backend,
-                    self.name.clone(),
-                    owner,
-                    grant,
-                    options,
-                    attempt_started,
-                )));
-            }
-            tracing::debug!(lock = %self.name, attempts, "attempt: lock held by another owner");
-            if !waits {
-                return Ok(None);
-            }
-            let now = Instant::now();
-            let mut wake = now + backoff.next_delay();
-            if let Some(deadline) = deadline {
-                if now >= deadline {
-                    tracing::debug!(lock = %self.name, attempts, "gave up waiting for lock");
+/// Attempts until the lease (a lock, or a permit) is ours or the wait ends.
+pub(crate) async fn wait_for_lease(
+    name: &str,
+    target: Target,
+    backend: SharedBackend,
+    options: LockOptions,
+    wait: Wait,
+) -> Result<Option<AsyncLockGuard>> {
+    let owner = uuid::Uuid::new_v4().to_string();
+    let mut backoff = Backoff::new(&options);
+    let waits = !matches!(wait, Wait::Once);
+    let deadline = match wait {
+        Wait::Until(at) => Some(at),
+        _ => None,
+    };
+    // Registered before each attempt, so a release between a failed
+    // attempt and the pause is not missed. Without a backend signal a
+    // private one stands in that nobody notifies.
+    let signal = if waits {
+        target.release_signal(&backend, name)
+    } else {
+        None
+    }
+    .unwrap_or_default();
+    let mut attempts: u32 = 0;
+    loop {
+        attempts += 1;
+        let notified = signal.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let pending = attempt::start(
+            target,
+            &backend,
+            name,
+            &owner,
+            options.ttl,
+            options.operation_timeout,
+        );
+        // The first attempt is always made, even with a deadline that
+        // already passed (`acquire_timeout(Duration::ZERO)`).
+        let race = deadline.filter(|d| attempts > 1 || *d > Instant::now());
+        let outcome = match race {
+            // A caller that waits gives up at its deadline even if the
+            // database has not answered; the attempt then cleans up
+            // after itself.
+            Some(deadline) => tokio::select! {
+                biased;
+                outcome = pending => outcome,
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!(lock = %name, attempts, "gave up waiting for lock (attempt still in flight)");
                     return Ok(None);
                 }
-                wake = wake.min(deadline);
+            },
+            None => pending.await,
+        };
+        let Ok(outcome) = outcome else {
+            return Err(Error::Panicked {
+                operation: "acquire",
+            });
+        };
+        let (result, attempt_started) = outcome.resolve();
+        if let Some(grant) = result? {
+            if Instant::now() >= options.lease_deadline(attempt_started, options.ttl) {
+                // The answer came so late that the lease may already be
+                // over: release it and report the slow database rather
+                // than hand out a guard that is lost at once.
+                let late = AsyncLockGuard::start(
+                    target,
+                    backend,
+                    name.to_owned(),
+                    owner,
+                    grant,
+                    options.clone().renewal(crate::options::Renewal::Off),
+                    attempt_started,
+                );
+                drop(late);
+                return Err(Error::Backend {
+                    backend: "shylock",
+                    kind: crate::error::ErrorKind::TimedOut,
+                    message: format!(
+                        "the database granted the lock only after its ttl ({:?}) had passed, \
+                         so the lease may already be over; the lock was released again. \
+                         Check the database's load and latency, or use a longer ttl",
+                        options.ttl
+                    ),
+                    source: None,
+                });
             }
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tokio::time::sleep_until(wake) => {}
-            }
-            // No new attempt once the deadline passed: it would only be
-            // abandoned at once, and a win it made would hold the lock for
-            // nobody until its cleanup ran.
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                tracing::debug!(lock = %self.name, attempts, "gave up waiting for lock");
+            tracing::debug!(
+                lock = %name,
+                fencing_token = grant.fencing_token,
+                attempts,
+                "lock acquired"
+            );
+            return Ok(Some(AsyncLockGuard::start(
+                target,
+                backend,
+                name.to_owned(),
+                owner,
+                grant,
+                options,
+                attempt_started,
+            )));
+        }
+        tracing::debug!(lock = %name, attempts, "attempt: lock held by another owner");
+        if !waits {
+            return Ok(None);
+        }
+        let now = Instant::now();
+        let mut wake = now + backoff.next_delay();
+        if let Some(deadline) = deadline {
+            if now >= deadline {
+                tracing::debug!(lock = %name, attempts, "gave up waiting for lock");
                 return Ok(None);
             }
+            wake = wake.min(deadline);
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+        // No new attempt once the deadline passed: it would only be
+        // abandoned at once, and a win it made would hold the lock for
+        // nobody until its cleanup ran.
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            tracing::debug!(lock = %name, attempts, "gave up waiting for lock");
+            return Ok(None);
         }
     }
 }
 
-/// How long [`AsyncLock::wait`] keeps trying.
+/// How long [`wait_for_lease`] keeps trying.
 #[derive(Debug, Clone, Copy)]
-enum Wait {
+pub(crate) enum Wait {
     /// One attempt (`try_acquire`).
     Once,
     /// Until the lock is ours or this instant passes.

@@ -12,6 +12,7 @@
 //! "Writing a backend", for a complete minimal backend.
 
 mod name;
+mod semaphore;
 mod signal;
 mod time;
 
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use name::{validate_name, MAX_NAME_LEN};
+pub use semaphore::{permits_mismatch, semaphores_unsupported, SemaphoreInfo, MAX_PERMITS};
 pub use signal::ReleaseSignals;
 pub use time::{duration_to_millis, prefix_upper_bound, system_time_from_millis, Deadline};
 
@@ -95,6 +97,14 @@ impl LockInfo {
 /// | [`inspect`](Self::inspect) / [`list`](Self::list) | live holders (unexpired, by the database's clock) | read only |
 /// | [`force_release`](Self::force_release) | remove whoever holds it | fencing tokens keep increasing afterwards |
 /// | [`release_signal`](Self::release_signal) | optional wake-up for waiters | never needed for correctness |
+/// | [`claim_permit`](Self::claim_permit) | take one of N permits of a semaphore if fewer than N live holders exist | atomic in one round trip (or one transaction); expired holders' permits reclaimed by the attempt itself; tokens strictly increase per semaphore across all its permits; a retry by the same owner keeps its permit; a different N while live holders exist is [`permits_mismatch`] |
+/// | [`extend_permit`](Self::extend_permit) / [`release_permit`](Self::release_permit) | as `extend` / `release`, per permit | owner-checked |
+/// | [`inspect_semaphore`](Self::inspect_semaphore) | live permit holders | read only |
+///
+/// The four semaphore operations have default implementations that fail
+/// with [`semaphores_unsupported`], so a backend may leave them out.
+/// Semaphore names are a namespace of their own: a semaphore and a lock
+/// with the same name are independent.
 ///
 /// # Deadlines
 ///
@@ -172,6 +182,61 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         let _ = name;
         None
+    }
+
+    /// Takes one of `permits` permits of semaphore `name` for `owner` for
+    /// `ttl` if fewer than `permits` live holders exist, or returns the
+    /// permit `owner` already holds (pushing its expiry). Returns `None`
+    /// when all permits are held by others. Holders whose leases expired
+    /// (by the database's clock) count as gone.
+    ///
+    /// # Errors
+    ///
+    /// [`permits_mismatch`] when live holders were granted under another
+    /// permit count.
+    async fn claim_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let _ = (name, owner, permits, ttl, deadline);
+        Err(semaphores_unsupported("backend"))
+    }
+
+    /// Pushes the expiry of `owner`'s permit of semaphore `name` to now +
+    /// `ttl`; `None` when `owner` holds no live permit.
+    async fn extend_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        let _ = (name, owner, ttl, deadline);
+        Err(semaphores_unsupported("backend"))
+    }
+
+    /// Frees `owner`'s permit of semaphore `name`; whether it held one.
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let _ = (name, owner, deadline);
+        Err(semaphores_unsupported("backend"))
+    }
+
+    /// As [`release_signal`](Self::release_signal), for permits of
+    /// semaphore `name` (notified when a permit may have been freed).
+    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let _ = name;
+        None
+    }
+
+    /// The live holders of semaphore `name` and the permit count they hold
+    /// under.
+    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
+        let _ = (name, deadline);
+        Err(semaphores_unsupported("backend"))
     }
 }
 

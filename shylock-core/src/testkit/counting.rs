@@ -4,11 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::backend::{Backend, Deadline, Grant, LockInfo, SharedBackend};
+use crate::backend::{Backend, Deadline, Grant, LockInfo, SemaphoreInfo, SharedBackend};
 use crate::error::Result;
 
 /// Counts calls per operation; wraps a backend for tests that check how many
-/// round trips the core makes.
+/// round trips the core makes. Permit operations count with their lock
+/// counterparts.
 #[derive(Debug)]
 pub struct CountingBackend {
     inner: SharedBackend,
@@ -80,5 +81,38 @@ impl Backend for CountingBackend {
     }
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.inner.release_signal(name)
+    }
+    async fn claim_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .claim_permit(name, owner, permits, ttl, deadline)
+            .await
+    }
+    async fn extend_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.extends.fetch_add(1, Ordering::SeqCst);
+        self.inner.extend_permit(name, owner, ttl, deadline).await
+    }
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        self.inner.release_permit(name, owner, deadline).await
+    }
+    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
+        self.inner.inspect_semaphore(name, deadline).await
+    }
+    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.permit_release_signal(name)
     }
 }

@@ -24,6 +24,7 @@ mod cases;
 mod counting;
 mod foreign;
 mod hold_log;
+mod one_permit;
 mod proxy;
 
 pub use cases::*;
@@ -32,6 +33,7 @@ pub use foreign::{frees_live_foreign_record, takes_over_foreign_record};
 pub use hold_log::{
     check_hold_log, parse_hold_line, read_hold_log, HoldEvent, HoldKind, HoldLog, HoldReport,
 };
+pub use one_permit::OnePermit;
 pub use proxy::FaultProxy;
 
 use std::future::Future;
@@ -158,6 +160,56 @@ macro_rules! conformance_tests {
         async fn $case() {
             let backend: $crate::SharedBackend = $make.await;
             $crate::testkit::$case(backend).await;
+        }
+    };
+}
+
+/// The semaphore cases, and the lock cases that apply to a one-permit
+/// semaphore (run through [`OnePermit`]).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __semaphore_cases {
+    ($callback:path; $($args:tt)*) => {
+        $callback!($($args)*;
+            semaphore_limits_holders, semaphore_expired_permits_are_reclaimed,
+            semaphore_owner_checked, semaphore_reclaim_is_idempotent,
+            semaphore_permit_count_mismatch, semaphore_inspect_and_bad_input,
+            semaphore_release_wakes_waiter;
+            mutual_exclusion, first_creation_race, try_acquire_while_held,
+            owner_checked_release_and_extend, same_owner_reclaim_is_idempotent,
+            expiry_frees_lock, expired_lease_cannot_be_extended, fencing_tokens_increase,
+            force_release, is_locked, name_edge_cases, distinct_names_independent,
+            waiter_gets_released_lock, release_wakes_waiter_at_once, wait_timeout,
+            renewal_keeps_lock, cancelled_acquires_leave_the_lock_free);
+    };
+}
+
+/// Generates the semaphore conformance tests: one `#[tokio::test]` per
+/// semaphore case, and a module `one_permit` with the lock cases run
+/// against a one-permit semaphore. Same arguments as
+/// [`conformance_tests!`](crate::conformance_tests).
+#[macro_export]
+macro_rules! semaphore_conformance_tests {
+    ($make:expr) => {
+        $crate::__semaphore_cases!($crate::semaphore_conformance_tests; @emit [] $make);
+    };
+    ($make:expr, ignore = $why:literal) => {
+        $crate::__semaphore_cases!($crate::semaphore_conformance_tests; @emit [#[ignore = $why]] $make);
+    };
+    (@emit $attrs:tt $make:expr; $($case:ident),* ; $($lock_case:ident),* $(,)?) => {
+        $( $crate::conformance_tests!(@one $attrs $make; $case); )*
+        mod one_permit {
+            #[allow(unused_imports)]
+            use super::*;
+            $( $crate::semaphore_conformance_tests!(@lock $attrs $make; $lock_case); )*
+        }
+    };
+    (@lock [$($attr:tt)*] $make:expr; $case:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        $($attr)*
+        async fn $case() {
+            let backend: $crate::SharedBackend = $make.await;
+            $crate::testkit::$case($crate::testkit::OnePermit::wrap(backend)).await;
         }
     };
 }

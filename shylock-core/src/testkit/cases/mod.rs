@@ -5,12 +5,14 @@ mod exclusion;
 mod expiry;
 mod names;
 mod ownership;
+mod semaphore;
 mod waiting;
 
 pub use exclusion::*;
 pub use expiry::*;
 pub use names::*;
 pub use ownership::*;
+pub use semaphore::*;
 pub use waiting::*;
 
 use std::time::Duration;

@@ -1,0 +1,310 @@
+//! [`AsyncSemaphore`] and [`Semaphore`]: at most N holders of one name.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::{validate_name, Deadline, SemaphoreInfo, SharedBackend, MAX_PERMITS};
+use crate::blocking::LockGuard;
+use crate::error::{bounded, Error, Result};
+use crate::guard::AsyncLockGuard;
+use crate::lock::{wait_for_lease, AsyncLock, Wait};
+use crate::options::LockOptions;
+use crate::runtime::run;
+use crate::target::Target;
+
+/// A counting semaphore: at most `permits` holders of one name at a time,
+/// across every process that shares the backend.
+///
+/// Each holder gets a permit guard, an [`AsyncLockGuard`] with the lock's
+/// whole lifecycle: renewal, [`lost()`](AsyncLockGuard::lost), a fencing
+/// token (strictly increasing per semaphore, across all its permits),
+/// owner-checked [`release()`](AsyncLockGuard::release) and background
+/// release on drop. A holder that crashes frees its permit after its ttl;
+/// the next attempt reclaims it, with no cleanup job. Every attempt is one
+/// round trip (one transaction on SQLite), whatever the permit count.
+///
+/// All processes must use the same permit count for a name. While a
+/// semaphore has live holders, the count they were granted under stands,
+/// and an attempt with another count fails with
+/// [`Error::InvalidOptions`] naming both; once it has no live holder, the
+/// next attempt's count applies.
+///
+/// Semaphore names are their own namespace: `AsyncSemaphore::new("x", 3)`
+/// and `AsyncLock::new("x")` do not interact.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{AsyncSemaphore, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shylock_core::Result<()> {
+/// let backend = MemoryBackend::new();
+/// let pool = AsyncSemaphore::with_backend("upstream-connections", 2, backend);
+/// let a = pool.acquire().await?;
+/// let b = pool.acquire().await?;
+/// assert!(pool.try_acquire().await?.is_none()); // both permits taken
+/// assert_eq!(pool.available().await?, 0);
+/// a.release().await?;
+/// let c = pool.try_acquire().await?.expect("a permit was freed");
+/// assert!(c.fencing_token() > b.fencing_token());
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AsyncSemaphore {
+    lock: AsyncLock,
+    permits: u32,
+}
+
+impl AsyncSemaphore {
+    /// A semaphore of `permits` permits on `name` in the default backend
+    /// set by [`configure`](crate::configure). `permits` must be 1 to
+    /// [`MAX_PERMITS`]; it is checked when the semaphore is used.
+    pub fn new(name: impl Into<String>, permits: u32) -> Self {
+        AsyncSemaphore {
+            lock: AsyncLock::new(name),
+            permits,
+        }
+    }
+
+    /// A semaphore of `permits` permits on `name` in an explicit backend.
+    pub fn with_backend(
+        name: impl Into<String>,
+        permits: u32,
+        backend: impl Into<SharedBackend>,
+    ) -> Self {
+        AsyncSemaphore {
+            lock: AsyncLock::with_backend(name, backend),
+            permits,
+        }
+    }
+
+    /// Sets the options of its permits: ttl, renewal, wait timeout,
+    /// backoff, operation timeout (see [`LockOptions`]).
+    pub fn with_options(self, options: LockOptions) -> Self {
+        AsyncSemaphore {
+            lock: self.lock.with_options(options),
+            permits: self.permits,
+        }
+    }
+
+    /// The semaphore name.
+    pub fn name(&self) -> &str {
+        self.lock.name()
+    }
+
+    /// The permit count.
+    pub fn permits(&self) -> u32 {
+        self.permits
+    }
+
+    fn resolve(&self) -> Result<(SharedBackend, LockOptions, Target)> {
+        validate_name(self.name())?;
+        if self.permits == 0 || self.permits > MAX_PERMITS {
+            return Err(Error::InvalidOptions {
+                reason: format!(
+                    "semaphore {:?} has {} permits; use 1 to {MAX_PERMITS} (for one holder at \
+                     a time, AsyncLock is the same with less work)",
+                    self.name(),
+                    self.permits
+                ),
+            });
+        }
+        let (backend, options) = self.lock.resolve()?;
+        Ok((
+            backend,
+            options,
+            Target::Permit {
+                permits: self.permits,
+            },
+        ))
+    }
+
+    /// Waits until a permit is ours and returns its guard. Released permits
+    /// wake waiters through the backend's signal; otherwise waiters retry
+    /// with the options' backoff.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncLock::acquire`], plus [`Error::InvalidOptions`] for a
+    /// permit count out of range or different from the live holders'.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`AsyncLock::acquire`]: a permit won by an abandoned
+    /// attempt is released at once.
+    pub async fn acquire(&self) -> Result<AsyncLockGuard> {
+        let (backend, options, target) = self.resolve()?;
+        let started = Instant::now();
+        let wait = match options.wait_timeout {
+            Some(t) => Wait::Until(started + t),
+            None => Wait::Forever,
+        };
+        match wait_for_lease(self.name(), target, backend, options, wait).await? {
+            Some(guard) => Ok(guard),
+            None => Err(Error::Timeout {
+                name: self.name().to_owned(),
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    /// One attempt: a permit guard, or `None` when all permits are held.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`acquire`](Self::acquire).
+    pub async fn try_acquire(&self) -> Result<Option<AsyncLockGuard>> {
+        let (backend, options, target) = self.resolve()?;
+        wait_for_lease(self.name(), target, backend, options, Wait::Once).await
+    }
+
+    /// Waits at most `timeout` for a permit; `None` when it timed out.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`acquire`](Self::acquire).
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncLockGuard>> {
+        let (backend, options, target) = self.resolve()?;
+        let wait = Wait::Until(Instant::now() + timeout);
+        wait_for_lease(self.name(), target, backend, options, wait).await
+    }
+
+    /// The live holders, one per permit in use, and the permit count they
+    /// hold under. Bounded by the operation timeout.
+    pub async fn inspect(&self) -> Result<SemaphoreInfo> {
+        let (backend, options, _) = self.resolve()?;
+        let deadline = Deadline::after(options.operation_timeout);
+        bounded(
+            "inspect",
+            deadline,
+            backend.inspect_semaphore(self.name(), deadline),
+        )
+        .await
+    }
+
+    /// How many permits are free now (a snapshot: another process may
+    /// take them at once).
+    pub async fn available(&self) -> Result<u32> {
+        Ok(self.inspect().await?.free(self.permits))
+    }
+
+    /// Frees the permit of `owner` (an owner token from
+    /// [`inspect`](Self::inspect)) whoever holds it: the operator's way to
+    /// free a permit whose holder is stuck. Returns whether it was held;
+    /// the holder's guard then reports it lost.
+    pub async fn force_release(&self, owner: &str) -> Result<bool> {
+        let (backend, options, _) = self.resolve()?;
+        let deadline = Deadline::after(options.operation_timeout);
+        let freed = bounded(
+            "force_release",
+            deadline,
+            backend.release_permit(self.name(), owner, deadline),
+        )
+        .await?;
+        tracing::warn!(semaphore = %self.name(), owner, freed, "permit force-released");
+        Ok(freed)
+    }
+}
+
+/// [`AsyncSemaphore`] for blocking code: the same methods without
+/// `.await`, giving [`LockGuard`]s (see [`Lock`](crate::Lock) for how
+/// blocking calls run).
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{MemoryBackend, Semaphore};
+///
+/// let licences = Semaphore::with_backend("licences", 1, MemoryBackend::new());
+/// let held = licences.acquire()?;
+/// assert!(licences.try_acquire()?.is_none());
+/// held.release()?;
+/// # Ok::<(), shylock_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Semaphore {
+    inner: AsyncSemaphore,
+}
+
+impl Semaphore {
+    /// See [`AsyncSemaphore::new`].
+    pub fn new(name: impl Into<String>, permits: u32) -> Self {
+        Semaphore {
+            inner: AsyncSemaphore::new(name, permits),
+        }
+    }
+
+    /// See [`AsyncSemaphore::with_backend`].
+    pub fn with_backend(
+        name: impl Into<String>,
+        permits: u32,
+        backend: impl Into<SharedBackend>,
+    ) -> Self {
+        Semaphore {
+            inner: AsyncSemaphore::with_backend(name, permits, backend),
+        }
+    }
+
+    /// See [`AsyncSemaphore::with_options`].
+    pub fn with_options(self, options: LockOptions) -> Self {
+        Semaphore {
+            inner: self.inner.with_options(options),
+        }
+    }
+
+    /// The semaphore name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// The async semaphore behind this one.
+    pub fn as_async(&self) -> &AsyncSemaphore {
+        &self.inner
+    }
+
+    /// Blocks until a permit is ours (see [`AsyncSemaphore::acquire`]).
+    pub fn acquire(&self) -> Result<LockGuard> {
+        let sem = self.inner.clone();
+        run("acquire", async move { sem.acquire().await }).map(LockGuard::new)
+    }
+
+    /// One attempt (see [`AsyncSemaphore::try_acquire`]).
+    pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
+        let sem = self.inner.clone();
+        Ok(run("try_acquire", async move { sem.try_acquire().await })?.map(LockGuard::new))
+    }
+
+    /// Waits at most `timeout`; `None` when it timed out.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard>> {
+        let sem = self.inner.clone();
+        Ok(run("acquire_timeout", async move {
+            sem.acquire_timeout(timeout).await
+        })?
+        .map(LockGuard::new))
+    }
+
+    /// See [`AsyncSemaphore::inspect`].
+    pub fn inspect(&self) -> Result<SemaphoreInfo> {
+        let sem = self.inner.clone();
+        run("inspect", async move { sem.inspect().await })
+    }
+
+    /// See [`AsyncSemaphore::available`].
+    pub fn available(&self) -> Result<u32> {
+        let sem = self.inner.clone();
+        run("inspect", async move { sem.available().await })
+    }
+
+    /// See [`AsyncSemaphore::force_release`].
+    pub fn force_release(&self, owner: &str) -> Result<bool> {
+        let sem = self.inner.clone();
+        let owner = owner.to_owned();
+        run(
+            "force_release",
+            async move { sem.force_release(&owner).await },
+        )
+    }
+}

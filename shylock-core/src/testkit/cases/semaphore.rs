@@ -1,0 +1,353 @@
+//! Semaphores: at most N holders, reclaimed permits, owner checks, one
+//! permit count, fencing across permits, wake-ups.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::SharedBackend;
+use crate::error::Error;
+use crate::options::{LockOptions, Renewal};
+use crate::semaphore::AsyncSemaphore;
+use crate::testkit::{op_deadline, owner, unique_name, wait_for};
+
+use super::suite_options;
+
+/// One acquisition in a semaphore history: the sequence number taken just
+/// before `acquire()` was called, the one taken just after `release()`
+/// returned, and the permit's fencing token.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    asked: u64,
+    released: u64,
+    token: u64,
+}
+
+/// Every permit's token is greater than the token of every permit released
+/// before it was asked for, and no two permits share a token.
+fn check_history(mut history: Vec<Held>) {
+    let mut tokens: Vec<u64> = history.iter().map(|h| h.token).collect();
+    tokens.sort_unstable();
+    tokens.dedup();
+    assert_eq!(
+        tokens.len(),
+        history.len(),
+        "two permits got one fencing token"
+    );
+    history.sort_by_key(|h| h.released);
+    let mut running_max = Vec::with_capacity(history.len());
+    let mut max = 0;
+    for h in &history {
+        max = max.max(h.token);
+        running_max.push(max);
+    }
+    for h in &history {
+        let before = history.partition_point(|r| r.released < h.asked);
+        if before > 0 {
+            assert!(
+                h.token > running_max[before - 1],
+                "a permit got token {} after a permit with token {} was released",
+                h.token,
+                running_max[before - 1]
+            );
+        }
+    }
+}
+
+/// `tasks` concurrent tasks × `rounds` each on a `permits`-permit
+/// semaphore: never more than `permits` inside at once, every acquisition
+/// happens, and each permit's fencing token is greater than every token
+/// released before it was asked for.
+pub async fn semaphore_limits_holders_rounds(
+    backend: SharedBackend,
+    tasks: usize,
+    permits: u32,
+    rounds: usize,
+) {
+    let sem = AsyncSemaphore::with_backend(unique_name("sem"), permits, backend)
+        .with_options(suite_options());
+    let inside = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let seq = Arc::new(AtomicU64::new(0));
+    let history = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (sem, inside, most, seq, history) = (
+            sem.clone(),
+            inside.clone(),
+            most.clone(),
+            seq.clone(),
+            history.clone(),
+        );
+        handles.push(tokio::spawn(async move {
+            for _ in 0..rounds {
+                let asked = seq.fetch_add(1, Ordering::SeqCst);
+                let permit = sem.acquire().await.unwrap();
+                let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                inside.fetch_sub(1, Ordering::SeqCst);
+                let token = permit.fencing_token();
+                permit.release().await.unwrap();
+                let released = seq.fetch_add(1, Ordering::SeqCst);
+                history.lock().unwrap().push(Held {
+                    asked,
+                    released,
+                    token,
+                });
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= permits as usize,
+        "{most} holders at once on a {permits}-permit semaphore"
+    );
+    let history = std::mem::take(&mut *history.lock().unwrap());
+    assert_eq!(history.len(), tasks * rounds);
+    check_history(history);
+}
+
+/// [`semaphore_limits_holders_rounds`] with 32 tasks × 3 permits × 200
+/// rounds.
+pub async fn semaphore_limits_holders(backend: SharedBackend) {
+    semaphore_limits_holders_rounds(backend, 32, 3, 200).await;
+}
+
+/// Permits of holders whose leases expired are taken by the next attempt,
+/// not before their ttl, with no cleanup in between; the expired holders
+/// can neither extend nor release them any more.
+pub async fn semaphore_expired_permits_are_reclaimed(backend: SharedBackend) {
+    let name = unique_name("sem-expiry");
+    let ttl = Duration::from_millis(400);
+    let (a, b, c) = (owner(), owner(), owner());
+    let started = Instant::now();
+    let ga = backend
+        .claim_permit(&name, &a, 2, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("first permit refused");
+    let gb = backend
+        .claim_permit(&name, &b, 2, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("second permit refused");
+    assert!(gb.fencing_token > ga.fencing_token);
+    let early = backend
+        .claim_permit(&name, &c, 2, ttl, op_deadline())
+        .await
+        .unwrap();
+    if started.elapsed() < ttl {
+        assert!(early.is_none(), "a third permit of two was granted");
+    }
+    let gc = wait_for(Duration::from_secs(10), || {
+        let (backend, name, c) = (backend.clone(), name.clone(), c.clone());
+        async move {
+            backend
+                .claim_permit(&name, &c, 2, ttl, op_deadline())
+                .await
+                .unwrap()
+        }
+    })
+    .await
+    .expect("expired permits were never reclaimed");
+    assert!(
+        started.elapsed() >= ttl,
+        "a permit was reclaimed before its ttl"
+    );
+    assert!(gc.fencing_token > gb.fencing_token);
+    assert!(backend
+        .extend_permit(&name, &a, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(!backend
+        .release_permit(&name, &a, op_deadline())
+        .await
+        .unwrap());
+    assert!(backend
+        .release_permit(&name, &c, op_deadline())
+        .await
+        .unwrap());
+}
+
+/// Another owner can neither release nor extend a permit; the holder can,
+/// once.
+pub async fn semaphore_owner_checked(backend: SharedBackend) {
+    let name = unique_name("sem-owner");
+    let ttl = Duration::from_secs(30);
+    let (a, other) = (owner(), owner());
+    backend
+        .claim_permit(&name, &a, 2, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("free permit refused");
+    assert!(!backend
+        .release_permit(&name, &other, op_deadline())
+        .await
+        .unwrap());
+    assert!(backend
+        .extend_permit(&name, &other, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(backend
+        .extend_permit(&name, &a, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(backend
+        .release_permit(&name, &a, op_deadline())
+        .await
+        .unwrap());
+    assert!(!backend
+        .release_permit(&name, &a, op_deadline())
+        .await
+        .unwrap());
+}
+
+/// A claim by an owner that already holds a permit (a retried request)
+/// returns that permit with its token instead of taking a second one.
+pub async fn semaphore_reclaim_is_idempotent(backend: SharedBackend) {
+    let name = unique_name("sem-retry");
+    let ttl = Duration::from_secs(30);
+    let a = owner();
+    let first = backend
+        .claim_permit(&name, &a, 2, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("free permit refused");
+    let again = backend
+        .claim_permit(&name, &a, 2, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("a retry by the holder was refused");
+    assert_eq!(again.fencing_token, first.fencing_token);
+    let info = backend
+        .inspect_semaphore(&name, op_deadline())
+        .await
+        .unwrap();
+    assert_eq!(
+        info.holders.len(),
+        1,
+        "a retry took a second permit: {info:?}"
+    );
+    assert!(backend
+        .release_permit(&name, &a, op_deadline())
+        .await
+        .unwrap());
+}
+
+/// While a semaphore has live holders, a claim with another permit count
+/// is `InvalidOptions` naming both counts; once it has none, the new count
+/// applies.
+pub async fn semaphore_permit_count_mismatch(backend: SharedBackend) {
+    let name = unique_name("sem-count");
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (owner(), owner());
+    backend
+        .claim_permit(&name, &a, 3, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("free permit refused");
+    let err = backend
+        .claim_permit(&name, &b, 5, ttl, op_deadline())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidOptions { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains('3') && text.contains('5'), "{text}");
+    let info = backend
+        .inspect_semaphore(&name, op_deadline())
+        .await
+        .unwrap();
+    assert_eq!(info.permits, Some(3));
+    assert!(backend
+        .release_permit(&name, &a, op_deadline())
+        .await
+        .unwrap());
+    backend
+        .claim_permit(&name, &b, 5, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("the new count did not apply once the semaphore was free");
+    let info = backend
+        .inspect_semaphore(&name, op_deadline())
+        .await
+        .unwrap();
+    assert_eq!(info.permits, Some(5));
+    assert!(backend
+        .release_permit(&name, &b, op_deadline())
+        .await
+        .unwrap());
+}
+
+/// `inspect` lists live holders in grant order with the stored count;
+/// `available` counts free permits; bad permit counts are `InvalidOptions`.
+pub async fn semaphore_inspect_and_bad_input(backend: SharedBackend) {
+    let name = unique_name("sem-inspect");
+    let sem = AsyncSemaphore::with_backend(&name, 3, backend.clone()).with_options(suite_options());
+    assert_eq!(sem.available().await.unwrap(), 3);
+    let a = sem.acquire().await.unwrap();
+    let b = sem.acquire().await.unwrap();
+    assert_eq!(sem.available().await.unwrap(), 1);
+    let info = sem.inspect().await.unwrap();
+    assert_eq!(info.permits, Some(3));
+    let owners: Vec<&str> = info.holders.iter().map(|h| h.owner.as_str()).collect();
+    assert_eq!(owners, [a.owner(), b.owner()]);
+    assert!(info.holders.iter().all(|h| h.name == name));
+    // An operator frees b's permit; b learns it lost it.
+    assert!(sem.force_release(b.owner()).await.unwrap());
+    assert!(matches!(b.release().await, Err(Error::LockLost { .. })));
+    a.release().await.unwrap();
+    let info = sem.inspect().await.unwrap();
+    assert!(
+        info.holders.is_empty() && info.permits.is_none(),
+        "{info:?}"
+    );
+    for permits in [0, crate::backend::MAX_PERMITS + 1] {
+        let bad = AsyncSemaphore::with_backend(&name, permits, backend.clone());
+        assert!(matches!(
+            bad.try_acquire().await,
+            Err(Error::InvalidOptions { .. })
+        ));
+    }
+    let bad_name = AsyncSemaphore::with_backend("", 2, backend.clone());
+    assert!(matches!(
+        bad_name.try_acquire().await,
+        Err(Error::InvalidName { .. })
+    ));
+}
+
+/// A released permit wakes a waiter at once: with a 60 s minimum backoff,
+/// only the backend's permit release signal explains a handoff within a
+/// few seconds.
+pub async fn semaphore_release_wakes_waiter(backend: SharedBackend) {
+    let name = unique_name("sem-wake");
+    let slow = LockOptions::default()
+        .ttl(Duration::from_secs(120))
+        .backoff(Duration::from_secs(60), Duration::from_secs(60))
+        .renewal(Renewal::Off);
+    let sem = AsyncSemaphore::with_backend(&name, 1, backend).with_options(slow);
+    let held = sem.acquire().await.unwrap();
+    let waiter = {
+        let sem = sem.clone();
+        tokio::spawn(async move { sem.acquire().await })
+    };
+    // Let the waiter make its first attempt and start its long pause.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let released_at = Instant::now();
+    held.release().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter was not woken by the release")
+        .unwrap()
+        .unwrap();
+    assert!(released_at.elapsed() < Duration::from_secs(10));
+    got.release().await.unwrap();
+}
