@@ -33,6 +33,7 @@ pub(crate) struct Inner {
     pub(crate) location: String,
     pub(crate) busy_timeout: Duration,
     signals: ReleaseSignals,
+    permit_signals: ReleaseSignals,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -43,14 +44,14 @@ impl std::fmt::Debug for SqliteBackend {
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 
-fn fence_of(value: i64) -> u64 {
+pub(crate) fn fence_of(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
 
@@ -149,8 +150,17 @@ impl SqliteBackend {
                 location,
                 busy_timeout: DEFAULT_BUSY_TIMEOUT,
                 signals: ReleaseSignals::new(),
+                permit_signals: ReleaseSignals::new(),
             }),
         })
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
+    pub(crate) fn permit_signals(&self) -> &ReleaseSignals {
+        &self.inner.permit_signals
     }
 
     /// The file this backend uses (`:memory:` for in-memory ones).
@@ -304,5 +314,43 @@ impl Backend for SqliteBackend {
 
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.inner.signals.subscribe(name))
+    }
+
+    async fn claim_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claim_permit_tx(name, owner, permits, ttl, deadline)
+            .await
+    }
+
+    async fn extend_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.extend_permit_tx(name, owner, ttl, deadline).await
+    }
+
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.release_permit_tx(name, owner, deadline).await
+    }
+
+    async fn inspect_semaphore(
+        &self,
+        name: &str,
+        deadline: Deadline,
+    ) -> Result<shylock_core::SemaphoreInfo> {
+        self.inspect_semaphore_tx(name, deadline).await
+    }
+
+    fn permit_release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.inner.permit_signals.subscribe(name))
     }
 }

@@ -9,12 +9,24 @@
 //! integer: a row another program wrote with other types (SQLite keeps
 //! whatever type it is given) counts as free and is taken over cleanly.
 
-/// Creates the table.
+/// Creates the tables: locks, and semaphores with their permits.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
          name BLOB PRIMARY KEY NOT NULL,
          owner TEXT,
          expires_at_ms INTEGER NOT NULL,
          fence INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS shylock_semaphores (
+         name BLOB PRIMARY KEY NOT NULL,
+         permits INTEGER NOT NULL,
+         fence INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS shylock_permits (
+         name BLOB NOT NULL,
+         owner TEXT NOT NULL,
+         expires_at_ms INTEGER NOT NULL,
+         fence INTEGER NOT NULL,
+         PRIMARY KEY (name, owner)
      ) WITHOUT ROWID;";
 
 /// Takes the lock if free, expired or ours (?1 name, ?2 owner, ?3 new
@@ -65,3 +77,43 @@ pub const LIST: &str = "SELECT name, owner, expires_at_ms, CAST(fence AS INTEGER
        AND typeof(name) = 'blob' AND typeof(owner) = 'text'
        AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?4
      ORDER BY name LIMIT ?5";
+
+/// Semaphores, step 1 of a claim: drops permits of ?1 that are not live at
+/// ?2 (expired, or not an integer expiry).
+pub const PERMITS_SWEEP: &str = "DELETE FROM shylock_permits
+     WHERE name = ?1 AND NOT (typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?2)";
+
+/// Semaphores: pushes the expiry (?3) of ?2's permit of ?1 if live at ?4;
+/// returns its fence. Also step 2 of a claim (a retry by the holder).
+pub const PERMIT_EXTEND: &str = "UPDATE shylock_permits SET expires_at_ms = ?3
+     WHERE name = ?1 AND owner = ?2 AND typeof(expires_at_ms) = 'integer'
+       AND expires_at_ms >= ?4
+     RETURNING CAST(fence AS INTEGER)";
+
+/// Semaphores, step 3 of a claim: live permits of ?1 (after the sweep),
+/// the stored permit count and the last fence.
+pub const SEMAPHORE_STATE: &str = "SELECT
+     (SELECT count(*) FROM shylock_permits WHERE name = ?1),
+     (SELECT CAST(permits AS INTEGER) FROM shylock_semaphores WHERE name = ?1),
+     (SELECT CAST(fence AS INTEGER) FROM shylock_semaphores WHERE name = ?1)";
+
+/// Semaphores, step 4 of a claim: records the count ?2 and the new fence
+/// ?3 of ?1.
+pub const SEMAPHORE_UPSERT: &str = "INSERT INTO shylock_semaphores (name, permits, fence)
+     VALUES (?1, ?2, ?3)
+     ON CONFLICT (name) DO UPDATE SET permits = ?2, fence = ?3";
+
+/// Semaphores, step 5 of a claim: the permit of ?2 on ?1 until ?3, fence ?4.
+pub const PERMIT_INSERT: &str = "INSERT INTO shylock_permits (name, owner, expires_at_ms, fence)
+     VALUES (?1, ?2, ?3, ?4)";
+
+/// Semaphores: frees ?2's permit of ?1.
+pub const PERMIT_RELEASE: &str = "DELETE FROM shylock_permits WHERE name = ?1 AND owner = ?2";
+
+/// Semaphores: live permits of ?1 at ?2, in fence order, and the stored count.
+pub const PERMITS_LIVE: &str = "SELECT p.owner, p.expires_at_ms, CAST(p.fence AS INTEGER),
+         CAST(s.permits AS INTEGER)
+     FROM shylock_permits p LEFT JOIN shylock_semaphores s ON s.name = p.name
+     WHERE p.name = ?1 AND typeof(p.owner) = 'text'
+       AND typeof(p.expires_at_ms) = 'integer' AND p.expires_at_ms >= ?2
+     ORDER BY p.fence";

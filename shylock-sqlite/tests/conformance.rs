@@ -12,6 +12,10 @@ async fn file_backend() -> SharedBackend {
 mod file {
     use super::*;
     shylock_core::conformance_tests!(file_backend());
+    mod semaphores {
+        use super::*;
+        shylock_core::semaphore_conformance_tests!(file_backend());
+    }
 }
 
 mod in_memory {
@@ -20,6 +24,10 @@ mod in_memory {
         SqliteBackend::open_in_memory().unwrap().into()
     }
     shylock_core::conformance_tests!(memory_backend());
+    mod semaphores {
+        use super::*;
+        shylock_core::semaphore_conformance_tests!(memory_backend());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

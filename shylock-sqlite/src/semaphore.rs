@@ -1,0 +1,165 @@
+//! Semaphores: one `BEGIN IMMEDIATE` transaction per attempt.
+//!
+//! `shylock_semaphores` keeps each semaphore's permit count and last fence
+//! (so tokens keep increasing after every permit is gone);
+//! `shylock_permits` keeps one row per permit holder. A claim sweeps the
+//! semaphore's expired permits, then takes one if fewer than the count are
+//! left, all in one transaction: no cleanup job.
+
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use shylock_core::backend::{
+    duration_to_millis, permits_mismatch, system_time_from_millis, Deadline, Grant, SemaphoreInfo,
+};
+use shylock_core::{LockInfo, Result};
+
+use crate::backend::{fence_of, now_ms, SqliteBackend};
+use crate::conn::with_conn;
+use crate::queries as sql;
+
+enum Claimed {
+    Granted(Grant),
+    Full,
+    Mismatch(u32),
+}
+
+impl SqliteBackend {
+    pub(crate) async fn claim_permit_tx(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let (owned, owner) = (name.to_owned(), owner.to_owned());
+        let ttl_ms = duration_to_millis(ttl);
+        let claimed = with_conn(self.inner(), "acquire permit", deadline, move |conn| {
+            let key = owned.as_bytes();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            tx.execute(sql::PERMITS_SWEEP, params![key, now])?;
+            let mine: Option<i64> = tx
+                .query_row(sql::PERMIT_EXTEND, params![key, owner, expires, now], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            if let Some(fence) = mine {
+                tx.commit()?;
+                return Ok(Claimed::Granted(Grant::new(
+                    fence_of(fence),
+                    system_time_from_millis(expires),
+                )));
+            }
+            let (live, stored, fence): (i64, Option<i64>, Option<i64>) =
+                tx.query_row(sql::SEMAPHORE_STATE, params![key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            if live > 0 && stored != Some(i64::from(permits)) {
+                let stored = stored.and_then(|s| u32::try_from(s).ok()).unwrap_or(0);
+                tx.commit()?;
+                return Ok(Claimed::Mismatch(stored));
+            }
+            if live >= i64::from(permits) {
+                tx.commit()?;
+                return Ok(Claimed::Full);
+            }
+            let fence = fence.unwrap_or(0).saturating_add(1);
+            tx.execute(sql::SEMAPHORE_UPSERT, params![key, permits, fence])?;
+            tx.execute(sql::PERMIT_INSERT, params![key, owner, expires, fence])?;
+            tx.commit()?;
+            Ok(Claimed::Granted(Grant::new(
+                fence_of(fence),
+                system_time_from_millis(expires),
+            )))
+        })
+        .await?;
+        match claimed {
+            Claimed::Granted(grant) => Ok(Some(grant)),
+            Claimed::Full => Ok(None),
+            Claimed::Mismatch(stored) => Err(permits_mismatch(name, stored, permits)),
+        }
+    }
+
+    pub(crate) async fn extend_permit_tx(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let ttl_ms = duration_to_millis(ttl);
+        with_conn(self.inner(), "extend permit", deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            let fence: Option<i64> = tx
+                .query_row(
+                    sql::PERMIT_EXTEND,
+                    params![name.as_bytes(), owner, expires, now],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            tx.commit()?;
+            Ok(fence.map(|_| system_time_from_millis(expires)))
+        })
+        .await
+    }
+
+    pub(crate) async fn release_permit_tx(
+        &self,
+        name: &str,
+        owner: &str,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        let (owned, owner) = (name.to_owned(), owner.to_owned());
+        let released = with_conn(self.inner(), "release permit", deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(sql::PERMIT_RELEASE, params![owned.as_bytes(), owner])?;
+            tx.commit()?;
+            Ok(changed == 1)
+        })
+        .await?;
+        if released {
+            self.permit_signals().notify(name);
+        }
+        Ok(released)
+    }
+
+    pub(crate) async fn inspect_semaphore_tx(
+        &self,
+        name: &str,
+        deadline: Deadline,
+    ) -> Result<SemaphoreInfo> {
+        let owned = name.to_owned();
+        let rows = with_conn(self.inner(), "inspect semaphore", deadline, move |conn| {
+            let mut statement = conn.prepare_cached(sql::PERMITS_LIVE)?;
+            let rows = statement.query_map(params![owned.as_bytes(), now_ms()], |r| {
+                let owner: String = r.get(0)?;
+                let expires: i64 = r.get(1)?;
+                let fence: i64 = r.get(2)?;
+                let permits: Option<i64> = r.get(3)?;
+                Ok((
+                    LockInfo::new(
+                        owned.clone(),
+                        owner,
+                        fence_of(fence),
+                        system_time_from_millis(expires),
+                    ),
+                    permits,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+        let permits = rows
+            .first()
+            .and_then(|(_, p)| *p)
+            .and_then(|p| u32::try_from(p).ok());
+        let holders = rows.into_iter().map(|(info, _)| info).collect();
+        Ok(SemaphoreInfo::new(name, permits, holders))
+    }
+}
