@@ -136,6 +136,15 @@ if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
     cargo test --all-features -p shylock-mongo --test conformance "$@" -- --ignored
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
+    # Last: it rewrites one document thousands of times, after which the
+    # SecantusDB test server is slower for everything.
+    if [ -n "$server_pid" ]; then
+        echo "== MongoDB semaphore suite (32 tasks x 3 permits x 20 rounds against SecantusDB)"
+        SHYLOCK_SEMAPHORE_ROUNDS="${SHYLOCK_SEMAPHORE_ROUNDS:-20}" \
+            cargo test --all-features -p shylock-mongo --test semaphore "$@" -- --ignored
+    else
+        cargo test --all-features -p shylock-mongo --test semaphore "$@" -- --ignored
+    fi
 fi
 if [ -n "${SECANTUSD:-}" ]; then
     echo "== fault-injection suite (ignored above): stalled server, cut connections, kill -9 and restart, with $SECANTUSD"

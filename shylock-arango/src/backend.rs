@@ -37,6 +37,7 @@ pub(crate) struct Inner {
     pub(crate) collection: String,
     pub(crate) timeout: Duration,
     pub(crate) signals: ReleaseSignals,
+    pub(crate) permit_signals: ReleaseSignals,
     pub(crate) location: String,
 }
 
@@ -73,7 +74,7 @@ struct ListRow {
     expires_at_ms: f64,
 }
 
-fn fence_of(value: f64) -> u64 {
+pub(crate) fn fence_of(value: f64) -> u64 {
     if value.is_finite() && value > 0.0 {
         value as u64
     } else {
@@ -120,7 +121,7 @@ impl ArangoBackend {
         Ok(())
     }
 
-    async fn query<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn query<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         query: &'static str,
@@ -162,21 +163,47 @@ impl ArangoBackend {
 
     /// Runs a write query, retrying write conflicts (1200) a few times
     /// within the deadline.
-    async fn write<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn write<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         query: &'static str,
         vars: Vec<(&'static str, Value)>,
         deadline: Deadline,
     ) -> Result<Vec<T>> {
-        let mut attempt = 1;
+        self.write_retrying(what, query, vars, deadline, &[ERROR_CONFLICT], 5)
+            .await
+            .map_err(QueryError::into_error)
+    }
+
+    /// Runs a write query, retrying the errors in `retry` up to `attempts`
+    /// times while the deadline allows, with a short jittered pause that
+    /// grows with each attempt (writers of one hot document, such as a
+    /// semaphore's, spread out instead of colliding again).
+    pub(crate) async fn write_retrying<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        query: &'static str,
+        vars: Vec<(&'static str, Value)>,
+        deadline: Deadline,
+        retry: &[u16],
+        attempts: u32,
+    ) -> std::result::Result<Vec<T>, QueryError> {
+        let mut attempt: u32 = 1;
         loop {
             match self.query(what, query, vars.clone(), deadline).await {
-                Err(e) if error_num(&e.error) == Some(ERROR_CONFLICT) && attempt < 5 => {
-                    tokio::time::sleep(Duration::from_millis(5 * attempt)).await;
+                Err(e)
+                    if error_num(&e.error).is_some_and(|n| retry.contains(&n))
+                        && attempt < attempts =>
+                {
+                    let cap = u64::from(attempt.min(10)) * 5;
+                    let pause = Duration::from_millis(fastrand::u64(1..=cap));
+                    if deadline.remaining() <= pause {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
-                other => return other.map_err(QueryError::into_error),
+                other => return other,
             }
         }
     }
@@ -315,6 +342,48 @@ impl Backend for ArangoBackend {
 
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.inner.signals.subscribe(name))
+    }
+
+    async fn claim_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claim_permit_query(name, owner, permits, ttl, deadline)
+            .await
+    }
+
+    async fn extend_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.extend_permit_query(name, owner, ttl, deadline).await
+    }
+
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let released = self.release_permit_query(name, owner, deadline).await?;
+        if released {
+            self.inner.permit_signals.notify(name);
+        }
+        Ok(released)
+    }
+
+    async fn inspect_semaphore(
+        &self,
+        name: &str,
+        deadline: Deadline,
+    ) -> Result<shylock_core::SemaphoreInfo> {
+        self.inspect_semaphore_query(name, deadline).await
+    }
+
+    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.inner.permit_signals.subscribe(name))
     }
 }
 

@@ -184,6 +184,7 @@ impl ArangoBackendBuilder {
             collection: self.collection.clone(),
             timeout,
             signals: ReleaseSignals::new(),
+            permit_signals: ReleaseSignals::new(),
             location: format!(
                 "{} db {} collection {}",
                 self.url, self.database, self.collection

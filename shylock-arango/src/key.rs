@@ -20,7 +20,29 @@
 /// assert!(document_key(&"x".repeat(1000)).starts_with("%h"));
 /// ```
 pub fn document_key(name: &str) -> String {
-    const MAX_KEY: usize = 254;
+    encode_key(name, 254)
+}
+
+/// The `_key` of the document for semaphore `name`: `%s` and the name
+/// encoded as [`document_key`] does (a digest past 252 bytes). No lock key
+/// starts with `%s` (`s` is not a hex digit), so a semaphore never shares a
+/// document with a lock.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_arango::{document_key, semaphore_key};
+///
+/// assert_eq!(semaphore_key("pool"), "%spool");
+/// assert_ne!(semaphore_key("pool"), document_key("pool"));
+/// ```
+pub fn semaphore_key(name: &str) -> String {
+    format!("%s{}", encode_key(name, 252))
+}
+
+/// Percent-encodes `name`, or `%h` + its SHA-256 when that is longer than
+/// `max` bytes.
+fn encode_key(name: &str, max: usize) -> String {
     let mut key = String::with_capacity(name.len());
     for byte in name.bytes() {
         let plain = byte.is_ascii_alphanumeric() || b"_-.@()+,=;$!*'".contains(&byte);
@@ -29,11 +51,11 @@ pub fn document_key(name: &str) -> String {
         } else {
             key.push_str(&format!("%{byte:02X}"));
         }
-        if key.len() > MAX_KEY {
+        if key.len() > max {
             break;
         }
     }
-    if key.len() <= MAX_KEY {
+    if key.len() <= max {
         return key;
     }
     use sha2::Digest;

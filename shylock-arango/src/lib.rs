@@ -48,9 +48,10 @@ mod client;
 mod error;
 mod key;
 pub mod queries;
+mod semaphore;
 
 pub use backend::ArangoBackend;
 pub use builder::{ArangoBackendBuilder, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TTL_GRACE};
 pub use client::HttpClient;
 pub use error::{ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT};
-pub use key::{document_key, sort_key};
+pub use key::{document_key, semaphore_key, sort_key};

@@ -64,3 +64,55 @@ FOR d IN @@coll
   SORT d.sortKey
   LIMIT @limit
   RETURN { name: d.name, owner: d.owner, fence: TO_NUMBER(d.fence), expiresAtMs: d.expiresAtMs }";
+
+/// Semaphores (`@key` from [`semaphore_key`](crate::semaphore_key)): takes
+/// one of `@permits` permits for `@owner` if fewer live holders are left
+/// and they were granted under the same count, or pushes the expiry of the
+/// permit `@owner` holds. Expired holders are dropped by the same write. A
+/// full semaphore is only read. Returns whether `@owner` holds a permit
+/// now, its fence and expiry, and the stored count and live holders.
+pub const CLAIM_PERMIT: &str = "LET now = DATE_NOW()
+LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
+LET live = (FOR h IN (old != null && IS_ARRAY(old.holders) ? old.holders : [])
+  FILTER IS_STRING(h.owner) && IS_NUMBER(h.expiresAtMs) && h.expiresAtMs >= now RETURN h)
+LET mine = LENGTH(FOR h IN live FILTER h.owner == @owner RETURN 1) > 0
+LET busy = LENGTH(live) > 0
+LET take = !mine && LENGTH(live) < @permits && (!busy || old.permits == @permits)
+LET next = MAX([TO_NUMBER(old.fence) + 1, now])
+LET holders = mine
+  ? (FOR h IN live RETURN h.owner == @owner ? MERGE(h, { expiresAtMs: now + @ttl }) : h)
+  : (take ? APPEND(live, [{ owner: @owner, expiresAtMs: now + @ttl, fence: next }]) : live)
+LET written = (FILTER mine || take
+  UPSERT { _key: @key }
+  INSERT { _key: @key, semaphore: @name, permits: @permits, fence: next, holders: holders,
+           expiresAt: MAX(holders[*].expiresAtMs) / 1000 }
+  UPDATE { semaphore: @name, permits: take ? @permits : OLD.permits, fence: take ? next : OLD.fence,
+           holders: holders, expiresAt: MAX(holders[*].expiresAtMs) / 1000 }
+  IN @@coll
+  RETURN 1)
+LET held = FIRST(FOR h IN holders FILTER h.owner == @owner RETURN h)
+RETURN { held: (mine || take) && LENGTH(written) > 0, fence: TO_NUMBER(held.fence),
+         expiresAtMs: held.expiresAtMs, busy: busy, permits: old.permits }";
+
+/// Semaphores: pushes the expiry of `@owner`'s live permit.
+pub const EXTEND_PERMIT: &str = "LET now = DATE_NOW()
+FOR d IN @@coll FILTER d._key == @key AND IS_ARRAY(d.holders)
+  FILTER LENGTH(FOR h IN d.holders FILTER h.owner == @owner && IS_NUMBER(h.expiresAtMs) && h.expiresAtMs >= now RETURN 1) > 0
+  LET holders = (FOR h IN d.holders RETURN h.owner == @owner ? MERGE(h, { expiresAtMs: now + @ttl }) : h)
+  UPDATE d WITH { holders: holders, expiresAt: MAX(holders[*].expiresAtMs) / 1000 } IN @@coll
+  RETURN now + @ttl";
+
+/// Semaphores: frees `@owner`'s permit.
+pub const RELEASE_PERMIT: &str = "FOR d IN @@coll FILTER d._key == @key AND IS_ARRAY(d.holders) AND @owner IN d.holders[*].owner
+  LET holders = (FOR h IN d.holders FILTER h.owner != @owner RETURN h)
+  UPDATE d WITH { holders: holders, expiresAt: (LENGTH(holders) > 0 ? MAX(holders[*].expiresAtMs) : DATE_NOW()) / 1000 } IN @@coll
+  RETURN true";
+
+/// Semaphores: the stored count and the live holders, in fence order.
+pub const INSPECT_SEMAPHORE: &str = "LET now = DATE_NOW()
+FOR d IN @@coll FILTER d._key == @key
+  RETURN { permits: d.permits, holders: (
+    FOR h IN (IS_ARRAY(d.holders) ? d.holders : [])
+      FILTER IS_STRING(h.owner) && IS_NUMBER(h.expiresAtMs) && h.expiresAtMs >= now
+      SORT h.fence
+      RETURN { owner: h.owner, fence: TO_NUMBER(h.fence), expiresAtMs: h.expiresAtMs }) }";

@@ -323,4 +323,47 @@ impl Backend for MongoBackend {
         self.inner.watcher.ensure_running();
         Some(self.inner.watcher.signals().subscribe(name))
     }
+
+    async fn claim_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claim_permit_once(name, owner, permits, ttl, deadline)
+            .await
+    }
+
+    async fn extend_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.extend_permit_once(name, owner, ttl, deadline).await
+    }
+
+    async fn release_permit(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+        let released = self.release_permit_once(name, owner).await?;
+        if released {
+            self.inner.watcher.permit_signals().notify(name);
+        }
+        Ok(released)
+    }
+
+    async fn inspect_semaphore(
+        &self,
+        name: &str,
+        deadline: Deadline,
+    ) -> Result<shylock_core::SemaphoreInfo> {
+        self.inspect_semaphore_once(name, deadline).await
+    }
+
+    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.watcher.ensure_running();
+        Some(self.inner.watcher.permit_signals().subscribe(name))
+    }
 }

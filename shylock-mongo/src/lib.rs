@@ -44,6 +44,7 @@ mod builder;
 mod error;
 mod key;
 pub mod queries;
+mod semaphore;
 mod watcher;
 
 pub use backend::MongoBackend;
@@ -53,5 +54,6 @@ pub use builder::{
 };
 pub use key::{document_id, MAX_PLAIN_ID};
 pub use queries::acquire_pipeline;
+pub use semaphore::claim_permit_pipeline;
 
 pub use mongodb;

@@ -12,7 +12,7 @@ fn ms(expr: impl Into<Bson>) -> Bson {
 /// `field` as a long, or 0 when it is missing or cannot be converted: a
 /// document another program wrote with other types counts as expired (its
 /// lock is taken over cleanly) instead of failing every command.
-fn long_or_zero(field: &str) -> Bson {
+pub(crate) fn long_or_zero(field: &str) -> Bson {
     Bson::Document(doc! { "$convert": {
         "input": field, "to": "long", "onError": 0_i64, "onNull": 0_i64,
     }})
@@ -25,7 +25,7 @@ fn expires_ms() -> Bson {
 /// `$$NOW` in ms. It is truncated to the millisecond, so a lease counts as
 /// expired only when `expiresAt < now` (strictly): stored as
 /// `now + ttl`, it then never ends before a full ttl after the request.
-fn now_ms() -> Bson {
+pub(crate) fn now_ms() -> Bson {
     ms("$$NOW")
 }
 
@@ -145,11 +145,18 @@ fn name_range(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Documen
 /// Change-stream filter of the release watcher: events after which a lock
 /// may be free (deleted; owner removed by an update; replaced by a document
 /// without an owner, as servers log small pipeline updates).
+///
+/// For semaphores, updates that bump the `releases` counter (each permit
+/// release does), and deletes.
 pub fn released_events() -> Document {
     doc! { "$match": { "$or": [
         { "operationType": "delete" },
         { "updateDescription.removedFields": "owner" },
         { "operationType": "replace", "fullDocument.owner": { "$exists": false } },
+        {
+            "documentKey._id.semaphore": { "$exists": true },
+            "updateDescription.updatedFields.releases": { "$exists": true },
+        },
     ]}}
 }
 

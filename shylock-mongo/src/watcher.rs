@@ -1,5 +1,6 @@
 //! The release watcher: a change stream on the lock collection that wakes
-//! this process's waiters when another process releases a lock.
+//! this process's waiters when another process releases a lock or a
+//! semaphore permit.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -26,6 +27,7 @@ pub(crate) struct ReleaseWatcher {
 struct Shared {
     collection: Collection<Document>,
     signals: ReleaseSignals,
+    permit_signals: ReleaseSignals,
     enabled: bool,
     running: AtomicBool,
     /// True while a change stream is open and delivering.
@@ -38,6 +40,7 @@ impl ReleaseWatcher {
             shared: Arc::new(Shared {
                 collection,
                 signals: ReleaseSignals::new(),
+                permit_signals: ReleaseSignals::new(),
                 enabled,
                 running: AtomicBool::new(false),
                 ready: watch::channel(false).0,
@@ -48,6 +51,11 @@ impl ReleaseWatcher {
     /// The per-name signals (also notified by this process's own releases).
     pub(crate) fn signals(&self) -> &ReleaseSignals {
         &self.shared.signals
+    }
+
+    /// The per-semaphore signals for permit waiters.
+    pub(crate) fn permit_signals(&self) -> &ReleaseSignals {
+        &self.shared.permit_signals
     }
 
     /// Starts the stream once, on the current runtime, if watching is on.
@@ -75,6 +83,25 @@ impl ReleaseWatcher {
 }
 
 impl Shared {
+    fn has_waiters(&self) -> bool {
+        self.signals.has_subscribers() || self.permit_signals.has_subscribers()
+    }
+
+    /// Wakes a waiter for the document `key` names: a lock (string or
+    /// binary `_id`; binary ids carry no name, so those waiters poll) or a
+    /// semaphore (`_id: {semaphore: name}`).
+    fn wake(&self, key: &Document) {
+        match key.get("_id") {
+            Some(bson::Bson::String(name)) => self.signals.notify(name),
+            Some(bson::Bson::Document(id)) => {
+                if let Ok(name) = id.get_str("semaphore") {
+                    self.permit_signals.notify(name);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn stopped(&self) {
         self.ready.send_replace(false);
         self.running.store(false, Ordering::SeqCst);
@@ -106,14 +133,14 @@ async fn run(shared: Weak<Shared>) {
     let mut idle_rounds = 0;
     loop {
         let Some(s) = shared.upgrade() else { return };
-        if s.signals.has_subscribers() {
+        if s.has_waiters() {
             idle_rounds = 0;
         } else if idle_rounds < IDLE_ROUNDS {
             idle_rounds += 1;
         } else {
             s.stopped();
             // A waiter that arrived meanwhile may have seen us running.
-            if s.signals.has_subscribers() && !s.running.swap(true, Ordering::SeqCst) {
+            if s.has_waiters() && !s.running.swap(true, Ordering::SeqCst) {
                 idle_rounds = 0;
                 continue;
             }
@@ -125,8 +152,8 @@ async fn run(shared: Weak<Shared>) {
         match event {
             Ok(Some(event)) => {
                 s.ready.send_replace(true);
-                if let Some(Ok(name)) = event.document_key.as_ref().map(|k| k.get_str("_id")) {
-                    s.signals.notify(name);
+                if let Some(key) = &event.document_key {
+                    s.wake(key);
                 }
             }
             Ok(None) if stream.is_alive() => {

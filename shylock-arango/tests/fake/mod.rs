@@ -503,6 +503,10 @@ async fn cursor(
             queries::INSPECT,
             queries::FORCE_RELEASE,
             queries::LIST,
+            queries::CLAIM_PERMIT,
+            queries::EXTEND_PERMIT,
+            queries::RELEASE_PERMIT,
+            queries::INSPECT_SEMAPHORE,
         ];
         let Some(&query) = known.iter().find(|q| **q == query) else {
             return error(
@@ -569,6 +573,36 @@ async fn cursor(
             .map(|d| vec![projection(&d)])
             .unwrap_or_default();
         return cursor_result(result, 0);
+    }
+    if query == queries::INSPECT_SEMAPHORE {
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        let result = seen
+            .map(|(_, d)| {
+                let mut holders = live_holders(&d, now);
+                holders.sort_by_key(|h| num(h, "fence"));
+                let holders: Vec<Value> = holders
+                    .iter()
+                    .map(|h| json!({ "owner": h["owner"], "fence": num(h, "fence"), "expiresAtMs": h["expiresAtMs"] }))
+                    .collect();
+                vec![json!({ "permits": d.get("permits").cloned().unwrap_or(Value::Null), "holders": holders })]
+            })
+            .unwrap_or_default();
+        return cursor_result(result, 0);
+    }
+    if query == queries::CLAIM_PERMIT {
+        // A full semaphore (or one held under another count) is only read.
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        let plan = permit_plan(
+            seen.as_ref().map(|(_, d)| d),
+            owner.as_deref().unwrap_or_default(),
+            &vars,
+            now,
+        );
+        if !plan.write {
+            return cursor_result(vec![plan.row], 0);
+        }
     }
     if query == queries::ACQUIRE {
         // The query's FILTER: a lock held by another live owner is not
@@ -684,6 +718,153 @@ async fn cursor(
             }
             _ => cursor_result(vec![], 0),
         },
+        q if q == queries::CLAIM_PERMIT => {
+            let plan = permit_plan(
+                seen.as_ref().map(|(_, d)| d),
+                owner_var.unwrap_or_default(),
+                &vars,
+                now,
+            );
+            if !plan.write {
+                return cursor_result(vec![plan.row], 0);
+            }
+            let mut d = seen.map(|(_, d)| d).unwrap_or_default();
+            d.insert("_key".into(), json!(key));
+            d.insert(
+                "semaphore".into(),
+                vars.get("name").cloned().unwrap_or(Value::Null),
+            );
+            d.insert(
+                "holders".into(),
+                Value::Array(plan.holders.into_iter().map(Value::Object).collect()),
+            );
+            if plan.take {
+                d.insert("permits".into(), vars["permits"].clone());
+                d.insert("fence".into(), json!(plan.next));
+            }
+            docs.insert(key, (rev, d));
+            cursor_result(vec![plan.row], 1)
+        }
+        q if q == queries::EXTEND_PERMIT => match seen {
+            Some((_, mut d))
+                if live_holders(&d, now)
+                    .iter()
+                    .any(|h| h.get("owner").and_then(Value::as_str) == owner_var) =>
+            {
+                let holders: Vec<Value> = holder_list(&d)
+                    .into_iter()
+                    .map(|mut h| {
+                        if h.get("owner").and_then(Value::as_str) == owner_var {
+                            h.insert("expiresAtMs".into(), json!(now + ttl));
+                        }
+                        Value::Object(h)
+                    })
+                    .collect();
+                d.insert("holders".into(), Value::Array(holders));
+                docs.insert(key, (rev, d));
+                cursor_result(vec![json!(now + ttl)], 1)
+            }
+            _ => cursor_result(vec![], 0),
+        },
+        q if q == queries::RELEASE_PERMIT => match seen {
+            Some((_, mut d))
+                if holder_list(&d)
+                    .iter()
+                    .any(|h| h.get("owner").and_then(Value::as_str) == owner_var) =>
+            {
+                let holders: Vec<Value> = holder_list(&d)
+                    .into_iter()
+                    .filter(|h| h.get("owner").and_then(Value::as_str) != owner_var)
+                    .map(Value::Object)
+                    .collect();
+                d.insert("holders".into(), Value::Array(holders));
+                docs.insert(key, (rev, d));
+                cursor_result(vec![json!(true)], 1)
+            }
+            _ => cursor_result(vec![], 0),
+        },
         _ => error(400, 1501, "unreachable"),
+    }
+}
+
+/// Every holder object of a semaphore document.
+fn holder_list(doc: &Map<String, Value>) -> Vec<Map<String, Value>> {
+    doc.get("holders")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|h| h.as_object().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// Holders live at `now`, as the queries' filter.
+fn live_holders(doc: &Map<String, Value>, now: i64) -> Vec<Map<String, Value>> {
+    holder_list(doc)
+        .into_iter()
+        .filter(|h| {
+            h.get("owner").is_some_and(Value::is_string)
+                && h.get("expiresAtMs").is_some_and(Value::is_number)
+                && num(h, "expiresAtMs") >= now
+        })
+        .collect()
+}
+
+/// What CLAIM_PERMIT decides for `doc`.
+struct PermitPlan {
+    write: bool,
+    take: bool,
+    next: i64,
+    holders: Vec<Map<String, Value>>,
+    row: Value,
+}
+
+fn permit_plan(
+    doc: Option<&Map<String, Value>>,
+    owner: &str,
+    vars: &Map<String, Value>,
+    now: i64,
+) -> PermitPlan {
+    let permits = vars["permits"].as_i64().unwrap_or(0);
+    let ttl = vars["ttl"].as_i64().unwrap_or(0);
+    let live = doc.map(|d| live_holders(d, now)).unwrap_or_default();
+    let mine = live
+        .iter()
+        .any(|h| h.get("owner").and_then(Value::as_str) == Some(owner));
+    let busy = !live.is_empty();
+    let stored = doc
+        .and_then(|d| d.get("permits"))
+        .cloned()
+        .unwrap_or(Value::Null);
+    let take =
+        !mine && (live.len() as i64) < permits && (!busy || stored.as_i64() == Some(permits));
+    let next = (doc.map(|d| num(d, "fence")).unwrap_or(0) + 1).max(now);
+    let mut holders = live;
+    if mine {
+        for h in &mut holders {
+            if h.get("owner").and_then(Value::as_str) == Some(owner) {
+                h.insert("expiresAtMs".into(), json!(now + ttl));
+            }
+        }
+    } else if take {
+        let mut h = Map::new();
+        h.insert("owner".into(), json!(owner));
+        h.insert("expiresAtMs".into(), json!(now + ttl));
+        h.insert("fence".into(), json!(next));
+        holders.push(h);
+    }
+    let held = holders
+        .iter()
+        .find(|h| h.get("owner").and_then(Value::as_str) == Some(owner));
+    let row = json!({
+        "held": held.is_some(),
+        "fence": held.map(|h| json!(num(h, "fence"))).unwrap_or(Value::Null),
+        "expiresAtMs": held.map(|h| h["expiresAtMs"].clone()).unwrap_or(Value::Null),
+        "busy": busy,
+        "permits": stored,
+    });
+    PermitPlan {
+        write: mine || take,
+        take,
+        next,
+        holders,
+        row,
     }
 }

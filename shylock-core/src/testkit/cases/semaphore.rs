@@ -114,9 +114,13 @@ pub async fn semaphore_limits_holders_rounds(
 }
 
 /// [`semaphore_limits_holders_rounds`] with 32 tasks × 3 permits × 200
-/// rounds.
+/// rounds (or `SHYLOCK_SEMAPHORE_ROUNDS` rounds, for slow test servers).
 pub async fn semaphore_limits_holders(backend: SharedBackend) {
-    semaphore_limits_holders_rounds(backend, 32, 3, 200).await;
+    let rounds = std::env::var("SHYLOCK_SEMAPHORE_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200);
+    semaphore_limits_holders_rounds(backend, 32, 3, rounds).await;
 }
 
 /// Permits of holders whose leases expired are taken by the next attempt,
