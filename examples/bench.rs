@@ -1,4 +1,5 @@
-//! Benchmarks: cost per lock, handoff latency, waiter load and throughput,
+//! Benchmarks: cost per lock and per semaphore permit, handoff latency,
+//! waiter load and throughput,
 //! each beside the raw database doing the same work, measured in one run.
 //!
 //! ```sh
@@ -18,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shylock::backend::{Backend, Deadline};
-use shylock::{AsyncLock, LockOptions, SharedBackend};
+use shylock::{AsyncLock, AsyncSemaphore, LockOptions, SharedBackend};
 use shylock_core::testkit::CountingBackend;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -459,6 +460,82 @@ async fn waiter_load(s: &Setup, waiters: usize, hold: Duration) -> (f64, Option<
     (attempts, commands)
 }
 
+/// Uncontended permit acquire+release on a 4-permit semaphore.
+async fn permit_pairs(backend: &SharedBackend, n: usize) -> Stats {
+    let sem = AsyncSemaphore::with_backend("bench/permits", 4, backend.clone())
+        .with_options(bench_options());
+    for _ in 0..n / 10 + 1 {
+        sem.try_acquire()
+            .await
+            .unwrap()
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let permit = sem
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("uncontended semaphore was full");
+        permit.release().await.unwrap();
+        samples.push(t.elapsed());
+    }
+    stats(samples, start.elapsed())
+}
+
+/// Commands per uncontended permit acquire and per permit release.
+async fn commands_per_permit(s: &Setup, n: usize) -> Option<(f64, f64)> {
+    let sem = AsyncSemaphore::with_backend("bench/permit-commands", 4, s.backend.clone())
+        .with_options(bench_options());
+    let (mut acquire, mut release) = (0, 0);
+    for _ in 0..n {
+        let a = (s.commands)()?;
+        let permit = sem.try_acquire().await.unwrap().unwrap();
+        let b = (s.commands)()?;
+        permit.release().await.unwrap();
+        let c = (s.commands)()?;
+        acquire += b - a;
+        release += c - b;
+    }
+    Some((acquire as f64 / n as f64, release as f64 / n as f64))
+}
+
+/// `tasks` tasks × `rounds` permit acquire/release on one `permits`-permit
+/// semaphore.
+async fn permit_throughput(
+    backend: &SharedBackend,
+    tasks: usize,
+    permits: u32,
+    rounds: usize,
+) -> f64 {
+    let sem = AsyncSemaphore::with_backend(
+        format!("bench/permit-throughput/{}", uuid::Uuid::new_v4()),
+        permits,
+        backend.clone(),
+    )
+    .with_options(bench_options());
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let sem = sem.clone();
+            tokio::spawn(async move {
+                for _ in 0..rounds {
+                    sem.acquire().await.unwrap().release().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await.unwrap();
+    }
+    (tasks * rounds) as f64 / start.elapsed().as_secs_f64()
+}
+
 /// `tasks` tasks × `rounds` acquire/release, on one lock or on one lock each.
 async fn throughput(backend: &SharedBackend, tasks: usize, rounds: usize, distinct: bool) -> f64 {
     let base = format!("bench/throughput/{}", uuid::Uuid::new_v4());
@@ -599,5 +676,38 @@ async fn main() {
         "| 16 distinct locks | {:.0} |",
         throughput(&s.backend, 16, rounds, true).await
     );
+    println!(
+        "| one 4-permit semaphore | {:.0} |",
+        permit_throughput(&s.backend, 16, 4, rounds).await
+    );
+
+    println!("\n## Semaphore permits beside locks (same run)\n");
+    let lock_pairs = library_pairs(&s.backend, half).await;
+    let permit = permit_pairs(&s.backend, half).await;
+    println!("| uncontended acquire + release | median | p99 | pairs/s |");
+    println!("|---|---|---|---|");
+    println!(
+        "| lock | {} | {} | {:.0} |",
+        us(lock_pairs.median),
+        us(lock_pairs.p99),
+        lock_pairs.per_sec
+    );
+    println!(
+        "| permit of a 4-permit semaphore | {} | {} | {:.0} |",
+        us(permit.median),
+        us(permit.p99),
+        permit.per_sec
+    );
+    println!(
+        "| ratio permit / lock | {:.2} | {:.2} | {:.2} |\n",
+        permit.median.as_secs_f64() / lock_pairs.median.as_secs_f64(),
+        permit.p99.as_secs_f64() / lock_pairs.p99.as_secs_f64(),
+        permit.per_sec / lock_pairs.per_sec
+    );
+    if let Some((a, r)) = commands_per_permit(&s, 100).await {
+        println!("| per uncontended permit acquire | per permit release | unit |");
+        println!("|---|---|---|");
+        println!("| {a:.2} | {r:.2} | {} |\n", s.command_unit);
+    }
     (s.cleanup)();
 }

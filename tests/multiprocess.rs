@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use shylock::{AsyncLock, LockOptions, SharedBackend};
+use shylock::{AsyncLock, AsyncSemaphore, LockOptions, SharedBackend};
 use shylock_core::testkit::{
     check_hold_log, read_hold_log, required_env, unique_name, unique_store_name, HoldKind, HoldLog,
 };
@@ -54,14 +54,25 @@ async fn child_worker() {
     let hold_forever = std::env::var("SHYLOCK_CHILD_HOLD_FOREVER").is_ok();
     let backend = backend_from_spec(&spec).await;
     let mut log = HoldLog::open(var("SHYLOCK_CHILD_LOG")).unwrap();
-    let lock = AsyncLock::with_backend(var("SHYLOCK_CHILD_LOCK"), backend).with_options(
-        LockOptions::default()
-            .ttl(ttl)
-            .backoff(Duration::from_millis(1), Duration::from_millis(50)),
-    );
+    let options = LockOptions::default()
+        .ttl(ttl)
+        .backoff(Duration::from_millis(1), Duration::from_millis(50));
+    // With SHYLOCK_CHILD_PERMITS the child takes a permit of a semaphore of
+    // that many permits instead of the lock.
+    let permits: Option<u32> = std::env::var("SHYLOCK_CHILD_PERMITS")
+        .ok()
+        .map(|p| p.parse().unwrap());
+    let lock = AsyncLock::with_backend(var("SHYLOCK_CHILD_LOCK"), backend.clone())
+        .with_options(options.clone());
+    let semaphore = permits.map(|p| {
+        AsyncSemaphore::with_backend(var("SHYLOCK_CHILD_LOCK"), p, backend).with_options(options)
+    });
     for _ in 0..rounds {
         let started = Instant::now();
-        let guard = lock.acquire().await.unwrap();
+        let guard = match &semaphore {
+            Some(semaphore) => semaphore.acquire().await.unwrap(),
+            None => lock.acquire().await.unwrap(),
+        };
         log.begin(&id, guard.fencing_token(), started.elapsed())
             .unwrap();
         if hold_forever {
@@ -324,6 +335,79 @@ async fn paused_holder_learns_it_lost(spec: String, dir: &Path) {
     taken.release().await.unwrap();
 }
 
+/// Four processes on a 3-permit semaphore: three take a permit and hold
+/// it; one of them is killed with SIGKILL; the fourth gets the killed
+/// holder's permit after its ttl, not before (and not never).
+async fn killed_permit_holder_frees_after_ttl(spec: String, dir: &Path) {
+    const TTL_MS: u64 = 1500;
+    let race = Race::new(spec.clone(), dir);
+    let holder = |id: &str| {
+        let mut cmd = race.command(id, 1, TTL_MS);
+        cmd.env("SHYLOCK_CHILD_PERMITS", "3")
+            .env("SHYLOCK_CHILD_HOLD_FOREVER", "1");
+        cmd.spawn().unwrap()
+    };
+    let mut victim = holder("victim");
+    let mut others = vec![holder("h1"), holder("h2")];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let victim_token = loop {
+        let events = read_hold_log(&race.log).unwrap_or_default();
+        let begun: Vec<_> = events
+            .iter()
+            .filter(|e| e.kind == HoldKind::Begin)
+            .collect();
+        if begun.len() == 3 {
+            break begun
+                .iter()
+                .find(|e| e.worker == "victim")
+                .unwrap()
+                .fencing_token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the three holders never got their permits"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    victim.kill().unwrap(); // SIGKILL
+    victim.wait().unwrap();
+    let backend = backend_from_spec(&spec).await;
+    let semaphore = AsyncSemaphore::with_backend(race.lock.clone(), 3, backend);
+    // With its process gone nothing renews the permit: its expiry is final.
+    let expires_at = semaphore
+        .inspect()
+        .await
+        .unwrap()
+        .holders
+        .iter()
+        .find(|h| h.fencing_token == victim_token)
+        .expect("the killed holder's permit vanished at once")
+        .expires_at;
+    let mut survivor = race.command("survivor", 1, TTL_MS);
+    survivor.env("SHYLOCK_CHILD_PERMITS", "3");
+    wait_all(vec![survivor.spawn().unwrap()], Duration::from_secs(30));
+    let events = read_hold_log(&race.log).unwrap();
+    let takeover = events
+        .iter()
+        .find(|e| e.worker == "survivor" && e.kind == HoldKind::Begin)
+        .expect("the survivor never got a permit");
+    let takeover_at = SystemTime::UNIX_EPOCH + Duration::from_millis(takeover.at_ms);
+    assert!(
+        takeover_at + Duration::from_millis(1) >= expires_at,
+        "a permit was taken before the killed holder's lease expired"
+    );
+    let late = takeover_at.duration_since(expires_at).unwrap_or_default();
+    assert!(
+        late < Duration::from_secs(10),
+        "takeover came {late:?} after expiry"
+    );
+    assert!(takeover.fencing_token > victim_token);
+    for mut other in others.drain(..) {
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
+}
+
 fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -456,4 +540,18 @@ async fn mongo_paused_holder_learns_it_lost() {
 #[ignore = "needs MONGODB_URI"]
 async fn mongo_soak() {
     soak("mongo", mongo_spec(), &temp_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_killed_permit_holder_frees_after_ttl() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    killed_permit_holder_frees_after_ttl(spec, &dir).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn mongo_killed_permit_holder_frees_after_ttl() {
+    killed_permit_holder_frees_after_ttl(mongo_spec(), &temp_dir()).await;
 }
