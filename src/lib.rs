@@ -40,9 +40,10 @@
 
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
-    AsyncLock, AsyncLockGuard, AsyncSemaphore, Error, ErrorKind, Lock, LockGuard, LockInfo,
-    LockOptions, MemoryBackend, Renewal, Result, Semaphore, SemaphoreInfo, SharedBackend,
-    DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
+    AsyncLock, AsyncLockGuard, AsyncSemaphore, Campaign, Election, Error, ErrorKind, LeaderInfo,
+    Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, Renewal, Result, Role, Semaphore,
+    SemaphoreInfo, SharedBackend, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS,
+    MAX_TTL,
 };
 
 #[cfg(feature = "sqlite")]

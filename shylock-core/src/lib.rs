@@ -35,6 +35,7 @@
 mod attempt;
 pub mod backend;
 mod blocking;
+mod election;
 mod error;
 mod global;
 mod guard;
@@ -51,6 +52,7 @@ pub mod testkit;
 
 pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
 pub use blocking::{Lock, LockGuard};
+pub use election::{Campaign, Election, LeaderInfo, Role};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use global::{configure, configure_with, default_backend, is_configured};
 pub use guard::AsyncLockGuard;

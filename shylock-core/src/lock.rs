@@ -204,6 +204,18 @@ pub(crate) async fn wait_for_lease(
     wait: Wait,
 ) -> Result<Option<AsyncLockGuard>> {
     let owner = uuid::Uuid::new_v4().to_string();
+    wait_for_lease_as(name, target, owner, backend, options, wait).await
+}
+
+/// [`wait_for_lease`] with a given owner token (unique per acquisition).
+pub(crate) async fn wait_for_lease_as(
+    name: &str,
+    target: Target,
+    owner: String,
+    backend: SharedBackend,
+    options: LockOptions,
+    wait: Wait,
+) -> Result<Option<AsyncLockGuard>> {
     let mut backoff = Backoff::new(&options);
     let waits = !matches!(wait, Wait::Once);
     let deadline = match wait {
