@@ -13,6 +13,9 @@ use shylock_core::{
 };
 use tokio::time::Instant;
 
+/// (event, candidate, term, when) of leader-only work.
+type Log = Arc<Mutex<Vec<(&'static str, &'static str, u64, Instant)>>>;
+
 fn options(ttl_ms: u64) -> LockOptions {
     LockOptions::default()
         .ttl(Duration::from_millis(ttl_ms))
@@ -179,16 +182,12 @@ async fn leader_work_is_cancelled_before_a_new_leader_starts() {
         inner: store.clone(),
         stalled: AtomicBool::new(false),
     });
-    let log: Arc<Mutex<Vec<(&'static str, &'static str, u64, Instant)>>> = Arc::default();
-    let work = |id: &'static str, log: Arc<Mutex<Vec<_>>>| {
+    let log: Log = Arc::default();
+    let work = |id: &'static str, log: Log| {
         move |term: u64| {
             let log = log.clone();
             async move {
-                struct End(
-                    &'static str,
-                    u64,
-                    Arc<Mutex<Vec<(&'static str, &'static str, u64, Instant)>>>,
-                );
+                struct End(&'static str, u64, Log);
                 impl Drop for End {
                     fn drop(&mut self) {
                         self.2
