@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use shylock::{AsyncLock, AsyncSemaphore, LockOptions, SharedBackend};
+use shylock::{AsyncLock, AsyncSemaphore, Election, LockOptions, SharedBackend};
 use shylock_core::testkit::{
     check_hold_log, read_hold_log, required_env, unique_name, unique_store_name, HoldKind, HoldLog,
 };
@@ -46,6 +46,7 @@ async fn child_worker() {
     match std::env::var("SHYLOCK_CHILD_MODE").as_deref() {
         Ok("soak") => return soak_worker(&spec).await,
         Ok("until-lost") => return until_lost_worker(&spec).await,
+        Ok("candidate") => return candidate_worker(&spec).await,
         _ => {}
     }
     let id = var("SHYLOCK_CHILD_ID");
@@ -160,6 +161,46 @@ async fn until_lost_worker(spec: &str) {
         (Ok(()), other) => format!("lost; release: {other:?}"),
     };
     std::fs::write(var("SHYLOCK_CHILD_RESULT"), outcome).unwrap();
+}
+
+/// Child mode `candidate`: campaigns in election `SHYLOCK_CHILD_LOCK`
+/// forever; while it leads, its leader-only work has written a begin line
+/// (with the term) and writes the end line the moment it is cancelled.
+async fn candidate_worker(spec: &str) {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let id = var("SHYLOCK_CHILD_ID");
+    let backend = backend_from_spec(spec).await;
+    let ttl = Duration::from_millis(var("SHYLOCK_CHILD_TTL_MS").parse().unwrap());
+    let campaign = Election::with_backend(var("SHYLOCK_CHILD_LOCK"), id.clone(), backend)
+        .with_options(
+            LockOptions::default()
+                .ttl(ttl)
+                .backoff(Duration::from_millis(1), Duration::from_millis(50)),
+        )
+        .campaign()
+        .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(
+        HoldLog::open(var("SHYLOCK_CHILD_LOG")).unwrap(),
+    ));
+    struct End(std::sync::Arc<std::sync::Mutex<HoldLog>>, String, u64);
+    impl Drop for End {
+        fn drop(&mut self) {
+            let _ = self.0.lock().unwrap().end(&self.1, self.2);
+        }
+    }
+    campaign
+        .lead(|term| {
+            let (log, id) = (log.clone(), id.clone());
+            async move {
+                log.lock()
+                    .unwrap()
+                    .begin(&id, term, Duration::ZERO)
+                    .unwrap();
+                let _end = End(log, id, term);
+                std::future::pending::<()>().await;
+            }
+        })
+        .await;
 }
 
 struct Race {
@@ -408,6 +449,107 @@ async fn killed_permit_holder_frees_after_ttl(spec: String, dir: &Path) {
     }
 }
 
+/// Three candidate processes: the leader is killed with SIGKILL, then the
+/// next leader is paused with SIGSTOP past its ttl and resumed. Never two
+/// leaders at once (history-checked), terms strictly increase, failover
+/// within the ttl plus a backoff step (and scheduling), and the resumed
+/// leader's work is cancelled instead of going on.
+async fn candidates_never_lead_at_once(label: &str, spec: String, dir: &Path) {
+    const TTL_MS: u64 = 1500;
+    let race = Race::new(spec, dir);
+    let mut children: Vec<(String, Child)> = (0..3)
+        .map(|i| {
+            let id = format!("c{i}");
+            let mut cmd = race.command(&id, 0, TTL_MS);
+            cmd.env("SHYLOCK_CHILD_MODE", "candidate");
+            (id, cmd.spawn().unwrap())
+        })
+        .collect();
+    let begins = |log: &Path| -> Vec<shylock_core::testkit::HoldEvent> {
+        read_hold_log(log)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.kind == HoldKind::Begin)
+            .collect()
+    };
+    let wait_begin = |count: usize, what: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let b = begins(&race.log);
+            if b.len() >= count {
+                return b[count - 1].clone();
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let first = wait_begin(1, "nobody was elected");
+    let pid_of = |children: &Vec<(String, Child)>, id: &str| {
+        children.iter().find(|(c, _)| c == id).unwrap().1.id()
+    };
+    // SIGKILL the leader.
+    let killed_at = SystemTime::now();
+    let index = children
+        .iter()
+        .position(|(c, _)| *c == first.worker)
+        .unwrap();
+    let (_, mut victim) = children.remove(index);
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    let second = wait_begin(2, "nobody took over from the killed leader");
+    let killed_ms = killed_at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let failover = Duration::from_millis(second.at_ms.saturating_sub(killed_ms));
+    println!(
+        "election {label}: failover after kill -9 of the leader: {failover:?} (ttl {TTL_MS} ms)"
+    );
+    assert!(
+        failover <= Duration::from_millis(TTL_MS + 50 + 1500),
+        "failover took {failover:?}"
+    );
+    assert!(second.fencing_token > first.fencing_token);
+    // SIGSTOP the new leader past its ttl.
+    signal(pid_of(&children, &second.worker), "STOP");
+    let stopped_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let third = wait_begin(3, "nobody took over from the paused leader");
+    assert_ne!(third.worker, second.worker);
+    assert!(third.fencing_token > second.fencing_token);
+    signal(pid_of(&children, &second.worker), "CONT");
+    // Resumed, the old leader's work is cancelled (its end line comes).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !read_hold_log(&race.log)
+        .unwrap_or_default()
+        .iter()
+        .any(|e| e.kind == HoldKind::End && e.worker == second.worker && e.at_ms >= stopped_ms)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the resumed leader's work was not cancelled"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    for (_, mut child) in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // What the paused leader wrote after the pause is late by definition
+    // (fenced by its lower term): drop it, and count it as crashed there.
+    let events: Vec<_> = read_hold_log(&race.log)
+        .unwrap()
+        .into_iter()
+        .filter(|e| !(e.worker == second.worker && e.at_ms >= stopped_ms))
+        .collect();
+    let report = check_hold_log(&events, &[&first.worker, &second.worker]);
+    assert!(report.is_exclusive(), "{report:?}");
+    assert!(report.acquisitions >= 3);
+}
+
 fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -554,4 +696,18 @@ async fn sqlite_killed_permit_holder_frees_after_ttl() {
 #[ignore = "needs MONGODB_URI"]
 async fn mongo_killed_permit_holder_frees_after_ttl() {
     killed_permit_holder_frees_after_ttl(mongo_spec(), &temp_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_candidates_never_lead_at_once() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    candidates_never_lead_at_once("sqlite", spec, &dir).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn mongo_candidates_never_lead_at_once() {
+    candidates_never_lead_at_once("mongo", mongo_spec(), &temp_dir()).await;
 }
