@@ -131,8 +131,9 @@ fi
 cargo test --workspace --all-features "$@"
 echo "== the minimal backend of README's \"Writing a backend\" against the conformance suite"
 cargo run --quiet --all-features --example minimal_backend
-echo "== the semaphore example"
+echo "== the semaphore and election examples"
 cargo run --quiet --all-features --example semaphore >/dev/null
+cargo run --quiet --all-features --example election
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
