@@ -91,3 +91,8 @@ pub mod backend {
     #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
     pub use shylock_core::testkit;
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(all(doctest, feature = "mongo", feature = "arango", feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
