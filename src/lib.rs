@@ -40,10 +40,11 @@
 
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
-    AsyncLock, AsyncLockGuard, AsyncSemaphore, Campaign, Election, Error, ErrorKind, LeaderInfo,
-    Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, Renewal, Result, Role, Semaphore,
-    SemaphoreInfo, SharedBackend, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS,
-    MAX_TTL,
+    AsyncLock, AsyncLockGuard, AsyncMultiLock, AsyncReentrantLock, AsyncSemaphore,
+    BlockingMultiLockGuard, BlockingReentrantGuard, Campaign, Election, Error, ErrorKind,
+    LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard,
+    ReentrantGuard, ReentrantLock, Renewal, Result, Role, Semaphore, SemaphoreInfo, ShardedBackend,
+    SharedBackend, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
 };
 
 #[cfg(feature = "sqlite")]

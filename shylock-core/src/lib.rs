@@ -41,10 +41,13 @@ mod global;
 mod guard;
 mod lock;
 mod memory;
+mod multi;
 mod options;
+mod reentrant;
 mod renewal;
 mod runtime;
 mod semaphore;
+mod sharded;
 mod target;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -58,11 +61,14 @@ pub use global::{configure, configure_with, default_backend, is_configured};
 pub use guard::AsyncLockGuard;
 pub use lock::AsyncLock;
 pub use memory::MemoryBackend;
+pub use multi::{AsyncMultiLock, BlockingMultiLockGuard, MultiLock, MultiLockGuard};
 pub use options::{
     LockOptions, Renewal, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_TTL,
 };
+pub use reentrant::{AsyncReentrantLock, BlockingReentrantGuard, ReentrantGuard, ReentrantLock};
 pub use runtime::{background_runtime, block_on};
 pub use semaphore::{AsyncSemaphore, Semaphore};
+pub use sharded::ShardedBackend;
 
 /// Re-exported so backend crates implement [`backend::Backend`] with the
 /// same macro.

@@ -57,3 +57,17 @@ fn opening_a_missing_directory_is_a_clear_error() {
     assert!(err.to_string().contains("directory"), "{err}");
     assert!(std::error::Error::source(&err).is_some());
 }
+
+mod sharded {
+    use super::*;
+    async fn sharded_backend() -> SharedBackend {
+        shylock_core::ShardedBackend::new((0..3).map(|_| SqliteBackend::open(temp_db()).unwrap()))
+            .unwrap()
+            .into()
+    }
+    shylock_core::conformance_tests!(sharded_backend());
+    mod semaphores {
+        use super::*;
+        shylock_core::semaphore_conformance_tests!(sharded_backend());
+    }
+}

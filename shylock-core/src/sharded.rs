@@ -1,0 +1,294 @@
+//! [`ShardedBackend`]: names spread over several stores.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::backend::{Backend, Deadline, Grant, LockInfo, SemaphoreInfo, SharedBackend};
+use crate::error::{Error, Result};
+
+/// Spreads lock and semaphore names over several backends ("shards"): each
+/// name always goes to the same shard, so every operation on it is the
+/// shard's own single atomic attempt, with all its guarantees.
+///
+/// # Routing
+///
+/// A name's shard is `jump(fnv1a64(name), shards)`: the 64-bit FNV-1a hash
+/// of the name's UTF-8 bytes, mapped to a shard index with Lamping and
+/// Veach's jump consistent hash. Both are fixed, documented algorithms
+/// (not `std`'s randomly seeded hasher), so every process, build and
+/// platform routes a name to the same shard for the same shard list, and
+/// adding a shard at the end moves only about 1/(n+1) of the names.
+///
+/// # Changing the shard list
+///
+/// Processes with different shard lists (another count or another order)
+/// may route one name to two stores and both grant it: **exclusion breaks
+/// while locks are held under two lists.** Change the list like this: stop
+/// (or drain) every process that uses it, so no lock or permit is held,
+/// deploy the new list everywhere, then start them again. Leases left on a
+/// shard a name no longer routes to simply expire.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{AsyncLock, MemoryBackend, ShardedBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shylock_core::Result<()> {
+/// let shards = [MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
+/// let backend = ShardedBackend::new(shards)?;
+/// let guard = AsyncLock::with_backend("orders/42", backend.clone()).acquire().await?;
+/// assert!(AsyncLock::with_backend("orders/42", backend).try_acquire().await?.is_none());
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShardedBackend {
+    shards: Arc<[SharedBackend]>,
+}
+
+impl ShardedBackend {
+    /// Routes over `shards`, in this order (the order is part of the
+    /// routing: see the type docs).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidOptions`] for an empty list.
+    pub fn new<B: Into<SharedBackend>>(shards: impl IntoIterator<Item = B>) -> Result<Self> {
+        let shards: Vec<SharedBackend> = shards.into_iter().map(Into::into).collect();
+        if shards.is_empty() {
+            return Err(Error::InvalidOptions {
+                reason: "a sharded backend needs at least one shard".into(),
+            });
+        }
+        if shards.len() > i32::MAX as usize {
+            return Err(Error::InvalidOptions {
+                reason: "too many shards".into(),
+            });
+        }
+        Ok(ShardedBackend {
+            shards: shards.into(),
+        })
+    }
+
+    /// How many shards there are.
+    pub fn len(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Always false: a sharded backend has at least one shard.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The index of the shard `name` routes to.
+    pub fn shard_of(&self, name: &str) -> usize {
+        jump(fnv1a64(name.as_bytes()), self.shards.len())
+    }
+
+    fn shard(&self, name: &str) -> &SharedBackend {
+        &self.shards[self.shard_of(name)]
+    }
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
+
+/// Jump consistent hash (Lamping and Veach, 2014).
+fn jump(mut key: u64, buckets: usize) -> usize {
+    let mut b: i64 = -1;
+    let mut j: i64 = 0;
+    while j < buckets as i64 {
+        b = j;
+        key = key.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((key >> 33) + 1) as f64)) as i64;
+    }
+    b as usize
+}
+
+#[async_trait::async_trait]
+impl Backend for ShardedBackend {
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.shard(name).claim(name, owner, ttl, deadline).await
+    }
+
+    async fn extend(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.shard(name).extend(name, owner, ttl, deadline).await
+    }
+
+    async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.shard(name).release(name, owner, deadline).await
+    }
+
+    async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
+        self.shard(name).inspect(name, deadline).await
+    }
+
+    /// One page from every shard, merged in byte order and cut to `limit`:
+    /// each shard's page holds its first `limit` names after `after`, so
+    /// the merged first `limit` are the first `limit` overall.
+    async fn list(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<LockInfo>> {
+        let pages = futures_join_all(
+            self.shards
+                .iter()
+                .map(|shard| shard.list(prefix, after, limit, deadline)),
+        )
+        .await;
+        let mut all = Vec::new();
+        for page in pages {
+            all.extend(page?);
+        }
+        all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        all.truncate(limit.max(1));
+        Ok(all)
+    }
+
+    async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
+        self.shard(name).force_release(name, deadline).await
+    }
+
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.shard(name).release_signal(name)
+    }
+
+    async fn claim_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.shard(name)
+            .claim_permit(name, owner, permits, ttl, deadline)
+            .await
+    }
+
+    async fn extend_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.shard(name)
+            .extend_permit(name, owner, ttl, deadline)
+            .await
+    }
+
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.shard(name).release_permit(name, owner, deadline).await
+    }
+
+    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
+        self.shard(name).inspect_semaphore(name, deadline).await
+    }
+
+    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.shard(name).permit_release_signal(name)
+    }
+}
+
+/// Runs the futures concurrently and collects their outputs in order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *output = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryBackend;
+
+    #[test]
+    fn routing_is_stable_and_even() {
+        let shards: Vec<MemoryBackend> = (0..3).map(|_| MemoryBackend::new()).collect();
+        let a = ShardedBackend::new(shards.clone()).unwrap();
+        let b = ShardedBackend::new(shards).unwrap();
+        let mut counts = [0usize; 3];
+        for i in 0..10_000 {
+            let name = format!("orders/{i}");
+            assert_eq!(a.shard_of(&name), b.shard_of(&name));
+            counts[a.shard_of(&name)] += 1;
+        }
+        for count in counts {
+            // Within ±10 % of an even share.
+            assert!((3_000..=3_667).contains(&count), "{counts:?}");
+        }
+        // Fixed algorithms: these values never change.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(jump(0, 1), 0);
+    }
+
+    #[test]
+    fn adding_a_shard_moves_few_names() {
+        let three = ShardedBackend::new((0..3).map(|_| MemoryBackend::new())).unwrap();
+        let four = ShardedBackend::new((0..4).map(|_| MemoryBackend::new())).unwrap();
+        let moved = (0..10_000)
+            .filter(|i| {
+                let name = format!("n{i}");
+                three.shard_of(&name) != four.shard_of(&name)
+            })
+            .count();
+        assert!(moved < 3_000, "{moved} of 10000 names moved");
+    }
+
+    #[test]
+    fn an_empty_shard_list_is_invalid() {
+        let none: Vec<MemoryBackend> = Vec::new();
+        assert!(matches!(
+            ShardedBackend::new(none),
+            Err(Error::InvalidOptions { .. })
+        ));
+    }
+}
