@@ -134,6 +134,7 @@ cargo run --quiet --all-features --example minimal_backend
 echo "== the semaphore and election examples"
 cargo run --quiet --all-features --example semaphore >/dev/null
 cargo run --quiet --all-features --example election
+cargo run --quiet --all-features --example transfer >/dev/null
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"

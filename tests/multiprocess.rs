@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use shylock::{AsyncLock, AsyncSemaphore, Election, LockOptions, SharedBackend};
+use shylock::{AsyncLock, AsyncMultiLock, AsyncSemaphore, Election, LockOptions, SharedBackend};
 use shylock_core::testkit::{
     check_hold_log, read_hold_log, required_env, unique_name, unique_store_name, HoldKind, HoldLog,
 };
@@ -47,6 +47,7 @@ async fn child_worker() {
         Ok("soak") => return soak_worker(&spec).await,
         Ok("until-lost") => return until_lost_worker(&spec).await,
         Ok("candidate") => return candidate_worker(&spec).await,
+        Ok("multi") => return multi_worker(&spec).await,
         _ => {}
     }
     let id = var("SHYLOCK_CHILD_ID");
@@ -201,6 +202,48 @@ async fn candidate_worker(spec: &str) {
             }
         })
         .await;
+}
+
+/// Child mode `multi`: `SHYLOCK_CHILD_ROUNDS` times, takes a random
+/// non-empty subset of `SHYLOCK_SOAK_NAMES` names under
+/// `SHYLOCK_CHILD_LOCK` as one multi-lock and logs each name's critical
+/// section to that name's hold log in the directory `SHYLOCK_CHILD_LOG`.
+async fn multi_worker(spec: &str) {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let id = var("SHYLOCK_CHILD_ID");
+    let rounds: usize = var("SHYLOCK_CHILD_ROUNDS").parse().unwrap();
+    let names: usize = var("SHYLOCK_SOAK_NAMES").parse().unwrap();
+    let dir = PathBuf::from(var("SHYLOCK_CHILD_LOG"));
+    let prefix = var("SHYLOCK_CHILD_LOCK");
+    let backend = backend_from_spec(spec).await;
+    let mut logs: Vec<HoldLog> = (0..names)
+        .map(|n| HoldLog::open(dir.join(format!("{n}.log"))).unwrap())
+        .collect();
+    let options = LockOptions::default()
+        .ttl(Duration::from_secs(10))
+        .backoff(Duration::from_millis(1), Duration::from_millis(20));
+    for _ in 0..rounds {
+        let mut picked: Vec<usize> = (0..names).filter(|_| fastrand_index(2) == 0).collect();
+        if picked.is_empty() {
+            picked.push(fastrand_index(names));
+        }
+        let set = AsyncMultiLock::with_backend(
+            picked.iter().rev().map(|n| format!("{prefix}/{n}")),
+            backend.clone(),
+        )
+        .with_options(options.clone());
+        let guard = set.acquire().await.unwrap();
+        for n in &picked {
+            let token = guard.fencing_token(&format!("{prefix}/{n}")).unwrap();
+            logs[*n].begin(&id, token, Duration::ZERO).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        for n in &picked {
+            let token = guard.fencing_token(&format!("{prefix}/{n}")).unwrap();
+            logs[*n].end(&id, token).unwrap();
+        }
+        guard.release().await.unwrap();
+    }
 }
 
 struct Race {
@@ -614,6 +657,37 @@ async fn soak(label: &str, spec: String, dir: &Path) {
     );
 }
 
+/// 4 processes × `rounds` random overlapping subsets of 6 names as
+/// multi-locks: all finish (no deadlock), and no name ever has two holders.
+async fn multi_locks_never_deadlock(spec: String, dir: &Path, rounds: usize) {
+    const NAMES: usize = 6;
+    let logs = dir.join(format!("multi-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&logs).unwrap();
+    let race = Race::new(spec, dir);
+    let children = (0..4)
+        .map(|p| {
+            let mut cmd = race.command(&format!("p{p}"), rounds, 10_000);
+            cmd.env("SHYLOCK_CHILD_MODE", "multi")
+                .env("SHYLOCK_SOAK_NAMES", NAMES.to_string())
+                .env("SHYLOCK_CHILD_LOG", &logs);
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    wait_all(children, Duration::from_secs(300));
+    let mut total = 0;
+    for n in 0..NAMES {
+        let events = read_hold_log(logs.join(format!("{n}.log"))).unwrap_or_default();
+        let report = check_hold_log(&events, &[]);
+        assert!(report.is_exclusive(), "name {n}: {report:?}");
+        total += report.acquisitions;
+    }
+    assert!(
+        total >= 4 * rounds,
+        "{total} name holds for {} sets",
+        4 * rounds
+    );
+}
+
 fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shylock-mp-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -710,4 +784,18 @@ async fn sqlite_candidates_never_lead_at_once() {
 #[ignore = "needs MONGODB_URI"]
 async fn mongo_candidates_never_lead_at_once() {
     candidates_never_lead_at_once("mongo", mongo_spec(), &temp_dir()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_multi_locks_never_deadlock() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    multi_locks_never_deadlock(spec, &dir, 100).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn mongo_multi_locks_never_deadlock() {
+    multi_locks_never_deadlock(mongo_spec(), &temp_dir(), 30).await;
 }

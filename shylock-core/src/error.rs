@@ -73,6 +73,17 @@ pub enum Error {
         waited: Duration,
     },
 
+    /// The lock is held by another owner and the caller asked not to wait
+    /// (`#[locked(.., nowait)]`).
+    #[error(
+        "lock {name:?} is held by another owner; it was not waited for (nowait). Try again \
+         later, or wait for it (drop `nowait`, or set a timeout)"
+    )]
+    Held {
+        /// Name of the lock.
+        name: String,
+    },
+
     /// The lock is no longer ours: it expired and another owner may have taken
     /// it, or it was force-released.
     #[error(
