@@ -366,3 +366,57 @@ async fn foreign_documents_are_taken_over_or_reported_never_a_panic() {
         shylock_core::testkit::frees_live_foreign_record(backend.clone(), &name).await;
     }
 }
+
+/// Two collections of one database as two shards.
+async fn sharded_mongo() -> SharedBackend {
+    let client = client().await;
+    let db = client.database(run_database());
+    let mut shards = Vec::new();
+    for collection in ["shard_a", "shard_b"] {
+        shards.push(
+            MongoBackend::builder(db.clone())
+                .collection(collection)
+                .build()
+                .await
+                .expect("could not set up a shard collection"),
+        );
+    }
+    shylock_core::ShardedBackend::new(shards).unwrap().into()
+}
+
+mod sharded {
+    use super::*;
+    shylock_core::conformance_tests!(sharded_mongo(), ignore = "needs MONGODB_URI");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MONGODB_URI"]
+async fn reentrant_holds_share_one_lease_and_other_owners_wait() {
+    use shylock_core::testkit::CountingBackend;
+    let counting = CountingBackend::new(mongo().await);
+    let backend = SharedBackend::from(counting.clone());
+    let name = shylock_core::testkit::unique_name("reentrant");
+    let owner = shylock_core::AsyncReentrantLock::with_backend(&name, backend.clone());
+    let outer = owner.acquire().await.unwrap();
+    let claims = counting.claim_count();
+    let inner = owner.clone().acquire().await.unwrap();
+    assert_eq!(
+        counting.claim_count(),
+        claims,
+        "a nested acquire went to the database"
+    );
+    assert_eq!(inner.fencing_token(), outer.fencing_token());
+    let other = shylock_core::AsyncReentrantLock::with_backend(&name, backend);
+    assert!(other.try_acquire().await.unwrap().is_none());
+    inner.release().await.unwrap();
+    assert!(other.try_acquire().await.unwrap().is_none());
+    let first_token = outer.fencing_token();
+    outer.release().await.unwrap();
+    let taken = other
+        .acquire_timeout(Duration::from_secs(10))
+        .await
+        .unwrap()
+        .expect("never freed");
+    assert!(taken.fencing_token() > first_token);
+    taken.release().await.unwrap();
+}
