@@ -222,19 +222,19 @@ pub(crate) async fn wait_for_lease_as(
         Wait::Until(at) => Some(at),
         _ => None,
     };
-    // Registered before each attempt, so a release between a failed
-    // attempt and the pause is not missed. Without a backend signal a
-    // private one stands in that nobody notifies.
-    let signal = if waits {
-        target.release_signal(&backend, name)
-    } else {
-        None
-    }
-    .unwrap_or_default();
+    // The backend's release signal is asked for only once a first attempt
+    // failed, so an uncontended acquire starts nothing (MongoDB's change
+    // stream, say); the next attempt follows at once. From then on it is
+    // registered before each attempt, so a release between a failed attempt
+    // and the pause is not missed. Until then, or without a backend signal,
+    // a private one stands in that nobody notifies.
+    let mut signal: std::sync::Arc<tokio::sync::Notify> = std::sync::Arc::default();
+    let mut subscribed = false;
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
-        let notified = signal.notified();
+        let current = signal.clone();
+        let notified = current.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
         let pending = attempt::start(
@@ -314,6 +314,18 @@ pub(crate) async fn wait_for_lease_as(
         tracing::debug!(lock = %name, attempts, "attempt: lock held by another owner");
         if !waits {
             return Ok(None);
+        }
+        if !subscribed {
+            // First time this waiter has to wait: subscribe, then try again
+            // at once, so a release made before the subscription is seen.
+            subscribed = true;
+            if let Some(backend_signal) = target.release_signal(&backend, name) {
+                signal = backend_signal;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return Ok(None);
+                }
+                continue;
+            }
         }
         let now = Instant::now();
         let mut wake = now + backoff.next_delay();

@@ -13,9 +13,9 @@ use tokio::sync::watch;
 
 use crate::queries;
 
-/// Seconds without any waiter in this process before the stream closes
-/// (it holds a pooled connection while open).
-const IDLE_ROUNDS: u32 = 5;
+/// How long the stream stays open without any waiter in this process (it
+/// holds a pooled connection while open).
+const IDLE_CLOSE: Duration = Duration::from_secs(5);
 
 /// Owns the watcher's state; the backend only asks it to run and to wake.
 #[derive(Debug)]
@@ -130,18 +130,22 @@ async fn run(shared: Weak<Shared>) {
             return;
         }
     };
-    let mut idle_rounds = 0;
+    // Time, not events: every write to the collection ends a `getMore`, so
+    // counting returns would close a busy stream at once.
+    let mut idle_since: Option<std::time::Instant> = None;
     loop {
         let Some(s) = shared.upgrade() else { return };
         if s.has_waiters() {
-            idle_rounds = 0;
-        } else if idle_rounds < IDLE_ROUNDS {
-            idle_rounds += 1;
-        } else {
+            idle_since = None;
+        } else if idle_since
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed()
+            >= IDLE_CLOSE
+        {
             s.stopped();
             // A waiter that arrived meanwhile may have seen us running.
             if s.has_waiters() && !s.running.swap(true, Ordering::SeqCst) {
-                idle_rounds = 0;
+                idle_since = None;
                 continue;
             }
             return;

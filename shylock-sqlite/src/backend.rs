@@ -187,6 +187,17 @@ impl Backend for SqliteBackend {
         let (name, owner) = (name.to_owned(), owner.to_owned());
         let ttl_ms = duration_to_millis(ttl);
         with_conn(&self.inner, "acquire", deadline, move |conn| {
+            // A lock another owner holds is only read: waiters polling it
+            // take no write transaction (and no write lock on the file).
+            // The decision to grant is still made by the write below.
+            let holder: Option<String> = conn
+                .query_row(sql::INSPECT, params![name.as_bytes(), now_ms()], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            if holder.is_some_and(|h| h != owner) {
+                return Ok(None);
+            }
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);
