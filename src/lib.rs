@@ -40,11 +40,12 @@
 
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
-    AsyncLock, AsyncLockGuard, AsyncMultiLock, AsyncReentrantLock, AsyncSemaphore,
-    BlockingMultiLockGuard, BlockingReentrantGuard, Campaign, Election, Error, ErrorKind,
-    LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard,
-    ReentrantGuard, ReentrantLock, Renewal, Result, Role, Semaphore, SemaphoreInfo, ShardedBackend,
-    SharedBackend, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
+    release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
+    AsyncReentrantLock, AsyncSemaphore, BlockingMultiLockGuard, BlockingReentrantGuard, Campaign,
+    Election, Error, ErrorKind, LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend,
+    MultiLock, MultiLockGuard, ReentrantGuard, ReentrantLock, ReleaseAllReport, Renewal, Result,
+    Role, Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, DEFAULT_CLOCK_DRIFT_PPM,
+    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
 };
 
 /// Holds a distributed lock for the whole function (feature `macros`, on

@@ -48,6 +48,7 @@ async fn child_worker() {
         Ok("until-lost") => return until_lost_worker(&spec).await,
         Ok("candidate") => return candidate_worker(&spec).await,
         Ok("multi") => return multi_worker(&spec).await,
+        Ok("sigterm") => return sigterm_worker(&spec).await,
         _ => {}
     }
     let id = var("SHYLOCK_CHILD_ID");
@@ -244,6 +245,33 @@ async fn multi_worker(spec: &str) {
         }
         guard.release().await.unwrap();
     }
+}
+
+/// Child mode `sigterm`: holds `SHYLOCK_CHILD_LOCK` (ttl 30 s) until
+/// SIGTERM, then calls `release_all` as a shutdown hook would and writes
+/// its report to `SHYLOCK_CHILD_RESULT`.
+async fn sigterm_worker(spec: &str) {
+    let var = |k: &str| std::env::var(k).unwrap();
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).unwrap();
+    let backend = backend_from_spec(spec).await;
+    let guard = AsyncLock::with_backend(var("SHYLOCK_CHILD_LOCK"), backend)
+        .with_options(LockOptions::default().ttl(Duration::from_secs(30)))
+        .acquire()
+        .await
+        .unwrap();
+    HoldLog::open(var("SHYLOCK_CHILD_LOG"))
+        .unwrap()
+        .begin("holder", guard.fencing_token(), Duration::ZERO)
+        .unwrap();
+    term.recv().await;
+    let report = shylock::release_all(Duration::from_secs(5)).await;
+    let lost = guard.is_lost();
+    std::fs::write(
+        var("SHYLOCK_CHILD_RESULT"),
+        format!("released={} lost={lost}", report.released),
+    )
+    .unwrap();
 }
 
 struct Race {
@@ -593,6 +621,41 @@ async fn candidates_never_lead_at_once(label: &str, spec: String, dir: &Path) {
     assert!(report.acquisitions >= 3);
 }
 
+/// A holder whose SIGTERM handler calls `release_all`: another process
+/// takes the lock at once, not after the 30 s ttl.
+async fn sigterm_releases_at_once(spec: String, dir: &Path) {
+    let race = Race::new(spec.clone(), dir);
+    let result = dir.join(format!("{}.result", uuid::Uuid::new_v4()));
+    let mut cmd = race.command("holder", 1, 30_000);
+    cmd.env("SHYLOCK_CHILD_MODE", "sigterm")
+        .env("SHYLOCK_CHILD_RESULT", &result);
+    let holder = cmd.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while read_hold_log(&race.log).unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the holder never got the lock");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let backend = backend_from_spec(&spec).await;
+    let lock = AsyncLock::with_backend(race.lock.clone(), backend);
+    assert!(lock.try_acquire().await.unwrap().is_none());
+    let sent = Instant::now();
+    signal(holder.id(), "TERM");
+    let taken = lock
+        .acquire_timeout(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("the lock was not freed by the SIGTERM handler");
+    let took = sent.elapsed();
+    println!("SIGTERM -> release_all -> taken by another process: {took:?} (ttl 30 s)");
+    assert!(took < Duration::from_secs(20));
+    wait_all(vec![holder], Duration::from_secs(30));
+    assert_eq!(
+        std::fs::read_to_string(&result).unwrap(),
+        "released=1 lost=true"
+    );
+    taken.release().await.unwrap();
+}
+
 fn signal(pid: u32, signal: &str) {
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -798,4 +861,11 @@ async fn sqlite_multi_locks_never_deadlock() {
 #[ignore = "needs MONGODB_URI"]
 async fn mongo_multi_locks_never_deadlock() {
     multi_locks_never_deadlock(mongo_spec(), &temp_dir(), 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_sigterm_releases_at_once() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    sigterm_releases_at_once(spec, &dir).await;
 }

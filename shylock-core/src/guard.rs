@@ -146,6 +146,11 @@ impl Shared {
         .await
     }
 
+    /// One bounded release, for [`release_all`](crate::release_all).
+    pub(crate) async fn release_now(&self, backend: &SharedBackend) -> Result<bool> {
+        self.release(backend).await
+    }
+
     /// One bounded release; whether the lock was still ours.
     async fn release(&self, backend: &SharedBackend) -> Result<bool> {
         let deadline = Deadline::after(self.operation_timeout);
@@ -185,6 +190,7 @@ impl AsyncLockGuard {
             lost: watch::channel(false).0,
             extended: tokio::sync::Notify::new(),
         });
+        crate::shutdown::register(&shared, &backend);
         let runtime = tokio::runtime::Handle::try_current().ok();
         let renewal = match (options.renewal_interval(), &runtime) {
             (Some(interval), Some(handle)) => {

@@ -48,6 +48,7 @@ mod renewal;
 mod runtime;
 mod semaphore;
 mod sharded;
+mod shutdown;
 mod target;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -69,6 +70,7 @@ pub use reentrant::{AsyncReentrantLock, BlockingReentrantGuard, ReentrantGuard, 
 pub use runtime::{background_runtime, block_on};
 pub use semaphore::{AsyncSemaphore, Semaphore};
 pub use sharded::ShardedBackend;
+pub use shutdown::{release_all, release_all_blocking, ReleaseAllReport};
 
 /// Re-exported so backend crates implement [`backend::Backend`] with the
 /// same macro.

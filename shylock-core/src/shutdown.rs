@@ -1,0 +1,130 @@
+//! [`release_all`]: free this process's locks on shutdown.
+
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use crate::backend::SharedBackend;
+use crate::guard::Shared;
+
+/// Every lease this process holds: registered when a guard starts, dropped
+/// from the list once the guard is gone.
+static LIVE: Mutex<Vec<(Weak<Shared>, SharedBackend)>> = Mutex::new(Vec::new());
+
+pub(crate) fn register(shared: &Arc<Shared>, backend: &SharedBackend) {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    live.retain(|(weak, _)| weak.strong_count() > 0);
+    live.push((Arc::downgrade(shared), backend.clone()));
+}
+
+/// What [`release_all`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReleaseAllReport {
+    /// Leases freed now.
+    pub released: usize,
+    /// Leases that were no longer ours (expired or taken over).
+    pub already_lost: usize,
+    /// Releases that failed or did not finish in time (those leases end by
+    /// their ttl).
+    pub failed: usize,
+}
+
+/// Frees every lock, permit and leadership this process holds, for
+/// shutdown hooks (SIGTERM handlers, `Drop` of an application object).
+///
+/// First every live guard is marked lost, so work selected on
+/// [`lost()`](crate::AsyncLockGuard::lost) stops and later
+/// `release()` calls report [`Error::LockLost`](crate::Error::LockLost);
+/// then each lease is released, concurrently, owner-checked (only this
+/// process's own leases, never another's), all within `timeout`. Another
+/// process can take the locks at once instead of after their ttl.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{release_all, AsyncLock, MemoryBackend};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shylock_core::Result<()> {
+/// let backend = MemoryBackend::new();
+/// let guard = AsyncLock::with_backend("cron", backend.clone()).acquire().await?;
+/// let report = release_all(Duration::from_secs(5)).await;
+/// assert!(report.released >= 1);
+/// assert!(guard.is_lost());
+/// assert!(!AsyncLock::with_backend("cron", backend).is_locked().await?);
+/// # Ok(())
+/// # }
+/// ```
+pub async fn release_all(timeout: Duration) -> ReleaseAllReport {
+    let live: Vec<(Arc<Shared>, SharedBackend)> = {
+        let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|(weak, _)| weak.strong_count() > 0);
+        live.iter()
+            .filter_map(|(weak, backend)| weak.upgrade().map(|s| (s, backend.clone())))
+            .collect()
+    };
+    for (shared, _) in &live {
+        shared.mark_lost("the process is releasing all its locks (shutdown)");
+    }
+    let mut report = ReleaseAllReport::default();
+    let releases = live
+        .iter()
+        .map(|(shared, backend)| shared.release_now(backend));
+    let outcomes = tokio::time::timeout(timeout, join_all(releases)).await;
+    match outcomes {
+        Ok(outcomes) => {
+            for outcome in outcomes {
+                match outcome {
+                    Ok(true) => report.released += 1,
+                    Ok(false) => report.already_lost += 1,
+                    Err(_) => report.failed += 1,
+                }
+            }
+        }
+        Err(_) => report.failed = live.len(),
+    }
+    tracing::info!(
+        released = report.released,
+        already_lost = report.already_lost,
+        failed = report.failed,
+        "released every lock of this process"
+    );
+    report
+}
+
+/// [`release_all`] for blocking code (runs on shylock's background runtime).
+pub fn release_all_blocking(timeout: Duration) -> ReleaseAllReport {
+    crate::runtime::run("release_all", async move { Ok(release_all(timeout).await) })
+        .unwrap_or_default()
+}
+
+async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.map(Box::pin).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    // Concurrently: poll all, collect in order.
+    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = handles.into_iter().map(Some).collect();
+    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut waiting = false;
+        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *out = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => waiting = true,
+                }
+            }
+        }
+        if waiting {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.extend(done.into_iter().map(|o| o.expect("finished")));
+    outputs
+}
