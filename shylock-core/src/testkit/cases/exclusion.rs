@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::backend::SharedBackend;
 use crate::lock::AsyncLock;
-use crate::testkit::{op_deadline, owner, unique_name};
+use crate::testkit::{op_deadline, owner, unique_name, wait_for};
 
 use super::suite_options;
 
@@ -109,7 +109,15 @@ pub async fn try_acquire_while_held(backend: SharedBackend) {
         .unwrap()
         .is_none());
     guard.release().await.unwrap();
-    let again = lock.try_acquire().await.unwrap();
+    // acquire_timeout returned at its bound, and its last attempt may still
+    // have been in flight: if that attempt lands after the release, it wins
+    // the lock for nobody and releases it as soon as its answer arrives.
+    // So the lock must be free again within a few round trips, far below
+    // the 30 s ttl (a stranded lock would fail here).
+    let again = wait_for(Duration::from_secs(10), || async {
+        lock.try_acquire().await.unwrap()
+    })
+    .await;
     assert!(again.is_some(), "released lock not free");
 }
 
