@@ -159,6 +159,37 @@ impl SqliteBackend {
         &self.inner
     }
 
+    /// One `IMMEDIATE` transaction running `statement` (`EXTEND` or
+    /// `PERMIT_EXTEND`: ?1 name, ?2 owner, ?3 new expiry, ?4 now, a row
+    /// back when the live lease was `owner`'s); the new expiry, or `None`.
+    pub(crate) async fn extend_with(
+        &self,
+        what: &'static str,
+        statement: &'static str,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let ttl_ms = duration_to_millis(ttl);
+        with_conn(&self.inner, what, deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            let fence: Option<i64> = tx
+                .query_row(
+                    statement,
+                    params![name.as_bytes(), owner, expires, now],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            tx.commit()?;
+            Ok(fence.map(|_| system_time_from_millis(expires)))
+        })
+        .await
+    }
+
     pub(crate) fn permit_signals(&self) -> &ReleaseSignals {
         &self.inner.permit_signals
     }
@@ -221,23 +252,8 @@ impl Backend for SqliteBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
-        let (name, owner) = (name.to_owned(), owner.to_owned());
-        let ttl_ms = duration_to_millis(ttl);
-        with_conn(&self.inner, "extend", deadline, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = now_ms();
-            let expires = now.saturating_add(ttl_ms);
-            let fence: Option<i64> = tx
-                .query_row(
-                    sql::EXTEND,
-                    params![name.as_bytes(), owner, expires, now],
-                    |row| row.get(0),
-                )
-                .optional()?;
-            tx.commit()?;
-            Ok(fence.map(|_| system_time_from_millis(expires)))
-        })
-        .await
+        self.extend_with("extend", sql::EXTEND, name, owner, ttl, deadline)
+            .await
     }
 
     async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {

@@ -90,22 +90,14 @@ impl SqliteBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
-        let (name, owner) = (name.to_owned(), owner.to_owned());
-        let ttl_ms = duration_to_millis(ttl);
-        with_conn(self.inner(), "extend permit", deadline, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let now = now_ms();
-            let expires = now.saturating_add(ttl_ms);
-            let fence: Option<i64> = tx
-                .query_row(
-                    sql::PERMIT_EXTEND,
-                    params![name.as_bytes(), owner, expires, now],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            tx.commit()?;
-            Ok(fence.map(|_| system_time_from_millis(expires)))
-        })
+        self.extend_with(
+            "extend permit",
+            sql::PERMIT_EXTEND,
+            name,
+            owner,
+            ttl,
+            deadline,
+        )
         .await
     }
 

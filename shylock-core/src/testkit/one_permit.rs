@@ -9,8 +9,8 @@ use crate::backend::{Backend, Deadline, Grant, LockInfo, SharedBackend};
 use crate::error::Result;
 
 /// Implements the lock operations of [`Backend`] with the semaphore
-/// operations of the wrapped backend and one permit. `list` is not
-/// supported (semaphores have no listing), and `force_release` takes two
+/// operations of the wrapped backend and one permit. `list` fails with a
+/// `Misconfigured` error (semaphores have no listing), and `force_release` takes two
 /// round trips (inspect, then release each holder): fine for tests only.
 #[derive(Debug)]
 pub struct OnePermit {
@@ -68,7 +68,11 @@ impl Backend for OnePermit {
         _limit: usize,
         _deadline: Deadline,
     ) -> Result<Vec<LockInfo>> {
-        unimplemented!("semaphores have no listing; the one-permit suite leaves out list cases")
+        Err(crate::error::Error::backend_msg(
+            "one-permit adapter",
+            crate::error::ErrorKind::Misconfigured,
+            "semaphores have no listing; the one-permit suite leaves out the list cases",
+        ))
     }
 
     async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
