@@ -48,6 +48,8 @@ pub use shylock_core::{
     DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
 };
 
+pub use shylock_core::metrics;
+
 /// Holds a distributed lock for the whole function (feature `macros`, on
 /// by default).
 ///

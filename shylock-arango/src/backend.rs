@@ -211,6 +211,10 @@ impl ArangoBackend {
 
 #[shylock_core::async_trait]
 impl Backend for ArangoBackend {
+    fn kind(&self) -> &'static str {
+        "arangodb"
+    }
+
     async fn claim(
         &self,
         name: &str,

@@ -1,14 +1,17 @@
 //! [`AsyncLockGuard`]: proof of holding a lock, renewal and the lost signal.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::backend::{Deadline, Grant, SharedBackend};
 use crate::error::{bounded, Error, Result};
+use crate::observe::Labels;
 use crate::options::{validate_ttl, LockOptions};
 use crate::renewal::renew;
 use crate::target::Target;
@@ -68,6 +71,12 @@ pub(crate) struct Shared {
     /// Notified when `extend()` changed the lease, so renewal can pick up a
     /// shorter ttl at once.
     pub(crate) extended: tokio::sync::Notify,
+    /// Metric labels of this lease.
+    pub(crate) labels: Labels,
+    /// When the lease was granted (start of the winning request).
+    acquired_at: Instant,
+    /// Whether the time held was recorded (once: at release, drop or loss).
+    held_recorded: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -122,12 +131,25 @@ impl Shared {
             .lost
             .send_if_modified(|lost| !std::mem::replace(lost, true));
         if newly {
+            self.labels.lost();
+            self.record_held();
             tracing::warn!(
                 lock = %self.name,
                 fencing_token = self.fencing_token,
                 "lock lost: {why}"
             );
         }
+    }
+
+    /// Records the time held, the first time it is called.
+    fn record_held(&self) {
+        if !self.held_recorded.swap(true, Ordering::Relaxed) {
+            self.labels.held(self.acquired_at.elapsed());
+        }
+    }
+
+    pub(crate) fn fencing_token(&self) -> u64 {
+        self.fencing_token
     }
 
     /// One bounded extend; the new expiry, or `None` when no longer ours.
@@ -153,14 +175,26 @@ impl Shared {
 
     /// One bounded release; whether the lock was still ours.
     async fn release(&self, backend: &SharedBackend) -> Result<bool> {
+        self.record_held();
+        let span = crate::observe::release_span(&self.name, self.fencing_token);
         let deadline = Deadline::after(self.operation_timeout);
-        bounded(
+        let result = bounded(
             "release",
             deadline,
             self.target
                 .release(backend, &self.name, &self.owner, deadline),
         )
-        .await
+        .instrument(span.clone())
+        .await;
+        span.record(
+            "outcome",
+            match result {
+                Ok(true) => "released",
+                Ok(false) => "not_ours",
+                Err(_) => "error",
+            },
+        );
+        result
     }
 }
 
@@ -174,6 +208,7 @@ impl AsyncLockGuard {
         options: LockOptions,
         request_started: Instant,
     ) -> Self {
+        let labels = Labels::new(&name, target, &backend, &options);
         let shared = Arc::new(Shared {
             name,
             target,
@@ -189,6 +224,9 @@ impl AsyncLockGuard {
             }),
             lost: watch::channel(false).0,
             extended: tokio::sync::Notify::new(),
+            labels,
+            acquired_at: request_started,
+            held_recorded: AtomicBool::new(false),
         });
         crate::shutdown::register(&shared, &backend);
         let runtime = tokio::runtime::Handle::try_current().ok();

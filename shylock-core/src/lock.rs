@@ -9,8 +9,10 @@ use crate::backend::{validate_name, Deadline, LockInfo, SharedBackend};
 use crate::error::{bounded, Error, Result};
 use crate::global::default_backend;
 use crate::guard::AsyncLockGuard;
+use crate::observe::{self, Labels, Outcome};
 use crate::options::{Backoff, LockOptions};
 use crate::target::Target;
+use tracing::Instrument;
 
 /// A named distributed lock, used from async code.
 ///
@@ -216,6 +218,37 @@ pub(crate) async fn wait_for_lease_as(
     options: LockOptions,
     wait: Wait,
 ) -> Result<Option<AsyncLockGuard>> {
+    let labels = Labels::new(name, target, &backend, &options);
+    let mut observed = observe::Acquire::start(name, labels);
+    let span = observed.span.clone();
+    let result = attempt_until(name, target, owner, backend, options, wait, &mut observed)
+        .instrument(span)
+        .await;
+    let outcome = match &result {
+        Ok(Some(_)) => Outcome::Acquired,
+        Ok(None) if matches!(wait, Wait::Once) => Outcome::Busy,
+        Ok(None) => Outcome::TimedOut,
+        Err(_) => Outcome::Error,
+    };
+    let token = result
+        .as_ref()
+        .ok()
+        .and_then(|g| g.as_ref())
+        .map(|g| g.fencing_token());
+    observed.finish(outcome, token);
+    result
+}
+
+/// The attempts of one acquire; `observed` counts them.
+async fn attempt_until(
+    name: &str,
+    target: Target,
+    owner: String,
+    backend: SharedBackend,
+    options: LockOptions,
+    wait: Wait,
+    observed: &mut observe::Acquire,
+) -> Result<Option<AsyncLockGuard>> {
     let mut backoff = Backoff::new(&options);
     let waits = !matches!(wait, Wait::Once);
     let deadline = match wait {
@@ -233,6 +266,7 @@ pub(crate) async fn wait_for_lease_as(
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
+        observed.attempt();
         let current = signal.clone();
         let notified = current.notified();
         tokio::pin!(notified);
@@ -315,6 +349,7 @@ pub(crate) async fn wait_for_lease_as(
         if !waits {
             return Ok(None);
         }
+        observed.waiting();
         if !subscribed {
             // First time this waiter has to wait: subscribe, then try again
             // at once, so a release made before the subscription is seen.

@@ -104,6 +104,10 @@ fn expiry(ttl: Duration) -> (Instant, SystemTime) {
 
 #[async_trait::async_trait]
 impl Backend for MemoryBackend {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn claim(
         &self,
         name: &str,

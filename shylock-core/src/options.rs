@@ -46,6 +46,9 @@ pub struct LockOptions {
     /// Allowance for the host's clock running slower than the database's,
     /// in parts per million. Default: 10 000 (1 %).
     pub clock_drift_ppm: u32,
+    /// Whether metrics carry the lock name as a `name` label (feature
+    /// `metrics`). Default: `false`.
+    pub name_in_metrics: bool,
 }
 
 /// Default [`LockOptions::clock_drift_ppm`]: 1 %, twenty times the 500 ppm
@@ -79,6 +82,7 @@ impl Default for LockOptions {
             renewal: Renewal::Auto,
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             clock_drift_ppm: DEFAULT_CLOCK_DRIFT_PPM,
+            name_in_metrics: false,
         }
     }
 }
@@ -149,6 +153,16 @@ impl LockOptions {
     /// keep them NTP-synced.
     pub fn clock_drift_ppm(mut self, ppm: u32) -> Self {
         self.clock_drift_ppm = ppm;
+        self
+    }
+
+    /// Whether metrics (feature `metrics`) carry this lock's name as a
+    /// `name` label. Default: `false`, so a service that locks one name per
+    /// order or user does not create a time series per name; turn it on
+    /// for a handful of well-known locks. Tracing spans always carry the
+    /// name.
+    pub fn name_in_metrics(mut self, on: bool) -> Self {
+        self.name_in_metrics = on;
         self
     }
 

@@ -7,7 +7,9 @@ use tokio::time::Instant;
 
 use crate::backend::SharedBackend;
 use crate::guard::{LeaseState, Shared};
+use crate::observe::renew_span;
 use crate::options::{Backoff, LockOptions};
+use tracing::Instrument;
 
 /// The pause before the next renewal of a lease whose ttl is `ttl`: the
 /// configured interval, or a third of `ttl` when `extend()` set a ttl
@@ -52,13 +54,19 @@ pub(crate) async fn renew(
                 shared.mark_lost("renewal could not extend the lease before it ran out");
                 return;
             }
-            match tokio::time::timeout_at(deadline, shared.extend(&backend, ttl)).await {
+            let span = renew_span(&shared.name, shared.fencing_token());
+            let answer = tokio::time::timeout_at(deadline, shared.extend(&backend, ttl))
+                .instrument(span.clone())
+                .await;
+            match answer {
                 Ok(Ok(Some(expires_at))) => {
+                    span.record("outcome", "renewed");
                     shared.update(expires_at, ttl, started);
                     tracing::trace!(lock = %shared.name, "lease renewed");
                     break;
                 }
                 Ok(Ok(None)) => {
+                    span.record("outcome", "lost");
                     shared.mark_lost("renewal found another owner or no lock");
                     return;
                 }
@@ -66,11 +74,15 @@ pub(crate) async fn renew(
                 // retries, and giving up early would only lose a lease that
                 // may still be ours.
                 Ok(Err(error)) => {
+                    span.record("outcome", "error");
+                    shared.labels.renewal_failed();
                     tracing::debug!(lock = %shared.name, %error, "renewal failed; retrying within the lease");
                     let pause = backoff.next_delay();
                     tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
                 }
                 Err(_) => {
+                    span.record("outcome", "no_answer");
+                    shared.labels.renewal_failed();
                     shared.mark_lost("renewal did not get an answer before the lease ran out");
                     return;
                 }

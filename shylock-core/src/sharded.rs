@@ -116,6 +116,10 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 
 #[async_trait::async_trait]
 impl Backend for ShardedBackend {
+    fn kind(&self) -> &'static str {
+        "sharded"
+    }
+
     async fn claim(
         &self,
         name: &str,

@@ -17,6 +17,14 @@ pub(crate) enum Target {
 }
 
 impl Target {
+    /// `"lock"` or `"permit"`, for spans and metrics.
+    pub(crate) fn kind(self) -> &'static str {
+        match self {
+            Target::Lock => "lock",
+            Target::Permit { .. } => "permit",
+        }
+    }
+
     pub(crate) async fn claim(
         self,
         backend: &SharedBackend,

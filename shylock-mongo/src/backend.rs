@@ -172,6 +172,10 @@ fn max_time(deadline: Deadline) -> Duration {
 
 #[shylock_core::async_trait]
 impl Backend for MongoBackend {
+    fn kind(&self) -> &'static str {
+        "mongodb"
+    }
+
     async fn claim(
         &self,
         name: &str,

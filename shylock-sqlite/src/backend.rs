@@ -208,6 +208,10 @@ fn utf8_name(bytes: Vec<u8>) -> rusqlite::Result<String> {
 
 #[shylock_core::async_trait]
 impl Backend for SqliteBackend {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn claim(
         &self,
         name: &str,

@@ -126,6 +126,13 @@ impl LockInfo {
 /// **answers** (`None` / `false`), never errors.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + fmt::Debug + 'static {
+    /// A short, fixed name of the kind of store (`"sqlite"`, `"mongodb"`,
+    /// ...), used as the `backend` label of metrics and the `backend` field
+    /// of tracing spans. Default: `"custom"`.
+    fn kind(&self) -> &'static str {
+        "custom"
+    }
+
     /// Takes `name` for `owner` for `ttl` if it is free, expired or already
     /// held by `owner`. Returns `None` when another owner holds it.
     async fn claim(

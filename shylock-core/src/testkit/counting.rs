@@ -40,6 +40,10 @@ impl CountingBackend {
 
 #[async_trait::async_trait]
 impl Backend for CountingBackend {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
     async fn claim(
         &self,
         name: &str,

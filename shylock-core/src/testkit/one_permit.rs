@@ -28,6 +28,10 @@ impl OnePermit {
 
 #[async_trait::async_trait]
 impl Backend for OnePermit {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
     async fn claim(
         &self,
         name: &str,
