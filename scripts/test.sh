@@ -135,11 +135,24 @@ echo "== the semaphore and election examples"
 cargo run --quiet --all-features --example semaphore >/dev/null
 cargo run --quiet --all-features --example election
 cargo run --quiet --all-features --example transfer >/dev/null
+echo "== the metrics example: a Prometheus scrape shows shylock's metrics"
+scrape=$(cargo run --quiet --all-features --example metrics)
+for metric in shylock_acquire_wait_seconds shylock_acquire_attempts shylock_held_seconds shylock_waiters; do
+    grep -q "^$metric" <<<"$scrape" || { echo "error: the metrics example printed no $metric" >&2; exit 1; }
+done
+
+if command -v tmux >/dev/null 2>&1; then
+    echo "== the shylock command on a terminal (ignored above): watch and release driven in tmux"
+    cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored tmux_
+else
+    echo "== the shylock command on a terminal: SKIPPED (tmux is not installed)"
+fi
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
-    cargo test --all-features -p shylock-mongo --test conformance "$@" -- --ignored
+    cargo test --all-features -p shylock-mongo --test conformance --test blocking "$@" -- --ignored
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
+    cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored mongo_
     # Last: it rewrites one document thousands of times, after which the
     # SecantusDB test server is slower for everything.
     if [ -n "$server_pid" ]; then

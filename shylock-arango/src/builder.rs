@@ -126,6 +126,32 @@ impl ArangoBackendBuilder {
         self
     }
 
+    /// [`build`](Self::build) for programs without async: the client is
+    /// created on shylock's background runtime (see
+    /// [`background_runtime`](shylock_core::background_runtime)), so it
+    /// outlives the caller's scope and needs no runtime of the caller's.
+    /// Blocks the calling thread until the backend is ready.
+    ///
+    /// ```no_run
+    /// use shylock_arango::ArangoBackend;
+    ///
+    /// # fn main() -> shylock_core::Result<()> {
+    /// let backend = ArangoBackend::builder("http://localhost:8529")
+    ///     .jwt("root", std::env::var("ARANGO_PASSWORD").unwrap_or_default())
+    ///     .build_blocking()?;
+    /// let guard = shylock_core::Lock::with_backend("nightly-job", backend).acquire()?;
+    /// guard.release()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_blocking(self) -> Result<ArangoBackend> {
+        shylock_core::block_on("building the ArangoDB backend", self.build())
+    }
+
     /// Connects, checks the database, and (by default) creates the
     /// collection and TTL index. Safe for many processes starting at once.
     ///

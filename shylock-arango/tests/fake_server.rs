@@ -326,3 +326,30 @@ async fn foreign_documents_are_taken_over_or_reported_never_a_panic() {
     fake.put_document("locks", "shylock", &shylock_arango::document_key(name), doc);
     shylock_core::testkit::frees_live_foreign_record(backend, name).await;
 }
+
+/// A program without async builds the backend with `build_blocking` and
+/// uses blocking locks; the client lives on shylock's background runtime,
+/// so it keeps working after the thread that built it is gone.
+#[test]
+fn a_program_without_async_builds_the_backend_blocking() {
+    // The fake server needs a runtime of its own; the program below does not.
+    let server = tokio::runtime::Runtime::new().unwrap();
+    let fake = server.block_on(FakeArango::start());
+    let url = fake.url();
+    let backend = std::thread::spawn(move || {
+        ArangoBackend::builder(url)
+            .jwt("root", "secret")
+            .database("locks")
+            .build_blocking()
+    })
+    .join()
+    .unwrap()
+    .expect("build_blocking against the fake server");
+    assert!(tokio::runtime::Handle::try_current().is_err());
+    let lock = shylock_core::Lock::with_backend("blocking/arango", backend);
+    let guard = lock.acquire().unwrap();
+    assert!(lock.try_acquire().unwrap().is_none());
+    guard.release().unwrap();
+    assert!(!lock.is_locked().unwrap());
+    drop(fake);
+}

@@ -12,6 +12,15 @@
 //! backend only implements six single-attempt operations
 //! ([`backend::Backend`]).
 //!
+//! # Observability
+//!
+//! Every acquire runs in a `shylock.acquire` tracing span (fields `lock`,
+//! `kind`, `backend`, `attempts`, `waited_ms`, `outcome`, and
+//! `fencing_token` when won), every release in a `shylock.release` span
+//! (`lock`, `fencing_token`, `outcome`) and every renewal attempt in a
+//! `shylock.renew` span at DEBUG level. With the feature `metrics`, the
+//! figures listed in [`metrics`] go through the `metrics` facade.
+//!
 //! # Examples
 //!
 //! ```

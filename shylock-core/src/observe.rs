@@ -108,6 +108,7 @@ impl Outcome {
 /// Dropped unfinished (the caller cancelled), it records `cancelled`.
 pub(crate) struct Acquire {
     pub(crate) span: Span,
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
     labels: Labels,
     started: Instant,
     attempts: u32,

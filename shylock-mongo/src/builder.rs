@@ -88,6 +88,19 @@ impl MongoBackendBuilder {
         self
     }
 
+    /// [`build`](Self::build) for programs without async, run on shylock's
+    /// background runtime; blocks the calling thread until the backend is
+    /// ready. Build the database's client with
+    /// [`MongoBackend::client_blocking`] (a client must be created inside a
+    /// runtime, and that one lives as long as the process).
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_blocking(self) -> Result<MongoBackend> {
+        shylock_core::block_on("building the MongoDB backend", self.build())
+    }
+
     /// Builds the backend; with `create_indexes` on (the default) it creates
     /// the TTL index, which is idempotent and safe for many processes
     /// starting at once.
@@ -169,19 +182,81 @@ impl MongoBackend {
     ///
     /// [`Error::Backend`] for an invalid URI or an unreachable server.
     pub async fn connect(uri: &str, database: &str) -> Result<Self> {
-        let mut options = ClientOptions::parse(uri).await.map_err(|e| {
-            mongo_error(
-                "parsing the connection string (expected mongodb://host:port/...)",
-                e,
-            )
-        })?;
-        if options.server_selection_timeout.is_none() {
-            options.server_selection_timeout = Some(DEFAULT_SERVER_SELECTION_TIMEOUT);
-        }
-        let client = Client::with_options(options)
-            .map_err(|e| mongo_error("creating the MongoDB client", e))?;
+        let client = client_for(uri).await?;
         Self::new(client.database(database)).await
     }
+
+    /// [`connect`](Self::connect) for programs without async: the client is
+    /// created on shylock's background runtime (see
+    /// [`background_runtime`](shylock_core::background_runtime)), so it
+    /// outlives the caller's scope and needs no runtime of the caller's.
+    /// Blocks the calling thread until the backend is ready.
+    ///
+    /// ```no_run
+    /// use shylock_mongo::MongoBackend;
+    ///
+    /// # fn main() -> shylock_core::Result<()> {
+    /// let backend = MongoBackend::connect_blocking("mongodb://localhost:27017", "app")?;
+    /// let guard = shylock_core::Lock::with_backend("nightly-job", backend).acquire()?;
+    /// guard.release()?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub fn connect_blocking(uri: &str, database: &str) -> Result<Self> {
+        let (uri, database) = (uri.to_owned(), database.to_owned());
+        shylock_core::block_on("connecting to MongoDB", async move {
+            Self::connect(&uri, &database).await
+        })
+    }
+
+    /// A client for `uri` created on shylock's background runtime, for
+    /// programs without async that want [`builder`](Self::builder)'s
+    /// settings: pass `client.database(..)` to `builder`, then call
+    /// [`MongoBackendBuilder::build_blocking`]. Sets a 5 s server selection
+    /// timeout unless the URI sets one, as [`connect`](Self::connect) does.
+    ///
+    /// ```no_run
+    /// use shylock_mongo::MongoBackend;
+    ///
+    /// # fn main() -> shylock_core::Result<()> {
+    /// let client = MongoBackend::client_blocking("mongodb://localhost:27017")?;
+    /// let backend = MongoBackend::builder(client.database("app"))
+    ///     .collection("locks")
+    ///     .build_blocking()?;
+    /// # let _ = backend;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backend`] for an invalid URI.
+    pub fn client_blocking(uri: &str) -> Result<Client> {
+        let uri = uri.to_owned();
+        shylock_core::block_on("creating the MongoDB client", async move {
+            client_for(&uri).await
+        })
+    }
+}
+
+/// A client for `uri`, with a 5 s server selection timeout unless the URI
+/// sets one. Must run inside a runtime (the driver starts its monitors on
+/// it).
+async fn client_for(uri: &str) -> Result<Client> {
+    let mut options = ClientOptions::parse(uri).await.map_err(|e| {
+        mongo_error(
+            "parsing the connection string (expected mongodb://host:port/...)",
+            e,
+        )
+    })?;
+    if options.server_selection_timeout.is_none() {
+        options.server_selection_timeout = Some(DEFAULT_SERVER_SELECTION_TIMEOUT);
+    }
+    Client::with_options(options).map_err(|e| mongo_error("creating the MongoDB client", e))
 }
 
 /// The error for a TTL index the server refused, with what to do about it.
