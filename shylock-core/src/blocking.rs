@@ -21,6 +21,7 @@ use crate::guard::AsyncLockGuard;
 use crate::lock::AsyncLock;
 use crate::options::LockOptions;
 use crate::runtime::run;
+use crate::ticket::AsyncTicket;
 
 /// A named distributed lock for blocking (non-async) code.
 ///
@@ -87,6 +88,13 @@ impl Lock {
     pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
         let lock = self.inner.clone();
         Ok(run("try_acquire", async move { lock.try_acquire().await })?.map(LockGuard::new))
+    }
+
+    /// Takes a place in the line of waiters and returns it at once (see
+    /// [`AsyncLock::enqueue`]).
+    pub fn enqueue(&self) -> Result<Ticket> {
+        let lock = self.inner.clone();
+        run("enqueue", async move { lock.enqueue().await }).map(|t| Ticket { inner: Some(t) })
     }
 
     /// Waits at most `timeout`; `None` when it timed out.
@@ -211,5 +219,63 @@ impl Drop for LockGuard {
                 tracing::warn!(lock = %name, %error, "release of a blocking lock on drop failed");
             }
         }
+    }
+}
+
+/// A place in the line of waiters of a lock, for blocking code: the
+/// blocking face of [`AsyncTicket`]. Dropping it leaves the line (in the
+/// background, without blocking).
+///
+/// ```
+/// use shylock_core::{Lock, LockOptions, MemoryBackend};
+///
+/// # fn main() -> shylock_core::Result<()> {
+/// let lock = Lock::with_backend("queue", MemoryBackend::new());
+/// let ticket = lock.enqueue()?;
+/// let guard = ticket.wait()?;
+/// guard.release()?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a ticket leaves the line"]
+#[derive(Debug)]
+pub struct Ticket {
+    inner: Option<AsyncTicket>,
+}
+
+impl Ticket {
+    fn take(&mut self) -> AsyncTicket {
+        self.inner
+            .take()
+            .expect("a ticket is only taken by the method that consumes it")
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        self.inner.as_ref().map_or("", AsyncTicket::name)
+    }
+
+    /// How many live tickets were ahead of this one when it joined the line.
+    pub fn place(&self) -> u64 {
+        self.inner.as_ref().map_or(0, AsyncTicket::place)
+    }
+
+    /// Blocks until this ticket's turn (see [`AsyncTicket::wait`]).
+    pub fn wait(mut self) -> Result<LockGuard> {
+        let ticket = self.take();
+        run("wait", ticket.wait()).map(LockGuard::new)
+    }
+
+    /// Blocks at most `timeout` for this ticket's turn; `None` when the
+    /// time ran out (the ticket then left the line).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Result<Option<LockGuard>> {
+        let ticket = self.take();
+        Ok(run("wait_timeout", ticket.wait_timeout(timeout))?.map(LockGuard::new))
+    }
+
+    /// Leaves the line now; whether the ticket was still there.
+    pub fn leave(mut self) -> Result<bool> {
+        let ticket = self.take();
+        run("leave_queue", ticket.leave())
     }
 }

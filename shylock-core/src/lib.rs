@@ -64,9 +64,10 @@ mod target;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
+mod ticket;
 
 pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
-pub use blocking::{Lock, LockGuard};
+pub use blocking::{Lock, LockGuard, Ticket};
 pub use election::{Campaign, Election, LeaderInfo, Role};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use global::{configure, configure_with, default_backend, is_configured};
@@ -82,6 +83,7 @@ pub use runtime::{background_runtime, block_on};
 pub use semaphore::{AsyncSemaphore, Semaphore};
 pub use sharded::ShardedBackend;
 pub use shutdown::{release_all, release_all_blocking, ReleaseAllReport};
+pub use ticket::AsyncTicket;
 
 /// Re-exported so backend crates implement [`backend::Backend`] with the
 /// same macro.

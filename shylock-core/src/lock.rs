@@ -12,6 +12,7 @@ use crate::guard::AsyncLockGuard;
 use crate::observe::{self, Labels, Outcome};
 use crate::options::{Backoff, LockOptions};
 use crate::target::Target;
+use crate::ticket::{AsyncTicket, LocalSlot};
 use tracing::Instrument;
 
 /// A named distributed lock, used from async code.
@@ -115,6 +116,12 @@ impl AsyncLock {
     /// held by nobody.
     pub async fn acquire(&self) -> Result<AsyncLockGuard> {
         let (backend, options) = self.resolve()?;
+        if options.fair {
+            return AsyncTicket::enqueue(self.name.clone(), backend, options)
+                .await?
+                .wait()
+                .await;
+        }
         let started = Instant::now();
         let wait = match options.wait_timeout {
             Some(t) => Wait::Until(started + t),
@@ -138,7 +145,13 @@ impl AsyncLock {
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn try_acquire(&self) -> Result<Option<AsyncLockGuard>> {
         let (backend, options) = self.resolve()?;
-        wait_for_lease(&self.name, Target::Lock, backend, options, Wait::Once).await
+        // A fair lock is taken at once only when nobody is in line.
+        let target = if options.fair {
+            Target::Fair
+        } else {
+            Target::Lock
+        };
+        wait_for_lease(&self.name, target, backend, options, Wait::Once).await
     }
 
     /// Waits at most `timeout` for the lock; `None` when it timed out. This
@@ -150,8 +163,47 @@ impl AsyncLock {
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncLockGuard>> {
         let (backend, options) = self.resolve()?;
-        let wait = Wait::Until(Instant::now() + timeout);
-        wait_for_lease(&self.name, Target::Lock, backend, options, wait).await
+        let until = Instant::now() + timeout;
+        if options.fair {
+            let ticket = AsyncTicket::enqueue(self.name.clone(), backend, options);
+            let ticket = match tokio::time::timeout_at(until, ticket).await {
+                Ok(ticket) => ticket?,
+                Err(_) => return Ok(None),
+            };
+            return ticket
+                .wait_timeout(until.saturating_duration_since(Instant::now()))
+                .await;
+        }
+        wait_for_lease(
+            &self.name,
+            Target::Lock,
+            backend,
+            options,
+            Wait::Until(until),
+        )
+        .await
+    }
+
+    /// Takes a place in the line of waiters (one round trip) and returns it
+    /// at once, as a ticket; [`AsyncTicket::wait`] then gives the guard when
+    /// it is this ticket's turn. Waiters are granted the lock in the order
+    /// they joined the line, across processes (see [`LockOptions::fair`]);
+    /// the lock's options need not set `fair` for this.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`], [`Error::InvalidOptions`],
+    /// [`Error::NotConfigured`] for bad input; [`Error::Backend`] when the
+    /// database failed, did not answer within the operation timeout, or
+    /// keeps no line (a backend without fair queues).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a ticket taken by a request whose caller is gone leaves
+    /// the line at once.
+    pub async fn enqueue(&self) -> Result<AsyncTicket> {
+        let (backend, options) = self.resolve()?;
+        AsyncTicket::enqueue(self.name.clone(), backend, options).await
     }
 
     /// True when anyone holds the lock (it exists and has not expired).
@@ -218,12 +270,35 @@ pub(crate) async fn wait_for_lease_as(
     options: LockOptions,
     wait: Wait,
 ) -> Result<Option<AsyncLockGuard>> {
+    wait_for_lease_with(name, target, owner, backend, options, wait, None).await
+}
+
+/// [`wait_for_lease_as`] for a fair waiter: `local` is its place among this
+/// process's waiters, whose signal it waits on instead of the backend's.
+pub(crate) async fn wait_for_lease_with(
+    name: &str,
+    target: Target,
+    owner: String,
+    backend: SharedBackend,
+    options: LockOptions,
+    wait: Wait,
+    local: Option<&LocalSlot>,
+) -> Result<Option<AsyncLockGuard>> {
     let labels = Labels::new(name, target, &backend, &options);
     let mut observed = observe::Acquire::start(name, labels);
     let span = observed.span.clone();
-    let result = attempt_until(name, target, owner, backend, options, wait, &mut observed)
-        .instrument(span)
-        .await;
+    let result = attempt_until(
+        name,
+        target,
+        owner,
+        backend,
+        options,
+        wait,
+        local,
+        &mut observed,
+    )
+    .instrument(span)
+    .await;
     let outcome = match &result {
         Ok(Some(_)) => Outcome::Acquired,
         Ok(None) if matches!(wait, Wait::Once) => Outcome::Busy,
@@ -240,6 +315,7 @@ pub(crate) async fn wait_for_lease_as(
 }
 
 /// The attempts of one acquire; `observed` counts them.
+#[allow(clippy::too_many_arguments)]
 async fn attempt_until(
     name: &str,
     target: Target,
@@ -247,6 +323,7 @@ async fn attempt_until(
     backend: SharedBackend,
     options: LockOptions,
     wait: Wait,
+    local: Option<&LocalSlot>,
     observed: &mut observe::Acquire,
 ) -> Result<Option<AsyncLockGuard>> {
     let mut backoff = Backoff::new(&options);
@@ -354,7 +431,11 @@ async fn attempt_until(
             // First time this waiter has to wait: subscribe, then try again
             // at once, so a release made before the subscription is seen.
             subscribed = true;
-            if let Some(backend_signal) = target.release_signal(&backend, name) {
+            let subscription = match local {
+                Some(slot) => Some(slot.subscribe()),
+                None => target.release_signal(&backend, name),
+            };
+            if let Some(backend_signal) = subscription {
                 signal = backend_signal;
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return Ok(None);

@@ -50,9 +50,62 @@ struct State {
     /// Semaphores: the permit count and the holders (live or not yet
     /// swept).
     semaphores: HashMap<String, Semaphore>,
+    /// Lines of fair waiters, in arrival order (expired tickets are swept
+    /// by the next operation on the name).
+    queues: HashMap<String, Vec<Ticket>>,
     /// One counter for all names: strictly increasing per name as well, and
     /// it survives release and expiry because it is never reset.
     last_fence: u64,
+}
+
+struct Ticket {
+    owner: String,
+    deadline: Instant,
+}
+
+impl State {
+    /// The live line of `name`, expired tickets swept.
+    fn queue(&mut self, name: &str, now: Instant) -> &mut Vec<Ticket> {
+        let queue = self.queues.entry(name.to_owned()).or_default();
+        queue.retain(|t| t.deadline > now);
+        queue
+    }
+
+    /// Drops the line of `name` once it is empty.
+    fn tidy_queue(&mut self, name: &str) {
+        if self.queues.get(name).is_some_and(Vec::is_empty) {
+            self.queues.remove(name);
+        }
+    }
+
+    /// One claim of the lock, under the state's mutex.
+    fn claim(&mut self, name: &str, owner: &str, ttl: Duration) -> Option<Grant> {
+        let now = Instant::now();
+        let (deadline, expires_at) = expiry(ttl);
+        if let Some(entry) = self.locks.get_mut(name) {
+            if entry.live(now) && entry.owner != owner {
+                return None;
+            }
+            if entry.live(now) {
+                // Our own retry: same lease, later expiry.
+                entry.deadline = deadline;
+                entry.expires_at = expires_at;
+                return Some(Grant::new(entry.fence, expires_at));
+            }
+        }
+        self.last_fence += 1;
+        let fence = self.last_fence;
+        self.locks.insert(
+            name.to_owned(),
+            Entry {
+                owner: owner.to_owned(),
+                fence,
+                deadline,
+                expires_at,
+            },
+        );
+        Some(Grant::new(fence, expires_at))
+    }
 }
 
 struct Semaphore {
@@ -108,7 +161,34 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    async fn claim(
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<u64> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let queue = state.queue(name, now);
+        let deadline = now + ttl;
+        let place = match queue.iter().position(|t| t.owner == owner) {
+            Some(place) => {
+                queue[place].deadline = deadline;
+                place
+            }
+            None => {
+                queue.push(Ticket {
+                    owner: owner.to_owned(),
+                    deadline,
+                });
+                queue.len() - 1
+            }
+        };
+        Ok(place as u64)
+    }
+
+    async fn claim_fair(
         &self,
         name: &str,
         owner: &str,
@@ -116,31 +196,64 @@ impl Backend for MemoryBackend {
         _deadline: Deadline,
     ) -> Result<Option<Grant>> {
         let mut state = self.state();
-        let now = Instant::now();
-        let (deadline, expires_at) = expiry(ttl);
-        if let Some(entry) = state.locks.get_mut(name) {
-            if entry.live(now) && entry.owner != owner {
-                return Ok(None);
-            }
-            if entry.live(now) {
-                // Our own retry: same lease, later expiry.
-                entry.deadline = deadline;
-                entry.expires_at = expires_at;
-                return Ok(Some(Grant::new(entry.fence, expires_at)));
-            }
+        let queue = state.queue(name, Instant::now());
+        if queue.first().is_some_and(|t| t.owner != owner) {
+            return Ok(None);
         }
-        state.last_fence += 1;
-        let fence = state.last_fence;
-        state.locks.insert(
-            name.to_owned(),
-            Entry {
-                owner: owner.to_owned(),
-                fence,
-                deadline,
-                expires_at,
-            },
-        );
-        Ok(Some(Grant::new(fence, expires_at)))
+        let grant = state.claim(name, owner, ttl);
+        if grant.is_some() {
+            state
+                .queue(name, Instant::now())
+                .retain(|t| t.owner != owner);
+            state.tidy_queue(name);
+        }
+        Ok(grant)
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<bool> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let ticket = state.queue(name, now).iter_mut().find(|t| t.owner == owner);
+        let found = match ticket {
+            Some(ticket) => {
+                ticket.deadline = now + ttl;
+                true
+            }
+            None => false,
+        };
+        state.tidy_queue(name);
+        Ok(found)
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+        let mut state = self.state();
+        let queue = state.queue(name, Instant::now());
+        let before = queue.len();
+        queue.retain(|t| t.owner != owner);
+        let left = queue.len() < before;
+        state.tidy_queue(name);
+        drop(state);
+        if left {
+            // The next in line may now be first.
+            self.inner.signals.notify(name);
+        }
+        Ok(left)
+    }
+
+    async fn claim(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        Ok(self.state().claim(name, owner, ttl))
     }
 
     async fn extend(

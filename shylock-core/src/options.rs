@@ -49,6 +49,9 @@ pub struct LockOptions {
     /// Whether metrics carry the lock name as a `name` label (feature
     /// `metrics`). Default: `false`.
     pub name_in_metrics: bool,
+    /// Whether `acquire()` waits in line: granted in arrival order. Default:
+    /// `false`.
+    pub fair: bool,
 }
 
 /// Default [`LockOptions::clock_drift_ppm`]: 1 %, twenty times the 500 ppm
@@ -83,6 +86,7 @@ impl Default for LockOptions {
             operation_timeout: DEFAULT_OPERATION_TIMEOUT,
             clock_drift_ppm: DEFAULT_CLOCK_DRIFT_PPM,
             name_in_metrics: false,
+            fair: false,
         }
     }
 }
@@ -153,6 +157,23 @@ impl LockOptions {
     /// keep them NTP-synced.
     pub fn clock_drift_ppm(mut self, ppm: u32) -> Self {
         self.clock_drift_ppm = ppm;
+        self
+    }
+
+    /// Fair waiting: `acquire()` takes a place in line (a ticket, see
+    /// [`AsyncLock::enqueue`](crate::AsyncLock::enqueue)) and the lock goes
+    /// to waiters in the order they arrived, across processes. A ticket has
+    /// a lease of its own (the ttl), renewed while its waiter waits, so a
+    /// crashed waiter holds up the line for at most one ttl. `try_acquire()`
+    /// takes the lock only when it is free and nobody is in line.
+    ///
+    /// Locks used without `fair(true)` do not queue: they take the lock
+    /// whenever it is free, even ahead of fair waiters (they "barge"). For
+    /// strict arrival order, every user of the name sets `fair(true)`.
+    /// Default: `false` (a free lock goes to whichever waiter tries first,
+    /// which is faster).
+    pub fn fair(mut self, fair: bool) -> Self {
+        self.fair = fair;
         self
     }
 

@@ -217,6 +217,44 @@ impl Backend for ShardedBackend {
     fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.shard(name).permit_release_signal(name)
     }
+
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        self.shard(name).enqueue(name, owner, ttl, deadline).await
+    }
+
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.shard(name)
+            .claim_fair(name, owner, ttl, deadline)
+            .await
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        self.shard(name)
+            .extend_ticket(name, owner, ttl, deadline)
+            .await
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.shard(name).leave_queue(name, owner, deadline).await
+    }
 }
 
 /// Runs the futures concurrently and collects their outputs in order.

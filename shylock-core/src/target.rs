@@ -12,6 +12,9 @@ use crate::error::Result;
 pub(crate) enum Target {
     /// The lock of that name.
     Lock,
+    /// The lock of that name, for a fair waiter: only the first in line
+    /// may take it. Held, extended and released as [`Target::Lock`].
+    Fair,
     /// One of `permits` permits of the semaphore of that name.
     Permit { permits: u32 },
 }
@@ -20,7 +23,7 @@ impl Target {
     /// `"lock"` or `"permit"`, for spans and metrics.
     pub(crate) fn kind(self) -> &'static str {
         match self {
-            Target::Lock => "lock",
+            Target::Lock | Target::Fair => "lock",
             Target::Permit { .. } => "permit",
         }
     }
@@ -35,6 +38,7 @@ impl Target {
     ) -> Result<Option<Grant>> {
         match self {
             Target::Lock => backend.claim(name, owner, ttl, deadline).await,
+            Target::Fair => backend.claim_fair(name, owner, ttl, deadline).await,
             Target::Permit { permits } => {
                 backend
                     .claim_permit(name, owner, permits, ttl, deadline)
@@ -52,7 +56,7 @@ impl Target {
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
         match self {
-            Target::Lock => backend.extend(name, owner, ttl, deadline).await,
+            Target::Lock | Target::Fair => backend.extend(name, owner, ttl, deadline).await,
             Target::Permit { .. } => backend.extend_permit(name, owner, ttl, deadline).await,
         }
     }
@@ -65,7 +69,7 @@ impl Target {
         deadline: Deadline,
     ) -> Result<bool> {
         match self {
-            Target::Lock => backend.release(name, owner, deadline).await,
+            Target::Lock | Target::Fair => backend.release(name, owner, deadline).await,
             Target::Permit { .. } => backend.release_permit(name, owner, deadline).await,
         }
     }
@@ -77,7 +81,7 @@ impl Target {
         name: &str,
     ) -> Option<Arc<tokio::sync::Notify>> {
         match self {
-            Target::Lock => backend.release_signal(name),
+            Target::Lock | Target::Fair => backend.release_signal(name),
             Target::Permit { .. } => backend.permit_release_signal(name),
         }
     }

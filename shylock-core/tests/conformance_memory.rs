@@ -8,6 +8,11 @@ async fn memory() -> SharedBackend {
 
 shylock_core::conformance_tests!(memory());
 
+mod queues {
+    use super::*;
+    shylock_core::queue_conformance_tests!(memory());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutual_exclusion_many_rounds() {
     shylock_core::testkit::mutual_exclusion_rounds(MemoryBackend::new().into(), 50).await;

@@ -32,7 +32,7 @@ pub(crate) struct Inner {
     pub(crate) conn: Mutex<Connection>,
     pub(crate) location: String,
     pub(crate) busy_timeout: Duration,
-    signals: ReleaseSignals,
+    pub(crate) signals: ReleaseSignals,
     permit_signals: ReleaseSignals,
 }
 
@@ -383,5 +383,39 @@ impl Backend for SqliteBackend {
 
     fn permit_release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
         Some(self.inner.permit_signals.subscribe(name))
+    }
+
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        self.enqueue_tx(name, owner, ttl, deadline).await
+    }
+
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claim_fair_tx(name, owner, ttl, deadline).await
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        self.extend_ticket_tx(name, owner, ttl, deadline).await
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.leave_queue_tx(name, owner, deadline).await
     }
 }

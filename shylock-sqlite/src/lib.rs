@@ -37,6 +37,7 @@ mod backend;
 mod conn;
 #[doc(hidden)]
 pub mod queries;
+mod queue;
 mod semaphore;
 
 pub use backend::{SqliteBackend, DEFAULT_BUSY_TIMEOUT};

@@ -9,7 +9,8 @@
 //! integer: a row another program wrote with other types (SQLite keeps
 //! whatever type it is given) counts as free and is taken over cleanly.
 
-/// Creates the tables: locks, and semaphores with their permits.
+/// Creates the tables: locks, semaphores with their permits, and the lines
+/// of fair waiters.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
          name BLOB PRIMARY KEY NOT NULL,
          owner TEXT,
@@ -27,7 +28,15 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
          expires_at_ms INTEGER NOT NULL,
          fence INTEGER NOT NULL,
          PRIMARY KEY (name, owner)
-     ) WITHOUT ROWID;";
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS shylock_tickets (
+         name BLOB NOT NULL,
+         owner TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         expires_at_ms INTEGER NOT NULL,
+         PRIMARY KEY (name, owner)
+     ) WITHOUT ROWID;
+     CREATE INDEX IF NOT EXISTS shylock_tickets_order ON shylock_tickets (name, seq);";
 
 /// Takes the lock if free, expired or ours (?1 name, ?2 owner, ?3 new
 /// expiry ms, ?4 now ms); returns the fence when taken. A retry by the
@@ -117,3 +126,34 @@ pub const PERMITS_LIVE: &str = "SELECT p.owner, p.expires_at_ms, CAST(p.fence AS
      WHERE p.name = ?1 AND typeof(p.owner) = 'text'
        AND typeof(p.expires_at_ms) = 'integer' AND p.expires_at_ms >= ?2
      ORDER BY p.fence";
+
+/// Fair queues: drops tickets of ?1 that are not live at ?2.
+pub const TICKETS_SWEEP: &str = "DELETE FROM shylock_tickets
+     WHERE name = ?1 AND NOT (typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?2)";
+
+/// Fair queues: pushes the expiry (?3) of ?2's ticket for ?1 if live at ?4;
+/// returns its place in the arrival order.
+pub const TICKET_EXTEND: &str = "UPDATE shylock_tickets SET expires_at_ms = ?3
+     WHERE name = ?1 AND owner = ?2 AND typeof(expires_at_ms) = 'integer'
+       AND expires_at_ms >= ?4
+     RETURNING CAST(seq AS INTEGER)";
+
+/// Fair queues: a ticket for ?2 at the end of the line of ?1, until ?3;
+/// returns its place in the arrival order.
+pub const TICKET_INSERT: &str = "INSERT INTO shylock_tickets (name, owner, seq, expires_at_ms)
+     VALUES (?1, ?2,
+         (SELECT coalesce(max(CAST(seq AS INTEGER)), 0) + 1 FROM shylock_tickets WHERE name = ?1),
+         ?3)
+     RETURNING CAST(seq AS INTEGER)";
+
+/// Fair queues: how many tickets of ?1 are ahead of arrival ?2.
+pub const TICKETS_AHEAD: &str =
+    "SELECT count(*) FROM shylock_tickets WHERE name = ?1 AND CAST(seq AS INTEGER) < ?2";
+
+/// Fair queues: the owner of the first ticket of ?1 live at ?2.
+pub const QUEUE_HEAD: &str = "SELECT owner FROM shylock_tickets
+     WHERE name = ?1 AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?2
+     ORDER BY CAST(seq AS INTEGER) LIMIT 1";
+
+/// Fair queues: removes ?2's ticket for ?1.
+pub const TICKET_LEAVE: &str = "DELETE FROM shylock_tickets WHERE name = ?1 AND owner = ?2";

@@ -16,6 +16,10 @@ mod file {
         use super::*;
         shylock_core::semaphore_conformance_tests!(file_backend());
     }
+    mod queues {
+        use super::*;
+        shylock_core::queue_conformance_tests!(file_backend());
+    }
 }
 
 mod in_memory {
@@ -27,6 +31,10 @@ mod in_memory {
     mod semaphores {
         use super::*;
         shylock_core::semaphore_conformance_tests!(memory_backend());
+    }
+    mod queues {
+        use super::*;
+        shylock_core::queue_conformance_tests!(memory_backend());
     }
 }
 

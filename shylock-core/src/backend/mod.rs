@@ -12,6 +12,7 @@
 //! "Writing a backend", for a complete minimal backend.
 
 mod name;
+mod queue;
 mod semaphore;
 mod signal;
 mod time;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use name::{validate_name, MAX_NAME_LEN};
+pub use queue::queues_unsupported;
 pub use semaphore::{permits_mismatch, semaphores_unsupported, SemaphoreInfo, MAX_PERMITS};
 pub use signal::ReleaseSignals;
 pub use time::{duration_to_millis, prefix_upper_bound, system_time_from_millis, Deadline};
@@ -100,9 +102,13 @@ impl LockInfo {
 /// | [`claim_permit`](Self::claim_permit) | take one of N permits of a semaphore if fewer than N live holders exist | atomic in one round trip (or one transaction); expired holders' permits reclaimed by the attempt itself; tokens strictly increase per semaphore across all its permits; a retry by the same owner keeps its permit; a different N while live holders exist is [`permits_mismatch`] |
 /// | [`extend_permit`](Self::extend_permit) / [`release_permit`](Self::release_permit) | as `extend` / `release`, per permit | owner-checked |
 /// | [`inspect_semaphore`](Self::inspect_semaphore) | live permit holders | read only |
+/// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place |
+/// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself |
+/// | [`extend_ticket`](Self::extend_ticket) / [`leave_queue`](Self::leave_queue) | keep or give up a place in line | owner-checked |
 ///
-/// The four semaphore operations have default implementations that fail
-/// with [`semaphores_unsupported`], so a backend may leave them out.
+/// The semaphore operations have default implementations that fail with
+/// [`semaphores_unsupported`], and the fair-queue operations ones that fail
+/// with [`queues_unsupported`], so a backend may leave them out.
 /// Semaphore names are a namespace of their own: a semaphore and a lock
 /// with the same name are independent.
 ///
@@ -245,6 +251,57 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         let _ = (name, deadline);
         Err(semaphores_unsupported("backend"))
     }
+
+    /// Puts `owner` in the line of waiters for lock `name` with a ticket
+    /// that lives for `ttl` (by the database's clock) unless extended, and
+    /// returns its place: how many live tickets are ahead of it (0: first).
+    /// An owner already in the line keeps its place and its ticket's
+    /// expiry is pushed. Expired tickets count as gone.
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        let _ = (name, owner, ttl, deadline);
+        Err(queues_unsupported("backend"))
+    }
+
+    /// [`claim`](Self::claim) for a fair waiter: takes `name` for `owner`
+    /// only if it is free, expired or already `owner`'s **and** no live
+    /// ticket of another owner is ahead in the line (`owner`'s own ticket
+    /// is first, or the line is empty). A win removes `owner`'s ticket in
+    /// the same atomic step.
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let _ = (name, owner, ttl, deadline);
+        Err(queues_unsupported("backend"))
+    }
+
+    /// Pushes the expiry of `owner`'s ticket for `name` to now + `ttl`;
+    /// `false` if it has no live ticket (it expired or was never there).
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        let _ = (name, owner, ttl, deadline);
+        Err(queues_unsupported("backend"))
+    }
+
+    /// Removes `owner`'s ticket for `name`; whether there was one.
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let _ = (name, owner, deadline);
+        Err(queues_unsupported("backend"))
+    }
 }
 
 /// Every live holder whose name starts with `prefix`, walking
@@ -331,6 +388,11 @@ impl SharedBackend {
     /// Wraps an already shared backend.
     pub fn from_arc(backend: Arc<dyn Backend>) -> Self {
         SharedBackend(backend)
+    }
+
+    /// An identity of the store handle: equal for clones of one handle.
+    pub(crate) fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const () as usize
     }
 }
 

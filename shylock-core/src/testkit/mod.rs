@@ -214,6 +214,29 @@ macro_rules! semaphore_conformance_tests {
     };
 }
 
+/// Generates the fair-queue conformance tests: one `#[tokio::test]` per
+/// case of [`Backend::enqueue`](crate::backend::Backend::enqueue) and
+/// friends. Same arguments as [`conformance_tests!`](crate::conformance_tests).
+#[macro_export]
+macro_rules! queue_conformance_tests {
+    ($make:expr) => {
+        $crate::queue_conformance_tests!(@emit [] $make);
+    };
+    ($make:expr, ignore = $why:literal) => {
+        $crate::queue_conformance_tests!(@emit [#[ignore = $why]] $make);
+    };
+    (@emit $attrs:tt $make:expr) => {
+        $crate::queue_conformance_tests!(@cases $attrs $make;
+            fair_waiters_granted_in_arrival_order, expired_ticket_is_skipped,
+            tickets_are_owner_checked_and_idempotent,
+            fair_try_acquire_respects_the_line_and_others_barge,
+            cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket);
+    };
+    (@cases $attrs:tt $make:expr; $($case:ident),* $(,)?) => {
+        $( $crate::conformance_tests!(@one $attrs $make; $case); )*
+    };
+}
+
 macro_rules! define_run_all {
     (; $($case:ident),* $(,)?) => {
         /// Runs every conformance case, in the order of the one list,

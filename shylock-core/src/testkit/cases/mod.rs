@@ -5,6 +5,7 @@ mod exclusion;
 mod expiry;
 mod names;
 mod ownership;
+mod queue;
 mod semaphore;
 mod waiting;
 
@@ -12,6 +13,7 @@ pub use exclusion::*;
 pub use expiry::*;
 pub use names::*;
 pub use ownership::*;
+pub use queue::*;
 pub use semaphore::*;
 pub use waiting::*;
 

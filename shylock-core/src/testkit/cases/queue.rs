@@ -1,0 +1,274 @@
+//! Fair queues: arrival order, tickets with leases of their own, leaving
+//! the line, cancelled waiters, and what a non-fair acquirer does.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::backend::SharedBackend;
+use crate::lock::AsyncLock;
+use crate::testkit::{op_deadline, owner, unique_name, wait_for};
+
+use super::suite_options;
+
+fn fair_lock(name: &str, backend: &SharedBackend) -> AsyncLock {
+    AsyncLock::with_backend(name, backend.clone()).with_options(suite_options().fair(true))
+}
+
+/// Waiters that joined the line one after another are granted the lock in
+/// that order, whatever order their `wait()` calls run in.
+pub async fn fair_waiters_granted_in_arrival_order(backend: SharedBackend) {
+    let name = unique_name("fair-order");
+    let lock = fair_lock(&name, &backend);
+    let holder = lock.acquire().await.unwrap();
+    let mut tickets = Vec::new();
+    for expected in 0..6u64 {
+        let ticket = lock.enqueue().await.unwrap();
+        assert_eq!(ticket.place(), expected, "place counts the tickets ahead");
+        tickets.push(ticket);
+    }
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    // Started in reverse, so a scheduler that favoured the first caller
+    // would show.
+    for (i, ticket) in tickets.into_iter().enumerate().rev() {
+        let order = order.clone();
+        waiters.push(tokio::spawn(async move {
+            let guard = ticket.wait().await.unwrap();
+            order.lock().unwrap().push((i, guard.fencing_token()));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            guard.release().await.unwrap();
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    holder.release().await.unwrap();
+    for waiter in waiters {
+        tokio::time::timeout(Duration::from_secs(60), waiter)
+            .await
+            .expect("every waiter is served")
+            .unwrap();
+    }
+    let order = order.lock().unwrap().clone();
+    let served: Vec<usize> = order.iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        served,
+        (0..6).collect::<Vec<_>>(),
+        "granted in arrival order"
+    );
+    assert!(order.windows(2).all(|w| w[0].1 < w[1].1), "tokens increase");
+}
+
+/// A ticket whose lease ran out (its waiter crashed) is skipped, but not
+/// before it ran out.
+pub async fn expired_ticket_is_skipped(backend: SharedBackend) {
+    let name = unique_name("fair-expired");
+    let ghost = owner();
+    let ttl = Duration::from_millis(800);
+    let joined = Instant::now();
+    assert_eq!(
+        backend
+            .enqueue(&name, &ghost, ttl, op_deadline())
+            .await
+            .unwrap(),
+        0
+    );
+    let next = owner();
+    assert_eq!(
+        backend
+            .enqueue(&name, &next, Duration::from_secs(30), op_deadline())
+            .await
+            .unwrap(),
+        1
+    );
+    // The lock is free, but the first ticket is not ours.
+    let early = backend
+        .claim_fair(&name, &next, Duration::from_secs(30), op_deadline())
+        .await
+        .unwrap();
+    if joined.elapsed() < ttl {
+        assert!(
+            early.is_none(),
+            "the second in line took the lock ahead of a live ticket"
+        );
+    }
+    let won = wait_for(Duration::from_secs(20), || {
+        let (backend, name, next) = (backend.clone(), name.clone(), next.clone());
+        async move {
+            backend
+                .claim_fair(&name, &next, Duration::from_secs(30), op_deadline())
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert!(won.is_some(), "the expired ticket was never skipped");
+    assert!(joined.elapsed() >= ttl - Duration::from_millis(50));
+    assert!(
+        !backend
+            .extend_ticket(&name, &ghost, ttl, op_deadline())
+            .await
+            .unwrap(),
+        "an expired ticket cannot be extended"
+    );
+    assert!(
+        !backend
+            .leave_queue(&name, &next, op_deadline())
+            .await
+            .unwrap(),
+        "the grant removed the winner's ticket"
+    );
+}
+
+/// Tickets are owner-checked, a second `enqueue` by one owner keeps its
+/// place, and leaving the line lets the next one in.
+pub async fn tickets_are_owner_checked_and_idempotent(backend: SharedBackend) {
+    let name = unique_name("fair-tickets");
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (owner(), owner());
+    assert_eq!(
+        backend
+            .enqueue(&name, &a, ttl, op_deadline())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        backend
+            .enqueue(&name, &b, ttl, op_deadline())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        backend
+            .enqueue(&name, &a, ttl, op_deadline())
+            .await
+            .unwrap(),
+        0,
+        "a retry keeps its place"
+    );
+    assert!(backend
+        .extend_ticket(&name, &a, ttl, op_deadline())
+        .await
+        .unwrap());
+    assert!(!backend
+        .extend_ticket(&name, &owner(), ttl, op_deadline())
+        .await
+        .unwrap());
+    assert!(!backend
+        .leave_queue(&name, &owner(), op_deadline())
+        .await
+        .unwrap());
+    assert!(backend
+        .claim_fair(&name, &b, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_none());
+    assert!(backend.leave_queue(&name, &a, op_deadline()).await.unwrap());
+    assert!(!backend.leave_queue(&name, &a, op_deadline()).await.unwrap());
+    let grant = backend
+        .claim_fair(&name, &b, ttl, op_deadline())
+        .await
+        .unwrap();
+    assert!(grant.is_some(), "first in line after the other left");
+    // The holder is a plain lock holder now.
+    assert!(backend.release(&name, &b, op_deadline()).await.unwrap());
+}
+
+/// A fair `try_acquire` waits for nobody, but does not jump the line; a
+/// lock used without `fair` barges in whenever the lock is free.
+pub async fn fair_try_acquire_respects_the_line_and_others_barge(backend: SharedBackend) {
+    let name = unique_name("fair-barge");
+    let queued = owner();
+    backend
+        .enqueue(&name, &queued, Duration::from_secs(30), op_deadline())
+        .await
+        .unwrap();
+    let fair = fair_lock(&name, &backend);
+    assert!(
+        fair.try_acquire().await.unwrap().is_none(),
+        "a fair try_acquire jumped the line"
+    );
+    let plain =
+        AsyncLock::with_backend(name.clone(), backend.clone()).with_options(suite_options());
+    let barged = plain.try_acquire().await.unwrap();
+    assert!(barged.is_some(), "a non-fair acquirer takes a free lock");
+    barged.unwrap().release().await.unwrap();
+    assert!(backend
+        .leave_queue(&name, &queued, op_deadline())
+        .await
+        .unwrap());
+    let guard = fair.try_acquire().await.unwrap();
+    assert!(guard.is_some(), "an empty line and a free lock");
+    guard.unwrap().release().await.unwrap();
+}
+
+/// Cancelled `enqueue` and `wait` calls, and dropped tickets, leave no
+/// ticket behind: afterwards the line is empty.
+pub async fn cancelled_tickets_leave_the_line(backend: SharedBackend) {
+    let name = unique_name("fair-cancel");
+    let lock = fair_lock(&name, &backend);
+    let holder = lock.acquire().await.unwrap();
+    for i in 0..60u64 {
+        let cut = Duration::from_micros(50 + (i * 97) % 2_000);
+        match i % 3 {
+            // Cut while the enqueue is on its way.
+            0 => {
+                let _ = tokio::time::timeout(cut, lock.enqueue()).await;
+            }
+            // Cut while waiting.
+            1 => {
+                let _ =
+                    tokio::time::timeout(cut, async { lock.enqueue().await.unwrap().wait().await })
+                        .await;
+            }
+            // A ticket dropped unused.
+            _ => drop(lock.enqueue().await.unwrap()),
+        }
+    }
+    holder.release().await.unwrap();
+    // Tickets are left in the background: wait (bounded, far below the
+    // 30 s ticket ttl) until the line is empty, which a fair try sees.
+    let free = wait_for(Duration::from_secs(15), || {
+        let lock = lock.clone();
+        async move { lock.try_acquire().await.unwrap() }
+    })
+    .await;
+    let guard = free.expect("a ticket was left in line");
+    guard.release().await.unwrap();
+}
+
+/// `acquire()` with `fair(true)` waits in line, and a wait timeout leaves
+/// the line.
+pub async fn fair_acquire_and_timeout_leave_no_ticket(backend: SharedBackend) {
+    let name = unique_name("fair-timeout");
+    let lock = fair_lock(&name, &backend);
+    let holder = lock.acquire().await.unwrap();
+    let timed_out = lock
+        .acquire_timeout(Duration::from_millis(100))
+        .await
+        .unwrap();
+    assert!(timed_out.is_none());
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("the fair waiter is served")
+        .unwrap()
+        .unwrap();
+    guard.release().await.unwrap();
+    let free = wait_for(Duration::from_secs(15), || {
+        let lock = lock.clone();
+        async move { lock.try_acquire().await.unwrap() }
+    })
+    .await;
+    free.expect("the timed-out waiter left a ticket")
+        .release()
+        .await
+        .unwrap();
+}

@@ -1,0 +1,417 @@
+//! Fair waiting: [`AsyncTicket`], a place in the line of waiters of a lock.
+//!
+//! The line itself lives in the database (see `Backend::enqueue`); this
+//! module keeps a ticket's lease alive while its waiter waits, leaves the
+//! line when the ticket is dropped, and orders the waiters of one process
+//! so that a release wakes only the one that can be first in line.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::backend::{Deadline, SharedBackend};
+use crate::error::{bounded, Error, Result};
+use crate::guard::AsyncLockGuard;
+use crate::lock::{wait_for_lease_with, Wait};
+use crate::options::LockOptions;
+use crate::target::Target;
+
+/// A place in the line of waiters of a lock (fair mode): returned at once
+/// by [`AsyncLock::enqueue`](crate::AsyncLock::enqueue), turned into the
+/// lock's guard by [`wait`](Self::wait) when it is this ticket's turn.
+///
+/// The ticket has a lease of its own (the lock's ttl) that is renewed in
+/// the background while the ticket lives, so a waiter that crashes holds up
+/// the line for at most one ttl. Dropping the ticket (or a `wait` future)
+/// leaves the line.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_core::{AsyncLock, LockOptions, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shylock_core::Result<()> {
+/// let lock = AsyncLock::with_backend("queue", MemoryBackend::new())
+///     .with_options(LockOptions::default().fair(true));
+/// let ticket = lock.enqueue().await?;      // a place in line, at once
+/// println!("{} waiters ahead", ticket.place());
+/// let guard = ticket.wait().await?;        // granted in arrival order
+/// guard.release().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[must_use = "dropping a ticket leaves the line"]
+pub struct AsyncTicket {
+    state: TicketState,
+}
+
+/// What a ticket owns; dropped unspent, it leaves the line.
+struct TicketState {
+    name: String,
+    owner: String,
+    place: u64,
+    backend: SharedBackend,
+    options: LockOptions,
+    slot: LocalSlot,
+    renewal: Option<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Handle>,
+    /// The lock was granted: the database removed the ticket itself.
+    spent: bool,
+}
+
+impl std::fmt::Debug for AsyncTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncTicket")
+            .field("name", &self.state.name)
+            .field("place", &self.state.place)
+            .finish()
+    }
+}
+
+impl AsyncTicket {
+    /// Takes a place in line: one bounded round trip. If the caller stops
+    /// waiting for it, a ticket it may have taken is given up at once.
+    pub(crate) async fn enqueue(
+        name: String,
+        backend: SharedBackend,
+        options: LockOptions,
+    ) -> Result<AsyncTicket> {
+        let owner = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        {
+            let (backend, name, owner) = (backend.clone(), name.clone(), owner.clone());
+            let (ttl, timeout) = (options.ttl, options.operation_timeout);
+            tokio::spawn(async move {
+                let deadline = Deadline::after(timeout);
+                let result = bounded(
+                    "enqueue",
+                    deadline,
+                    backend.enqueue(&name, &owner, ttl, deadline),
+                )
+                .await;
+                let failed = result.is_err();
+                // Nobody took the answer, or it is unknown whether the
+                // ticket was taken: leave the line rather than block it.
+                if tx.send(result).is_err() || failed {
+                    leave(&backend, &name, &owner, timeout).await;
+                }
+            });
+        }
+        let place = match rx.await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Panicked {
+                    operation: "enqueue",
+                })
+            }
+        };
+        let slot = LocalSlot::join(&backend, &name);
+        let renewal = tokio::spawn(keep_ticket(
+            backend.clone(),
+            name.clone(),
+            owner.clone(),
+            options.clone(),
+        ));
+        tracing::debug!(lock = %name, place, "joined the line");
+        Ok(AsyncTicket {
+            state: TicketState {
+                name,
+                owner,
+                place,
+                backend,
+                options,
+                slot,
+                renewal: Some(renewal),
+                runtime: tokio::runtime::Handle::try_current().ok(),
+                spent: false,
+            },
+        })
+    }
+
+    /// The lock name.
+    pub fn name(&self) -> &str {
+        &self.state.name
+    }
+
+    /// How many live tickets were ahead of this one when it joined the
+    /// line (0: first).
+    pub fn place(&self) -> u64 {
+        self.state.place
+    }
+
+    /// Waits for this ticket's turn and returns the lock's guard; waits at
+    /// most the options' wait timeout, if any.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Timeout`] when the wait timeout passed (the ticket then left
+    /// the line); [`Error::Backend`] when an attempt failed.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future leaves the line, and a lock won by
+    /// an attempt in flight is released.
+    pub async fn wait(self) -> Result<AsyncLockGuard> {
+        let started = Instant::now();
+        let timeout = self.state.options.wait_timeout;
+        let name = self.state.name.clone();
+        let wait = match timeout {
+            Some(t) => Wait::Until(started + t),
+            None => Wait::Forever,
+        };
+        match self.wait_for(wait).await? {
+            Some(guard) => Ok(guard),
+            None => Err(Error::Timeout {
+                name,
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    /// Waits at most `timeout` for this ticket's turn; `None` when the time
+    /// ran out (the ticket then left the line).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`wait`](Self::wait).
+    pub async fn wait_timeout(self, timeout: Duration) -> Result<Option<AsyncLockGuard>> {
+        self.wait_for(Wait::Until(Instant::now() + timeout)).await
+    }
+
+    /// Leaves the line now (one round trip) instead of in the background on
+    /// drop; whether the ticket was still there.
+    pub async fn leave(mut self) -> Result<bool> {
+        let state = &mut self.state;
+        state.stop();
+        state.spent = true;
+        state.slot.leave(true);
+        let deadline = Deadline::after(state.options.operation_timeout);
+        bounded(
+            "leave_queue",
+            deadline,
+            state
+                .backend
+                .leave_queue(&state.name, &state.owner, deadline),
+        )
+        .await
+    }
+
+    async fn wait_for(mut self, wait: Wait) -> Result<Option<AsyncLockGuard>> {
+        let state = &mut self.state;
+        let result = wait_for_lease_with(
+            &state.name,
+            Target::Fair,
+            state.owner.clone(),
+            state.backend.clone(),
+            state.options.clone(),
+            wait,
+            Some(&state.slot),
+        )
+        .await;
+        if let Ok(Some(_)) = result {
+            // The grant removed the ticket from the line.
+            state.stop();
+            state.spent = true;
+            state.slot.leave(false);
+        }
+        // Otherwise dropping `self` leaves the line.
+        result
+    }
+}
+
+impl TicketState {
+    fn stop(&mut self) {
+        if let Some(task) = self.renewal.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for TicketState {
+    fn drop(&mut self) {
+        self.stop();
+        if self.spent {
+            return;
+        }
+        self.slot.leave(true);
+        let (backend, name, owner) = (
+            self.backend.clone(),
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.owner),
+        );
+        let timeout = self.options.operation_timeout;
+        match &self.runtime {
+            Some(runtime) => {
+                runtime.spawn(async move { leave(&backend, &name, &owner, timeout).await });
+            }
+            None => {
+                tracing::debug!(lock = %name, "ticket dropped outside a runtime; it expires by its ttl")
+            }
+        }
+    }
+}
+
+/// Leaves the line in the background, logging a failure.
+async fn leave(backend: &SharedBackend, name: &str, owner: &str, timeout: Duration) {
+    let deadline = Deadline::after(timeout);
+    match bounded(
+        "leave_queue",
+        deadline,
+        backend.leave_queue(name, owner, deadline),
+    )
+    .await
+    {
+        Ok(_) => tracing::debug!(lock = %name, "left the line"),
+        Err(error) => {
+            tracing::warn!(lock = %name, %error, "could not leave the line; the ticket expires by its ttl")
+        }
+    }
+}
+
+/// Keeps a ticket's lease alive; a ticket that expired anyway (a long
+/// outage, a paused process) joins the line again, at its end.
+async fn keep_ticket(backend: SharedBackend, name: String, owner: String, options: LockOptions) {
+    let every = options.renewal_interval().unwrap_or(options.ttl / 3);
+    loop {
+        tokio::time::sleep(every).await;
+        let deadline = Deadline::after(options.operation_timeout);
+        let kept = bounded(
+            "extend_ticket",
+            deadline,
+            backend.extend_ticket(&name, &owner, options.ttl, deadline),
+        )
+        .await;
+        match kept {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(lock = %name, "the ticket expired while waiting; joining the line again at its end");
+                let deadline = Deadline::after(options.operation_timeout);
+                if let Err(error) = bounded(
+                    "enqueue",
+                    deadline,
+                    backend.enqueue(&name, &owner, options.ttl, deadline),
+                )
+                .await
+                {
+                    tracing::warn!(lock = %name, %error, "could not join the line again; retrying");
+                }
+            }
+            Err(error) => {
+                tracing::debug!(lock = %name, %error, "ticket renewal failed; retrying");
+            }
+        }
+    }
+}
+
+/// The fair waiters of one lock in this process, in the order they joined
+/// the line. Only the first is woken by the backend's release signal: it
+/// is the only one of them that can be first in the database's line.
+#[derive(Default)]
+struct Line {
+    waiters: VecDeque<(u64, Arc<Notify>)>,
+    /// Forwards the backend's release signal to the first waiter.
+    forward: Option<JoinHandle<()>>,
+}
+
+type Key = (usize, String);
+
+fn lines() -> &'static Mutex<HashMap<Key, Line>> {
+    static LINES: OnceLock<Mutex<HashMap<Key, Line>>> = OnceLock::new();
+    LINES.get_or_init(Mutex::default)
+}
+
+fn lock_lines() -> std::sync::MutexGuard<'static, HashMap<Key, Line>> {
+    lines().lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One waiter's place in its process's [`Line`].
+pub(crate) struct LocalSlot {
+    key: Key,
+    id: u64,
+    notify: Arc<Notify>,
+    backend: SharedBackend,
+    left: bool,
+}
+
+impl LocalSlot {
+    fn join(backend: &SharedBackend, name: &str) -> LocalSlot {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let key = (backend.id(), name.to_owned());
+        let notify = Arc::new(Notify::new());
+        lock_lines()
+            .entry(key.clone())
+            .or_default()
+            .waiters
+            .push_back((id, notify.clone()));
+        LocalSlot {
+            key,
+            id,
+            notify,
+            backend: backend.clone(),
+            left: false,
+        }
+    }
+
+    /// The signal this waiter waits on; starts forwarding the backend's
+    /// release signal to the first waiter of the line (only once someone
+    /// has to wait, so an uncontended acquire starts no watcher).
+    pub(crate) fn subscribe(&self) -> Arc<Notify> {
+        let mut lines = lock_lines();
+        if let Some(line) = lines.get_mut(&self.key) {
+            if line.forward.is_none() {
+                if let Some(signal) = self.backend.release_signal(&self.key.1) {
+                    let key = self.key.clone();
+                    line.forward = Some(tokio::spawn(async move {
+                        loop {
+                            signal.notified().await;
+                            let first = lock_lines()
+                                .get(&key)
+                                .and_then(|line| line.waiters.front().map(|(_, n)| n.clone()));
+                            match first {
+                                Some(first) => first.notify_one(),
+                                None => return,
+                            }
+                        }
+                    }));
+                }
+            }
+        }
+        self.notify.clone()
+    }
+
+    /// Leaves the process's line. `wake_next`: the next waiter may now be
+    /// first in the database's line, so it tries at once.
+    fn leave(&mut self, wake_next: bool) {
+        if std::mem::replace(&mut self.left, true) {
+            return;
+        }
+        let mut lines = lock_lines();
+        let Some(line) = lines.get_mut(&self.key) else {
+            return;
+        };
+        let was_first = line.waiters.front().is_some_and(|(id, _)| *id == self.id);
+        line.waiters.retain(|(id, _)| *id != self.id);
+        if line.waiters.is_empty() {
+            if let Some(task) = line.forward.take() {
+                task.abort();
+            }
+            lines.remove(&self.key);
+        } else if was_first && wake_next {
+            if let Some((_, next)) = line.waiters.front() {
+                next.notify_one();
+            }
+        }
+    }
+}
+
+impl Drop for LocalSlot {
+    fn drop(&mut self) {
+        self.leave(true);
+    }
+}

@@ -1,0 +1,142 @@
+//! Fair queues: table `shylock_tickets`, one row per waiter in line with
+//! its arrival number and the expiry of its ticket. Each operation is one
+//! `BEGIN IMMEDIATE` transaction; a fair claim first reads, so waiters that
+//! cannot win take no write transaction.
+
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use shylock_core::backend::{duration_to_millis, system_time_from_millis, Deadline, Grant};
+use shylock_core::Result;
+
+use crate::backend::{fence_of, now_ms, SqliteBackend};
+use crate::conn::with_conn;
+use crate::queries as sql;
+
+impl SqliteBackend {
+    pub(crate) async fn enqueue_tx(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let ttl_ms = duration_to_millis(ttl);
+        with_conn(self.inner(), "enqueue", deadline, move |conn| {
+            let key = name.as_bytes();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            let expires = now.saturating_add(ttl_ms);
+            tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
+            let kept: Option<i64> = tx
+                .query_row(sql::TICKET_EXTEND, params![key, owner, expires, now], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            let seq = match kept {
+                Some(seq) => seq,
+                None => tx.query_row(sql::TICKET_INSERT, params![key, owner, expires], |r| {
+                    r.get(0)
+                })?,
+            };
+            let ahead: i64 = tx.query_row(sql::TICKETS_AHEAD, params![key, seq], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(u64::try_from(ahead).unwrap_or(0))
+        })
+        .await
+    }
+
+    pub(crate) async fn claim_fair_tx(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let ttl_ms = duration_to_millis(ttl);
+        with_conn(self.inner(), "acquire (fair)", deadline, move |conn| {
+            let key = name.as_bytes();
+            // Read first: a lock held by another owner, or another live
+            // ticket ahead, means no write transaction at all.
+            let now = now_ms();
+            let holder: Option<String> = conn
+                .query_row(sql::INSPECT, params![key, now], |row| row.get(0))
+                .optional()?;
+            if holder.is_some_and(|h| h != owner) {
+                return Ok(None);
+            }
+            let first: Option<String> = conn
+                .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                .optional()?;
+            if first.is_some_and(|f| f != owner) {
+                return Ok(None);
+            }
+            // The decision, in one write transaction.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let now = now_ms();
+            tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
+            let first: Option<String> = tx
+                .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                .optional()?;
+            if first.is_some_and(|f| f != owner) {
+                tx.commit()?;
+                return Ok(None);
+            }
+            let expires = now.saturating_add(ttl_ms);
+            let fence: Option<i64> = tx
+                .query_row(sql::ACQUIRE, params![key, owner, expires, now], |row| {
+                    row.get(0)
+                })
+                .optional()?;
+            if fence.is_some() {
+                tx.execute(sql::TICKET_LEAVE, params![key, owner])?;
+            }
+            tx.commit()?;
+            Ok(fence.map(|f| Grant::new(fence_of(f), system_time_from_millis(expires))))
+        })
+        .await
+    }
+
+    pub(crate) async fn extend_ticket_tx(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        let found = self
+            .extend_with(
+                "extend ticket",
+                sql::TICKET_EXTEND,
+                name,
+                owner,
+                ttl,
+                deadline,
+            )
+            .await?;
+        Ok(found.is_some())
+    }
+
+    pub(crate) async fn leave_queue_tx(
+        &self,
+        name: &str,
+        owner: &str,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        let (owned, owner) = (name.to_owned(), owner.to_owned());
+        let left = with_conn(self.inner(), "leave queue", deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(sql::TICKET_LEAVE, params![owned.as_bytes(), owner])?;
+            tx.commit()?;
+            Ok(changed == 1)
+        })
+        .await?;
+        if left {
+            // The next in line may now be first.
+            self.inner().signals.notify(name);
+        }
+        Ok(left)
+    }
+}
