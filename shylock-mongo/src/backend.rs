@@ -185,32 +185,57 @@ impl Backend for MongoBackend {
     ) -> Result<Option<Grant>> {
         let full_name = is_hashed(name).then_some(name);
         let pipeline = queries::acquire_pipeline(owner, duration_to_millis(ttl), full_name);
-        let id = document_id(name);
-        let outcome = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
-                .upsert(true)
-                .return_document(ReturnDocument::After)
-                .projection(queries::lease_projection())
-                .max_time(max_time(deadline))
-        })
-        .await;
-        let doc = match outcome {
-            Ok(Some(doc)) => doc,
-            // An upsert always returns the document; treat "none" as held.
-            Ok(None) => return Ok(None),
-            Err(e) if is_duplicate_key(&e) => return Ok(None),
-            Err(e) => return Err(mongo_error("acquire (findOneAndUpdate)", e)),
-        };
-        check_name(name, &doc)?;
-        if doc.get_str("owner").ok() != Some(owner) {
-            return Ok(None);
-        }
-        Ok(Some(Grant::new(
-            fence_of(name, &doc)?,
-            expires_of(name, &doc)?,
-        )))
+        self.claim_with(
+            "acquire (findOneAndUpdate)",
+            name,
+            owner,
+            pipeline,
+            deadline,
+        )
+        .await
+    }
+
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        self.enqueue_op(name, owner, ttl, deadline).await
+    }
+
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let full_name = is_hashed(name).then_some(name);
+        let pipeline = queries::fair_acquire_pipeline(owner, duration_to_millis(ttl), full_name);
+        self.claim_with(
+            "acquire, fair (findOneAndUpdate)",
+            name,
+            owner,
+            pipeline,
+            deadline,
+        )
+        .await
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        self.extend_ticket_op(name, owner, ttl, deadline).await
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.leave_queue_op(name, owner, deadline).await
     }
 
     async fn extend(
@@ -369,5 +394,135 @@ impl Backend for MongoBackend {
     fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.inner.watcher.ensure_running();
         Some(self.inner.watcher.permit_signals().subscribe(name))
+    }
+}
+
+impl MongoBackend {
+    /// One `findOneAndUpdate` with upsert of the lock document running
+    /// `pipeline`; a grant when the document came back owned by `owner`.
+    pub(crate) async fn claim_with(
+        &self,
+        what: &'static str,
+        name: &str,
+        owner: &str,
+        pipeline: Vec<Document>,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let id = document_id(name);
+        let outcome = retry_rate_limited(|| {
+            self.inner
+                .collection
+                .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .projection(queries::lease_projection())
+                .max_time(max_time(deadline))
+        })
+        .await;
+        let doc = match outcome {
+            Ok(Some(doc)) => doc,
+            // An upsert always returns the document; treat "none" as held.
+            Ok(None) => return Ok(None),
+            Err(e) if is_duplicate_key(&e) => return Ok(None),
+            Err(e) => return Err(mongo_error(what, e)),
+        };
+        check_name(name, &doc)?;
+        if doc.get_str("owner").ok() != Some(owner) {
+            return Ok(None);
+        }
+        Ok(Some(Grant::new(
+            fence_of(name, &doc)?,
+            expires_of(name, &doc)?,
+        )))
+    }
+}
+
+/// Fair queues: the line of waiters is an array `queue` of `{o, e}` in the
+/// lock's own document, so a fair claim and the removal of the winner's
+/// ticket are one atomic update.
+impl MongoBackend {
+    async fn enqueue_op(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        let full_name = is_hashed(name).then_some(name);
+        let pipeline = queries::enqueue_pipeline(owner, duration_to_millis(ttl), full_name);
+        let id = document_id(name);
+        let doc = retry_rate_limited(|| {
+            self.inner
+                .collection
+                .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .projection(doc! { "queue": 1 })
+                .max_time(max_time(deadline))
+        })
+        .await;
+        let doc = match doc {
+            Ok(Some(doc)) => doc,
+            // Two first enqueues raced to create the document: the loser
+            // is told to try again, as an unavailable store would be.
+            Err(e) if is_duplicate_key(&e) => {
+                return Err(shylock_core::Error::backend_msg(
+                    "mongodb",
+                    shylock_core::ErrorKind::Unavailable,
+                    format!("enqueue on {name:?} raced with another first enqueue; try again"),
+                ))
+            }
+            Ok(None) => return Err(corrupt(&format!("of {name:?} was not returned by enqueue"))),
+            Err(e) => return Err(mongo_error("enqueue (findOneAndUpdate)", e)),
+        };
+        let queue = doc
+            .get_array("queue")
+            .map_err(|_| corrupt(&format!("of {name:?} has a queue that is not an array")))?;
+        queue
+            .iter()
+            .position(|t| {
+                t.as_document()
+                    .and_then(|t| t.get_str("o").ok())
+                    .is_some_and(|o| o == owner)
+            })
+            .map(|place| place as u64)
+            .ok_or_else(|| corrupt(&format!("of {name:?} lost the ticket enqueue just wrote")))
+    }
+
+    async fn extend_ticket_op(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        let (filter, update) =
+            queries::extend_ticket(&document_id(name), owner, duration_to_millis(ttl));
+        let result = retry_rate_limited(|| {
+            self.inner
+                .collection
+                .update_one(filter.clone(), update.clone())
+        })
+        .await
+        .map_err(|e| mongo_error("extend ticket (updateOne)", e))?;
+        let _ = deadline;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn leave_queue_op(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+        let (filter, update) = queries::leave_queue(&document_id(name), owner);
+        let result = retry_rate_limited(|| {
+            self.inner
+                .collection
+                .update_one(filter.clone(), update.clone())
+        })
+        .await
+        .map_err(|e| mongo_error("leave queue (updateOne)", e))?;
+        let left = result.modified_count == 1;
+        if left {
+            // The next in line may now be first.
+            self.inner.watcher.signals().notify(name);
+        }
+        Ok(left)
     }
 }

@@ -41,6 +41,17 @@ pub fn live() -> Document {
 /// the document was garbage-collected. `full_name` is set for names whose
 /// `_id` is a digest, and is stored in the `name` field.
 pub fn acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
+    vec![acquire_stage(owner, ttl_ms, full_name, None)]
+}
+
+/// The `$set` stage of [`acquire_pipeline`]; with `turn`, the lock is taken
+/// only where that expression is also true.
+fn acquire_stage(
+    owner: &str,
+    ttl_ms: i64,
+    full_name: Option<&str>,
+    turn: Option<Bson>,
+) -> Document {
     // `$literal`: an owner token is a value even if it starts with `$`.
     let owner = doc! { "$literal": owner };
     let free = doc! { "$or": [
@@ -48,6 +59,10 @@ pub fn acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
         { "$lt": [expires_ms(), now_ms()] },
         { "$eq": ["$owner", owner.clone()] },
     ]};
+    let free = match turn {
+        Some(turn) => doc! { "$and": [turn, free] },
+        None => free,
+    };
     let ours_and_live = doc! { "$and": [
         { "$eq": ["$owner", owner.clone()] },
         { "$gte": [expires_ms(), now_ms()] },
@@ -64,7 +79,98 @@ pub fn acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
     if let Some(name) = full_name {
         set.insert("name", doc! { "$literal": name });
     }
-    vec![doc! { "$set": set }]
+    doc! { "$set": set }
+}
+
+/// The owners in the line, in order (`{$map}` rather than the path
+/// `"$queue.o"`, which some servers answer with null for an empty array).
+fn queue_owners() -> Bson {
+    Bson::Document(doc! { "$map": { "input": "$queue", "in": "$$this.o" } })
+}
+
+/// The document's line of fair waiters without expired tickets: each ticket
+/// is `{o: owner, e: expiry}`, in arrival order.
+fn live_queue() -> Bson {
+    Bson::Document(doc! { "$filter": {
+        "input": { "$cond": [{ "$isArray": "$queue" }, "$queue", []] },
+        "cond": { "$gte": [long_or_zero("$$this.e"), now_ms()] },
+    }})
+}
+
+/// `claim_fair`: [`acquire_pipeline`], taken only by the first live ticket
+/// (or anyone when the line is empty), which the same update removes.
+/// Expired tickets are dropped on the way.
+pub fn fair_acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
+    let me = doc! { "$literal": owner };
+    let turn = doc! { "$or": [
+        { "$eq": [{ "$size": "$queue" }, 0] },
+        { "$eq": [{ "$arrayElemAt": [queue_owners(), 0] }, me.clone()] },
+    ]};
+    vec![
+        doc! { "$set": { "queue": live_queue() } },
+        acquire_stage(owner, ttl_ms, full_name, Some(Bson::Document(turn))),
+        doc! { "$set": { "queue": { "$cond": [
+            { "$eq": ["$owner", me.clone()] },
+            { "$filter": { "input": "$queue", "cond": { "$ne": ["$$this.o", me] } } },
+            "$queue",
+        ]}}},
+    ]
+}
+
+/// `enqueue`: the update pipeline (for `findOneAndUpdate` with upsert on
+/// the lock's `_id`) that puts `owner` at the end of the line, or pushes
+/// the expiry of its ticket if it is in line already. Expired tickets are
+/// dropped on the way.
+pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
+    let me = doc! { "$literal": owner };
+    let expiry = doc! { "$add": ["$$NOW", ttl_ms] };
+    let mut set = doc! { "queue": { "$cond": [
+        { "$in": [me.clone(), queue_owners()] },
+        { "$map": { "input": "$queue", "in": { "$cond": [
+            { "$eq": ["$$this.o", me.clone()] },
+            { "o": "$$this.o", "e": expiry.clone() },
+            "$$this",
+        ]}}},
+        { "$concatArrays": ["$queue", [{ "o": me, "e": expiry }]] },
+    ]}};
+    if let Some(name) = full_name {
+        set.insert("name", doc! { "$literal": name });
+    }
+    vec![
+        doc! { "$set": { "queue": live_queue() } },
+        doc! { "$set": set },
+    ]
+}
+
+/// `extend_ticket`: the filter (`owner` has a live ticket) and the pipeline
+/// pushing its expiry.
+pub fn extend_ticket(id: &Bson, owner: &str, ttl_ms: i64) -> (Document, Vec<Document>) {
+    let me = doc! { "$literal": owner };
+    let mine_live = doc! { "$filter": {
+        "input": { "$cond": [{ "$isArray": "$queue" }, "$queue", []] },
+        "cond": { "$and": [
+            { "$eq": ["$$this.o", me.clone()] },
+            { "$gte": [long_or_zero("$$this.e"), now_ms()] },
+        ]},
+    }};
+    (
+        doc! { "_id": id, "queue.o": owner, "$expr": { "$gt": [{ "$size": mine_live }, 0] } },
+        vec![
+            doc! { "$set": { "queue": { "$map": { "input": "$queue", "in": { "$cond": [
+                { "$eq": ["$$this.o", me] },
+                { "o": "$$this.o", "e": { "$add": ["$$NOW", ttl_ms] } },
+                "$$this",
+            ]}}}}},
+        ],
+    )
+}
+
+/// `leave_queue`: the filter and the update removing `owner`'s ticket.
+pub fn leave_queue(id: &Bson, owner: &str) -> (Document, Document) {
+    (
+        doc! { "_id": id, "queue.o": owner },
+        doc! { "$pull": { "queue": { "o": owner } } },
+    )
 }
 
 /// Projection of the fields a lease is read from.

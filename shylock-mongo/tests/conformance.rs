@@ -39,6 +39,11 @@ async fn mongo() -> SharedBackend {
 
 shylock_core::conformance_tests!(mongo(), ignore = "needs MONGODB_URI");
 
+mod queues {
+    use super::*;
+    shylock_core::queue_conformance_tests!(mongo(), ignore = "needs MONGODB_URI");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs MONGODB_URI"]
 async fn many_backends_starting_at_once_set_up_cleanly() {
