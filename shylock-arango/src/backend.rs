@@ -229,32 +229,55 @@ impl Backend for ArangoBackend {
             ("owner", json!(owner)),
             ("ttl", json!(duration_to_millis(ttl))),
         ];
-        let rows: Vec<LeaseRow> = match self
-            .query("acquire", queries::ACQUIRE, vars, deadline)
+        self.claim_with("acquire", queries::ACQUIRE, vars, owner, deadline)
             .await
-        {
-            Ok(rows) => rows,
-            // Two first-time creators raced: the other one holds it now.
-            Err(e)
-                if matches!(
-                    error_num(&e.error),
-                    Some(ERROR_UNIQUE_CONSTRAINT | ERROR_CONFLICT)
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into_error()),
-        };
-        Ok(rows
-            .into_iter()
-            .next()
-            .filter(|row| row.owner.as_deref() == Some(owner))
-            .map(|row| {
-                Grant::new(
-                    fence_of(row.fence),
-                    system_time_from_millis(row.expires_at_ms as i64),
-                )
-            }))
+    }
+
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        self.enqueue_query(name, owner, ttl, deadline).await
+    }
+
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let vars = vec![
+            ("key", json!(document_key(name))),
+            ("name", json!(name)),
+            ("sortKey", json!(sort_key(name))),
+            ("owner", json!(owner)),
+            ("ttl", json!(duration_to_millis(ttl))),
+        ];
+        self.claim_with("acquire (fair)", queries::CLAIM_FAIR, vars, owner, deadline)
+            .await
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        self.extend_ticket_query(name, owner, ttl, deadline).await
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let left = self.leave_queue_query(name, owner, deadline).await?;
+        if left {
+            // The next in line may now be first.
+            self.inner.signals.notify(name);
+        }
+        Ok(left)
     }
 
     async fn extend(
@@ -388,6 +411,43 @@ impl Backend for ArangoBackend {
 
     fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.inner.permit_signals.subscribe(name))
+    }
+}
+
+impl ArangoBackend {
+    /// One claim query (`ACQUIRE` or `CLAIM_FAIR`); a grant when the lock
+    /// came back owned by `owner`. A lost first-creation race (1210) or a
+    /// write conflict (1200) means another caller took it.
+    async fn claim_with(
+        &self,
+        what: &str,
+        query: &'static str,
+        vars: Vec<(&'static str, Value)>,
+        owner: &str,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let rows: Vec<LeaseRow> = match self.query(what, query, vars, deadline).await {
+            Ok(rows) => rows,
+            Err(e)
+                if matches!(
+                    error_num(&e.error),
+                    Some(ERROR_UNIQUE_CONSTRAINT | ERROR_CONFLICT)
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into_error()),
+        };
+        Ok(rows
+            .into_iter()
+            .next()
+            .filter(|row| row.owner.as_deref() == Some(owner))
+            .map(|row| {
+                Grant::new(
+                    fence_of(row.fence),
+                    system_time_from_millis(row.expires_at_ms as i64),
+                )
+            }))
     }
 }
 

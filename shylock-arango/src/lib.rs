@@ -48,6 +48,7 @@ mod client;
 mod error;
 mod key;
 pub mod queries;
+mod queue;
 mod semaphore;
 
 pub use backend::ArangoBackend;

@@ -116,3 +116,51 @@ FOR d IN @@coll FILTER d._key == @key
       FILTER IS_STRING(h.owner) && IS_NUMBER(h.expiresAtMs) && h.expiresAtMs >= now
       SORT h.fence
       RETURN { owner: h.owner, fence: TO_NUMBER(h.fence), expiresAtMs: h.expiresAtMs }) }";
+
+/// Fair queues: puts `@owner` at the end of the lock's line (the array
+/// `queue` of `{ owner, expiresAtMs }` in the lock document), or pushes
+/// the expiry of its ticket; drops expired tickets; returns the ticket's
+/// place. Two writers of one line conflict (1200 / 1210) and are retried.
+pub const ENQUEUE: &str = "LET now = DATE_NOW()
+LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
+LET live = (FOR t IN (IS_ARRAY(old.queue) ? old.queue : []) FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN t)
+LET queue = @owner IN live[*].owner
+  ? (FOR t IN live RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t)
+  : APPEND(live, [{ owner: @owner, expiresAtMs: now + @ttl }])
+UPSERT { _key: @key }
+INSERT { _key: @key, name: @name, sortKey: @sortKey, queue: queue }
+UPDATE { queue: queue }
+IN @@coll
+RETURN POSITION(queue[*].owner, @owner, true)";
+
+/// Fair queues: [`ACQUIRE`] for the first live ticket of the line (or
+/// anyone when the line is empty), removing the winner's ticket in the
+/// same write. Returns nothing, and writes nothing, when another owner
+/// holds the lock or another ticket is first.
+pub const CLAIM_FAIR: &str = "LET now = DATE_NOW()
+LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
+LET live = (FOR t IN (IS_ARRAY(old.queue) ? old.queue : []) FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN t)
+FILTER LENGTH(live) == 0 || live[0].owner == @owner
+FILTER old == null || !IS_STRING(old.owner) || !IS_NUMBER(old.expiresAtMs) || old.expiresAtMs < now || old.owner == @owner
+UPSERT { _key: @key }
+INSERT { _key: @key, name: @name, sortKey: @sortKey, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000, queue: [] }
+UPDATE (!IS_STRING(OLD.owner) || !IS_NUMBER(OLD.expiresAtMs) || OLD.expiresAtMs < now || OLD.owner == @owner)
+  ? { name: @name, sortKey: @sortKey, owner: @owner, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000,
+      fence: (OLD.owner == @owner && IS_NUMBER(OLD.expiresAtMs) && OLD.expiresAtMs >= now) ? TO_NUMBER(OLD.fence) : MAX([TO_NUMBER(OLD.fence) + 1, now]),
+      queue: (FOR t IN live FILTER t.owner != @owner RETURN t) }
+  : {}
+IN @@coll
+RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
+
+/// Fair queues: pushes the expiry of `@owner`'s live ticket.
+pub const EXTEND_TICKET: &str = "LET now = DATE_NOW()
+FOR d IN @@coll FILTER d._key == @key && IS_ARRAY(d.queue)
+    && LENGTH(FOR t IN d.queue FILTER t.owner == @owner && IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN 1) > 0
+  UPDATE d WITH { queue: (FOR t IN d.queue RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t) } IN @@coll
+  RETURN true";
+
+/// Fair queues: removes `@owner`'s ticket.
+pub const LEAVE_QUEUE: &str =
+    "FOR d IN @@coll FILTER d._key == @key && IS_ARRAY(d.queue) && @owner IN d.queue[*].owner
+  UPDATE d WITH { queue: (FOR t IN d.queue FILTER t.owner != @owner RETURN t) } IN @@coll
+  RETURN true";

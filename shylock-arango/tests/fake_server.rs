@@ -36,6 +36,11 @@ mod semaphores {
     shylock_core::semaphore_conformance_tests!(fake_backend());
 }
 
+mod queues {
+    use super::*;
+    shylock_core::queue_conformance_tests!(fake_backend());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jwt_login_works_and_debug_hides_the_password() {
     let fake = FakeArango::start().await;

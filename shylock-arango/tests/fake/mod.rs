@@ -507,6 +507,10 @@ async fn cursor(
             queries::EXTEND_PERMIT,
             queries::RELEASE_PERMIT,
             queries::INSPECT_SEMAPHORE,
+            queries::ENQUEUE,
+            queries::CLAIM_FAIR,
+            queries::EXTEND_TICKET,
+            queries::LEAVE_QUEUE,
         ];
         let Some(&query) = known.iter().find(|q| **q == query) else {
             return error(
@@ -604,7 +608,23 @@ async fn cursor(
             return cursor_result(vec![plan.row], 0);
         }
     }
-    if query == queries::ACQUIRE {
+    if query == queries::CLAIM_FAIR {
+        // The query's FILTERs: another ticket first, or a lock held by
+        // another live owner, is not written at all.
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        if let Some((_, d)) = &seen {
+            let line = live_queue(d, now);
+            let first = line
+                .first()
+                .and_then(|t| t.get("owner"))
+                .and_then(Value::as_str);
+            if first.is_some_and(|f| Some(f) != owner.as_deref()) {
+                return cursor_result(vec![], 0);
+            }
+        }
+    }
+    if query == queries::ACQUIRE || query == queries::CLAIM_FAIR {
         // The query's FILTER: a lock held by another live owner is not
         // written at all.
         let inner = state.lock().unwrap();
@@ -646,7 +666,85 @@ async fn cursor(
     }
     let owner_var = owner.as_deref();
     match query {
-        q if q == queries::ACQUIRE => {
+        q if q == queries::ENQUEUE => {
+            let owner = owner_var.unwrap_or_default();
+            let mut d = seen.map(|(_, d)| d).unwrap_or_else(|| {
+                let mut d = Map::new();
+                d.insert("_key".into(), json!(key));
+                d.insert(
+                    "name".into(),
+                    vars.get("name").cloned().unwrap_or(Value::Null),
+                );
+                d.insert(
+                    "sortKey".into(),
+                    vars.get("sortKey").cloned().unwrap_or(Value::Null),
+                );
+                d
+            });
+            let mut line = live_queue(&d, now);
+            let place = match line
+                .iter()
+                .position(|t| t.get("owner").and_then(Value::as_str) == Some(owner))
+            {
+                Some(place) => {
+                    line[place].insert("expiresAtMs".into(), json!(now + ttl));
+                    place
+                }
+                None => {
+                    let mut t = Map::new();
+                    t.insert("owner".into(), json!(owner));
+                    t.insert("expiresAtMs".into(), json!(now + ttl));
+                    line.push(t);
+                    line.len() - 1
+                }
+            };
+            d.insert(
+                "queue".into(),
+                Value::Array(line.into_iter().map(Value::Object).collect()),
+            );
+            docs.insert(key, (rev, d));
+            cursor_result(vec![json!(place)], 1)
+        }
+        q if q == queries::EXTEND_TICKET => match seen {
+            Some((_, mut d))
+                if live_queue(&d, now)
+                    .iter()
+                    .any(|t| t.get("owner").and_then(Value::as_str) == owner_var) =>
+            {
+                let line: Vec<Value> = queue_of(&d)
+                    .into_iter()
+                    .map(|mut t| {
+                        if t.get("owner").and_then(Value::as_str) == owner_var {
+                            t.insert("expiresAtMs".into(), json!(now + ttl));
+                        }
+                        Value::Object(t)
+                    })
+                    .collect();
+                d.insert("queue".into(), Value::Array(line));
+                docs.insert(key, (rev, d));
+                cursor_result(vec![json!(true)], 1)
+            }
+            _ => cursor_result(vec![], 0),
+        },
+        q if q == queries::LEAVE_QUEUE => match seen {
+            Some((_, mut d))
+                if queue_of(&d)
+                    .iter()
+                    .any(|t| t.get("owner").and_then(Value::as_str) == owner_var) =>
+            {
+                let line: Vec<Value> = queue_of(&d)
+                    .into_iter()
+                    .filter(|t| t.get("owner").and_then(Value::as_str) != owner_var)
+                    .map(Value::Object)
+                    .collect();
+                d.insert("queue".into(), Value::Array(line));
+                docs.insert(key, (rev, d));
+                cursor_result(vec![json!(true)], 1)
+            }
+            _ => cursor_result(vec![], 0),
+        },
+        q if q == queries::ACQUIRE || q == queries::CLAIM_FAIR => {
+            let fair = q == queries::CLAIM_FAIR;
             let owner = owner_var.unwrap_or_default();
             let name = vars.get("name").cloned().unwrap_or(Value::Null);
             let sort_key = vars.get("sortKey").cloned().unwrap_or(Value::Null);
@@ -660,6 +758,9 @@ async fn cursor(
                     d.insert("fence".into(), json!(now));
                     d.insert("expiresAtMs".into(), json!(now + ttl));
                     d.insert("expiresAt".into(), json!((now + ttl) as f64 / 1000.0));
+                    if fair {
+                        d.insert("queue".into(), json!([]));
+                    }
                     d
                 }
                 Some((_, mut d)) => {
@@ -681,6 +782,14 @@ async fn cursor(
                         d.insert("fence".into(), json!(fence));
                         d.insert("expiresAtMs".into(), json!(now + ttl));
                         d.insert("expiresAt".into(), json!((now + ttl) as f64 / 1000.0));
+                        if fair {
+                            let line: Vec<Value> = live_queue(&d, now)
+                                .into_iter()
+                                .filter(|t| t.get("owner").and_then(Value::as_str) != Some(owner))
+                                .map(Value::Object)
+                                .collect();
+                            d.insert("queue".into(), Value::Array(line));
+                        }
                     }
                     d
                 }
@@ -785,6 +894,26 @@ async fn cursor(
         },
         _ => error(400, 1501, "unreachable"),
     }
+}
+
+/// Every ticket of a lock document's line.
+fn queue_of(doc: &Map<String, Value>) -> Vec<Map<String, Value>> {
+    doc.get("queue")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|t| t.as_object().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// Tickets live at `now`, in order, as the queries' `live`.
+fn live_queue(doc: &Map<String, Value>, now: i64) -> Vec<Map<String, Value>> {
+    queue_of(doc)
+        .into_iter()
+        .filter(|t| {
+            t.get("expiresAtMs")
+                .and_then(Value::as_i64)
+                .is_some_and(|e| e >= now)
+        })
+        .collect()
 }
 
 /// Every holder object of a semaphore document.
