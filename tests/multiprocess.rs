@@ -49,6 +49,7 @@ async fn child_worker() {
         Ok("candidate") => return candidate_worker(&spec).await,
         Ok("multi") => return multi_worker(&spec).await,
         Ok("sigterm") => return sigterm_worker(&spec).await,
+        Ok("fair") => return fair_worker(&spec).await,
         _ => {}
     }
     let id = var("SHYLOCK_CHILD_ID");
@@ -272,6 +273,173 @@ async fn sigterm_worker(spec: &str) {
         format!("released={} lost={lost}", report.released),
     )
     .unwrap();
+}
+
+/// Child mode `fair`: for each slot of `SHYLOCK_CHILD_SLOTS` (in order),
+/// waits for the file `go-<slot>` in the directory `SHYLOCK_CHILD_LOG`,
+/// joins the line of `SHYLOCK_CHILD_LOCK` (fair, ttl `SHYLOCK_CHILD_TTL_MS`)
+/// and writes its place to `queued-<slot>`; then waits for every ticket at
+/// once, and for each grant appends `<slot> <fencing token> <unix ms>` to
+/// `grants`, holds the lock 20 ms and releases it.
+async fn fair_worker(spec: &str) {
+    use std::io::Write;
+    let var = |k: &str| std::env::var(k).unwrap();
+    let dir = PathBuf::from(var("SHYLOCK_CHILD_LOG"));
+    let ttl = Duration::from_millis(var("SHYLOCK_CHILD_TTL_MS").parse().unwrap());
+    let lock = AsyncLock::with_backend(var("SHYLOCK_CHILD_LOCK"), backend_from_spec(spec).await)
+        .with_options(LockOptions::default().ttl(ttl).fair(true));
+    let mut waiters = Vec::new();
+    for slot in var("SHYLOCK_CHILD_SLOTS").split(',') {
+        wait_for_file(&dir.join(format!("go-{slot}"))).await;
+        let ticket = lock.enqueue().await.unwrap();
+        std::fs::write(
+            dir.join(format!("queued-{slot}")),
+            ticket.place().to_string(),
+        )
+        .unwrap();
+        let (slot, grants) = (slot.to_owned(), dir.join("grants"));
+        waiters.push(tokio::spawn(async move {
+            let guard = ticket.wait().await.unwrap();
+            let line = format!(
+                "{slot} {} {}\n",
+                guard.fencing_token(),
+                unix_ms(SystemTime::now())
+            );
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(grants)
+                .unwrap()
+                .write_all(line.as_bytes())
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            guard.release().await.unwrap();
+        }));
+    }
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+}
+
+fn unix_ms(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+async fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// `(slot, fencing token, unix ms)` of every grant in a fair run.
+fn read_grants(dir: &Path) -> Vec<(usize, u64, u64)> {
+    std::fs::read_to_string(dir.join("grants"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let mut parts = line.split(' ').map(|p| p.parse::<u64>().unwrap());
+            let (slot, token, at) = (parts.next(), parts.next(), parts.next());
+            (slot.unwrap() as usize, token.unwrap(), at.unwrap())
+        })
+        .collect()
+}
+
+/// Lets `slot` join the line and waits until it did; returns its place.
+async fn admit(dir: &Path, slot: usize) -> u64 {
+    std::fs::write(dir.join(format!("go-{slot}")), "").unwrap();
+    let queued = dir.join(format!("queued-{slot}"));
+    wait_for_file(&queued).await;
+    // The file is written in one call, but may be read between its
+    // creation and the write.
+    loop {
+        if let Ok(place) = std::fs::read_to_string(&queued).unwrap().parse() {
+            return place;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// 8 fair waiters in 4 processes (slots 0..8, process p holds p and p+4)
+/// join the line one after another while this process holds the lock;
+/// they are granted it in exactly that order.
+async fn fair_processes_keep_arrival_order(spec: String, dir: &Path) {
+    let race = Race::new(spec.clone(), dir);
+    let signals = dir.join(format!("fair-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&signals).unwrap();
+    let lock = AsyncLock::with_backend(race.lock.clone(), backend_from_spec(&spec).await)
+        .with_options(LockOptions::default().fair(true));
+    let holder = lock.acquire().await.unwrap();
+    let children: Vec<Child> = (0..4)
+        .map(|p| {
+            let mut cmd = race.command(&format!("p{p}"), 0, 10_000);
+            cmd.env("SHYLOCK_CHILD_MODE", "fair")
+                .env("SHYLOCK_CHILD_SLOTS", format!("{p},{}", p + 4))
+                .env("SHYLOCK_CHILD_LOG", &signals);
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for slot in 0..8 {
+        assert_eq!(admit(&signals, slot).await, slot as u64, "place in line");
+    }
+    holder.release().await.unwrap();
+    wait_all(children, Duration::from_secs(120));
+    let mut grants = read_grants(&signals);
+    grants.sort_by_key(|g| g.1);
+    let order: Vec<usize> = grants.iter().map(|g| g.0).collect();
+    assert_eq!(
+        order,
+        (0..8).collect::<Vec<_>>(),
+        "granted in arrival order"
+    );
+}
+
+/// A queued waiter killed with SIGKILL holds up the line until its ticket
+/// expires (renewed every ttl / 3, so between 2/3 ttl and one ttl after the
+/// kill), then the next waiter gets the lock.
+async fn killed_queued_waiter_is_skipped(spec: String, dir: &Path) {
+    const TTL_MS: u64 = 1500;
+    let race = Race::new(spec.clone(), dir);
+    let signals = dir.join(format!("fair-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&signals).unwrap();
+    let lock = AsyncLock::with_backend(race.lock.clone(), backend_from_spec(&spec).await)
+        .with_options(LockOptions::default().fair(true));
+    let holder = lock.acquire().await.unwrap();
+    let spawn = |slot: usize| {
+        let mut cmd = race.command(&format!("w{slot}"), 0, TTL_MS);
+        cmd.env("SHYLOCK_CHILD_MODE", "fair")
+            .env("SHYLOCK_CHILD_SLOTS", slot.to_string())
+            .env("SHYLOCK_CHILD_LOG", &signals);
+        cmd.spawn().unwrap()
+    };
+    let mut doomed = spawn(0);
+    let survivor = spawn(1);
+    assert_eq!(admit(&signals, 0).await, 0);
+    assert_eq!(admit(&signals, 1).await, 1);
+    doomed.kill().unwrap();
+    let killed_at = unix_ms(SystemTime::now());
+    doomed.wait().unwrap();
+    holder.release().await.unwrap();
+    wait_all(vec![survivor], Duration::from_secs(60));
+    let grants = read_grants(&signals);
+    assert_eq!(grants.len(), 1, "only the survivor was served: {grants:?}");
+    let (slot, _, at) = grants[0];
+    assert_eq!(slot, 1);
+    let after = at.saturating_sub(killed_at);
+    println!(
+        "the line skipped a SIGKILLed waiter {after} ms after the kill (ticket ttl {TTL_MS} ms)"
+    );
+    assert!(
+        after >= TTL_MS * 6 / 10,
+        "the next waiter went ahead of a live ticket ({after} ms after the kill)"
+    );
 }
 
 struct Race {
@@ -868,4 +1036,32 @@ async fn sqlite_sigterm_releases_at_once() {
     let dir = temp_dir();
     let spec = format!("sqlite:{}", dir.join("locks.db").display());
     sigterm_releases_at_once(spec, &dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_fair_processes_keep_arrival_order() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    fair_processes_keep_arrival_order(spec, &dir).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_killed_queued_waiter_is_skipped() {
+    let dir = temp_dir();
+    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    killed_queued_waiter_is_skipped(spec, &dir).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn mongo_fair_processes_keep_arrival_order() {
+    fair_processes_keep_arrival_order(mongo_spec(), &temp_dir()).await;
+}
+
+#[cfg(feature = "mongo")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn mongo_killed_queued_waiter_is_skipped() {
+    killed_queued_waiter_is_skipped(mongo_spec(), &temp_dir()).await;
 }
