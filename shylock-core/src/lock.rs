@@ -443,6 +443,17 @@ async fn attempt_until(
                 continue;
             }
         }
+        // Releases anywhere wake this waiter: poll only for leases that
+        // expire without one, so pause longer.
+        let watched = subscribed
+            && backend
+                .releases_watched_since(name)
+                .is_some_and(|since| since <= attempt_started.into_std());
+        backoff.set_max(if watched {
+            options.max_backoff.max(crate::backend::WATCHED_MAX_BACKOFF)
+        } else {
+            options.max_backoff
+        });
         let now = Instant::now();
         let mut wake = now + backoff.next_delay();
         if let Some(deadline) = deadline {

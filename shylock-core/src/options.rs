@@ -299,6 +299,12 @@ impl Backoff {
         }
     }
 
+    /// Sets the longest pause (the ceiling follows it down).
+    pub(crate) fn set_max(&mut self, max: Duration) {
+        self.max = max.max(self.min);
+        self.ceiling = self.ceiling.min(self.max);
+    }
+
     /// The next pause: uniform in [min, ceiling], the ceiling doubling each
     /// time up to max.
     pub(crate) fn next_delay(&mut self) -> Duration {

@@ -116,6 +116,10 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 
 #[async_trait::async_trait]
 impl Backend for ShardedBackend {
+    fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
+        self.shard(name).releases_watched_since(name)
+    }
+
     fn kind(&self) -> &'static str {
         "sharded"
     }

@@ -172,6 +172,10 @@ fn max_time(deadline: Deadline) -> Duration {
 
 #[shylock_core::async_trait]
 impl Backend for MongoBackend {
+    fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
+        self.inner.watcher.watched_since()
+    }
+
     fn kind(&self) -> &'static str {
         "mongodb"
     }

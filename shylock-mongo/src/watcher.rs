@@ -2,9 +2,9 @@
 //! this process's waiters when another process releases a lock or a
 //! semaphore permit.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use bson::Document;
 use mongodb::Collection;
@@ -30,11 +30,17 @@ struct Shared {
     permit_signals: ReleaseSignals,
     enabled: bool,
     running: AtomicBool,
+    /// Which started task is the current one.
+    generation: AtomicU64,
     /// True while a change stream is open and delivering.
     ready: watch::Sender<bool>,
+    /// When the open stream first delivered: every release after this
+    /// instant reaches the signals.
+    ready_since: Mutex<Option<Instant>>,
 }
 
 impl ReleaseWatcher {
+    /// A watcher for `collection`; with `enabled` false it never runs.
     pub(crate) fn new(collection: Collection<Document>, enabled: bool) -> Self {
         ReleaseWatcher {
             shared: Arc::new(Shared {
@@ -43,9 +49,21 @@ impl ReleaseWatcher {
                 permit_signals: ReleaseSignals::new(),
                 enabled,
                 running: AtomicBool::new(false),
+                generation: AtomicU64::new(0),
                 ready: watch::channel(false).0,
+                ready_since: Mutex::new(None),
             }),
         }
+    }
+
+    /// Since when every release in the collection, by any process, reaches
+    /// the signals: the stream is open and has delivered since then.
+    pub(crate) fn watched_since(&self) -> Option<Instant> {
+        *self
+            .shared
+            .ready_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The per-name signals (also notified by this process's own releases).
@@ -66,7 +84,8 @@ impl ReleaseWatcher {
         }
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(run(Arc::downgrade(shared)));
+                let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                handle.spawn(run(Arc::downgrade(shared), generation));
             }
             Err(_) => shared.running.store(false, Ordering::SeqCst),
         }
@@ -102,7 +121,15 @@ impl Shared {
         }
     }
 
+    /// The stream delivered (an event or an empty batch).
+    fn delivered(&self) {
+        self.ready.send_replace(true);
+        let mut since = self.ready_since.lock().unwrap_or_else(|p| p.into_inner());
+        since.get_or_insert_with(Instant::now);
+    }
+
     fn stopped(&self) {
+        *self.ready_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.ready.send_replace(false);
         self.running.store(false, Ordering::SeqCst);
     }
@@ -111,7 +138,21 @@ impl Shared {
 /// Follows releases and wakes waiters. Ends when the backend is dropped,
 /// nobody waited for a few seconds, or the stream fails or is invalidated
 /// (then waiters poll with backoff until the next waiter starts a new one).
-async fn run(shared: Weak<Shared>) {
+async fn run(shared: Weak<Shared>, generation: u64) {
+    // Marks the watcher stopped however the task ends, also when its
+    // runtime shuts down and drops it: otherwise waiters would count on a
+    // stream that no longer runs. Only while this task is the current one.
+    struct Stopped(Weak<Shared>, u64);
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            if let Some(s) = self.0.upgrade() {
+                if s.generation.load(Ordering::SeqCst) == self.1 {
+                    s.stopped();
+                }
+            }
+        }
+    }
+    let _stopped = Stopped(shared.clone(), generation);
     let Some(collection) = shared.upgrade().map(|s| s.collection.clone()) else {
         return;
     };
@@ -155,14 +196,14 @@ async fn run(shared: Weak<Shared>) {
         let Some(s) = shared.upgrade() else { return };
         match event {
             Ok(Some(event)) => {
-                s.ready.send_replace(true);
+                s.delivered();
                 if let Some(key) = &event.document_key {
                     s.wake(key);
                 }
             }
             Ok(None) if stream.is_alive() => {
                 // An empty batch: the stream works.
-                s.ready.send_replace(true);
+                s.delivered();
             }
             Ok(None) => {
                 // Invalidated (collection or database dropped or renamed):

@@ -197,6 +197,23 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Since when every release of `name` (a lock, or a permit of the
+    /// semaphore `name`), made by any process, reaches
+    /// [`release_signal`](Self::release_signal) /
+    /// [`permit_release_signal`](Self::permit_release_signal): for example
+    /// since a change stream on the collection opened and delivered.
+    /// `None` (the default) when releases elsewhere may go unnoticed.
+    ///
+    /// While it answers, a waiter whose last attempt started after that
+    /// instant pauses up to [`WATCHED_MAX_BACKOFF`](crate::backend::WATCHED_MAX_BACKOFF)
+    /// between attempts instead of the options' maximum: the signal wakes
+    /// it at a release, and the slower polling only finds leases that
+    /// expired without a release (a crashed holder).
+    fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
+        let _ = name;
+        None
+    }
+
     /// Takes one of `permits` permits of semaphore `name` for `owner` for
     /// `ttl` if fewer than `permits` live holders exist, or returns the
     /// permit `owner` already holds (pushing its expiry). Returns `None`
@@ -303,6 +320,12 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         Err(queues_unsupported("backend"))
     }
 }
+
+/// The longest pause between two attempts of a waiter whose backend
+/// watches releases (see [`Backend::releases_watched_since`]): 3 s, so idle
+/// waiters cost about one attempt every 1.5 s, and a lease that expired
+/// without a release (a crashed holder) is found at most 3 s late.
+pub const WATCHED_MAX_BACKOFF: Duration = Duration::from_secs(3);
 
 /// Every live holder whose name starts with `prefix`, walking
 /// [`Backend::list`] page by page (`page` entries per round trip, each

@@ -40,6 +40,10 @@ impl CountingBackend {
 
 #[async_trait::async_trait]
 impl Backend for CountingBackend {
+    fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
+        self.inner.releases_watched_since(name)
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
@@ -118,5 +122,40 @@ impl Backend for CountingBackend {
     }
     fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.inner.permit_release_signal(name)
+    }
+
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64> {
+        self.inner.enqueue(name, owner, ttl, deadline).await
+    }
+
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        self.inner.claim_fair(name, owner, ttl, deadline).await
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        self.inner.extend_ticket(name, owner, ttl, deadline).await
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.inner.leave_queue(name, owner, deadline).await
     }
 }

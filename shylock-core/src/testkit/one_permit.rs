@@ -28,6 +28,10 @@ impl OnePermit {
 
 #[async_trait::async_trait]
 impl Backend for OnePermit {
+    fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
+        self.inner.releases_watched_since(name)
+    }
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }

@@ -1,0 +1,95 @@
+//! Waiters pause longer while the backend watches releases
+//! (`Backend::releases_watched_since`): the release signal wakes them, so
+//! polling is only for leases that expire without a release. Runs on
+//! tokio's paused clock, so attempts are counted, not timed.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use shylock_core::backend::{Backend, Deadline, Grant};
+use shylock_core::testkit::CountingBackend;
+use shylock_core::{AsyncLock, LockInfo, LockOptions, MemoryBackend, Result, SharedBackend};
+
+/// A memory backend that says whether releases are watched.
+#[derive(Debug)]
+struct Watched {
+    inner: MemoryBackend,
+    watched: bool,
+}
+
+#[async_trait::async_trait]
+impl Backend for Watched {
+    fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
+        self.watched
+            .then(|| std::time::Instant::now() - Duration::from_secs(3600))
+    }
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.release_signal(name)
+    }
+    async fn claim(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<Option<Grant>> {
+        self.inner.claim(n, o, t, d).await
+    }
+    async fn extend(
+        &self,
+        n: &str,
+        o: &str,
+        t: Duration,
+        d: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.inner.extend(n, o, t, d).await
+    }
+    async fn release(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
+        self.inner.release(n, o, d).await
+    }
+    async fn inspect(&self, n: &str, d: Deadline) -> Result<Option<LockInfo>> {
+        self.inner.inspect(n, d).await
+    }
+    async fn list(&self, p: &str, a: Option<&str>, l: usize, d: Deadline) -> Result<Vec<LockInfo>> {
+        self.inner.list(p, a, l, d).await
+    }
+    async fn force_release(&self, n: &str, d: Deadline) -> Result<bool> {
+        self.inner.force_release(n, d).await
+    }
+}
+
+/// Attempts one waiter makes in 60 s while another holds the lock, and
+/// whether a release then wakes it at once.
+async fn attempts_in_a_minute(watched: bool) -> u64 {
+    let counting = CountingBackend::new(Watched {
+        inner: MemoryBackend::new(),
+        watched,
+    });
+    let backend = SharedBackend::from_arc(counting.clone());
+    let options = LockOptions::default()
+        .ttl(Duration::from_secs(600))
+        .backoff(Duration::from_millis(1), Duration::from_millis(20));
+    let lock = AsyncLock::with_backend("watched", backend).with_options(options);
+    let holder = lock.acquire().await.unwrap();
+    let waiter = {
+        let lock = lock.clone();
+        tokio::spawn(async move { lock.acquire().await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let attempts = counting.claim_count() - 1;
+    holder.release().await.unwrap();
+    // The release signal wakes it at once, however long its pause.
+    let guard = tokio::time::timeout(Duration::from_millis(5), waiter)
+        .await
+        .expect("a release wakes the waiter at once")
+        .unwrap();
+    guard.release().await.unwrap();
+    attempts
+}
+
+#[tokio::test(start_paused = true)]
+async fn watched_releases_let_waiters_pause_longer() {
+    let polling = attempts_in_a_minute(false).await;
+    let watched = attempts_in_a_minute(true).await;
+    // Unwatched: pauses of at most 20 ms, thousands of attempts. Watched:
+    // pauses up to WATCHED_MAX_BACKOFF (3 s), tens of attempts.
+    assert!(polling > 2_000, "{polling} attempts while polling");
+    assert!(
+        (10..=200).contains(&watched),
+        "{watched} attempts while watched (polling: {polling})"
+    );
+}
