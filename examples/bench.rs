@@ -369,7 +369,7 @@ async fn commands_per_op(s: &Setup, n: usize) -> Option<(f64, f64)> {
 /// with `waiters` tasks waiting in `acquire()` while one holds the lock. A
 /// task that released waits for someone else to take the lock before it
 /// queues again, so every sample is a handoff to a waiter.
-async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize) -> Stats {
+async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize, mode: Mode) -> Stats {
     let name = format!("bench/handoff/{waiters}/{}", uuid::Uuid::new_v4());
     let last_release: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let samples: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
@@ -382,7 +382,7 @@ async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize) ->
     let tasks: Vec<_> = (0..=waiters)
         .map(|i| {
             let backend = backends[i % backends.len()].clone();
-            let lock = AsyncLock::with_backend(name.clone(), backend).with_options(bench_options());
+            let lock = mode.lock(&name, backend);
             let (last_release, samples, generation, counter) = (
                 last_release.clone(),
                 samples.clone(),
@@ -394,7 +394,7 @@ async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize) ->
                 let mut turns = generation.subscribe();
                 loop {
                     let guard = tokio::select! {
-                        guard = lock.acquire() => guard.unwrap(),
+                        guard = mode.acquire(&lock) => guard,
                         _ = done_rx.wait_for(|done| *done) => return,
                     };
                     let got = Instant::now();
@@ -431,7 +431,7 @@ async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize) ->
 
 /// Acquire attempts per second that `waiters` idle waiters cause while the
 /// lock is held for `hold`, and the database commands behind them.
-async fn waiter_load(s: &Setup, waiters: usize, hold: Duration) -> (f64, Option<f64>) {
+async fn waiter_load(s: &Setup, waiters: usize, hold: Duration, mode: Mode) -> (f64, Option<f64>) {
     let counting = CountingBackend::new(s.backend.clone());
     let backend = SharedBackend::from_arc(counting.clone());
     let name = format!("bench/load/{waiters}/{}", uuid::Uuid::new_v4());
@@ -441,13 +441,13 @@ async fn waiter_load(s: &Setup, waiters: usize, hold: Duration) -> (f64, Option<
         .unwrap();
     let tasks: Vec<_> = (0..waiters)
         .map(|_| {
-            let lock = AsyncLock::with_backend(name.clone(), backend.clone())
-                .with_options(bench_options());
-            tokio::spawn(async move { lock.acquire().await.unwrap().release().await.unwrap() })
+            let lock = mode.lock(&name, backend.clone());
+            tokio::spawn(async move { mode.acquire(&lock).await.release().await.unwrap() })
         })
         .collect();
-    // Let the waiters reach their steady backoff before counting.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Let the waiters reach their steady backoff (and the change stream
+    // open) before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let a0 = counting.claim_count();
     let c0 = (s.commands)();
     tokio::time::sleep(hold).await;
@@ -458,6 +458,212 @@ async fn waiter_load(s: &Setup, waiters: usize, hold: Duration) -> (f64, Option<
         t.await.unwrap();
     }
     (attempts, commands)
+}
+
+/// How waiters wait in the handoff, load and fairness rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// `acquire()`: backoff with jitter, woken by release signals.
+    Default,
+    /// `acquire()` with `LockOptions::fair(true)`: a ticket in line.
+    Fair,
+    /// Python shylock's strategy replayed: `try_acquire()` every 62.5 ms,
+    /// no wake-ups.
+    PythonPoll,
+}
+
+impl Mode {
+    fn lock(self, name: &str, backend: SharedBackend) -> AsyncLock {
+        let options = bench_options().fair(self == Mode::Fair);
+        AsyncLock::with_backend(name.to_owned(), backend).with_options(options)
+    }
+
+    async fn acquire(self, lock: &AsyncLock) -> shylock::AsyncLockGuard {
+        match self {
+            Mode::Default | Mode::Fair => lock.acquire().await.unwrap(),
+            Mode::PythonPoll => loop {
+                if let Some(guard) = lock.try_acquire().await.unwrap() {
+                    break guard;
+                }
+                tokio::time::sleep(Duration::from_micros(62_500)).await;
+            },
+        }
+    }
+}
+
+/// With 8 waiters taking turns on one lock until `grants` grants: the
+/// share of grants that went to the waiter that arrived first among those
+/// waiting, and the max and mean wait. In fair mode, arrivals (enqueues)
+/// are made one at a time, so their order is the line's order.
+async fn fairness(
+    backends: &[SharedBackend],
+    mode: Mode,
+    grants: usize,
+) -> (f64, Duration, Duration) {
+    use std::collections::BTreeSet;
+    let name = format!("bench/fairness/{}", uuid::Uuid::new_v4());
+    let arrivals = Arc::new(tokio::sync::Mutex::new(0u64));
+    let waiting: Arc<Mutex<BTreeSet<u64>>> = Arc::default();
+    let record: Arc<Mutex<(usize, usize, Vec<Duration>)>> = Arc::default();
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let lock = mode.lock(&name, backends[i % backends.len()].clone());
+            let (arrivals, waiting, record) = (arrivals.clone(), waiting.clone(), record.clone());
+            tokio::spawn(async move {
+                loop {
+                    let asked = Instant::now();
+                    let (seq, guard) = if mode == Mode::Fair {
+                        let (seq, ticket) = {
+                            let mut next = arrivals.lock().await;
+                            let ticket = lock.enqueue().await.unwrap();
+                            *next += 1;
+                            waiting.lock().unwrap().insert(*next);
+                            (*next, ticket)
+                        };
+                        (seq, ticket.wait().await.unwrap())
+                    } else {
+                        let seq = {
+                            let mut next = arrivals.lock().await;
+                            *next += 1;
+                            waiting.lock().unwrap().insert(*next);
+                            *next
+                        };
+                        (seq, mode.acquire(&lock).await)
+                    };
+                    let first = {
+                        let mut waiting = waiting.lock().unwrap();
+                        let first = waiting.first() == Some(&seq);
+                        waiting.remove(&seq);
+                        first
+                    };
+                    let done = {
+                        let mut r = record.lock().unwrap();
+                        r.0 += 1;
+                        r.1 += usize::from(first);
+                        r.2.push(asked.elapsed());
+                        r.0 >= grants
+                    };
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                    guard.release().await.unwrap();
+                    if done {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    // The first task to finish ends the run; the others are stopped.
+    let mut tasks = tasks;
+    loop {
+        if record.lock().unwrap().0 >= grants {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for t in tasks.drain(..) {
+        t.abort();
+        let _ = t.await;
+    }
+    let r = record.lock().unwrap();
+    let waits = &r.2;
+    let max = waits.iter().max().copied().unwrap_or_default();
+    let mean = waits.iter().sum::<Duration>() / waits.len().max(1) as u32;
+    (r.1 as f64 / r.0.max(1) as f64, max, mean)
+}
+
+/// MongoDB only: the cost of other command shapes for one acquire and one
+/// release, each pair measured in the same run.
+#[cfg(feature = "mongo")]
+async fn mongo_shapes(raw: &Raw, n: usize) -> Option<[(&'static str, Stats); 3]> {
+    use bson::doc;
+    use shylock::mongo::mongodb::options::ReturnDocument;
+    let Raw::Mongo(collection) = raw else {
+        return None;
+    };
+    let owner = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    // The shape shylock sends: findOneAndUpdate with an update pipeline.
+    let pipeline = shylock::mongo::acquire_pipeline(owner, 30_000, None);
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        collection
+            .find_one_and_update(doc! { "_id": "bench/shape/pipeline" }, pipeline.clone())
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .projection(doc! { "_id": 0, "owner": 1, "expiresAt": 1, "fence": 1 })
+            .await
+            .unwrap();
+        collection
+            .update_one(
+                doc! { "_id": "bench/shape/pipeline", "owner": owner },
+                doc! { "$unset": { "owner": "" }, "$currentDate": { "expiresAt": true } },
+            )
+            .await
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    let pipeline_stats = stats(samples, start.elapsed());
+    // A classic update: `$expr` filter on the server clock, `$currentDate`
+    // with the ttl stored beside it, `$inc` for the fence.
+    let free = doc! { "$expr": { "$or": [
+        { "$ne": [{ "$type": "$owner" }, "string"] },
+        { "$eq": ["$owner", owner] },
+        { "$lt": [{ "$add": ["$at", "$ttlMs"] }, "$$NOW"] },
+    ]}};
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let mut filter = free.clone();
+        filter.insert("_id", "bench/shape/classic");
+        collection
+            .find_one_and_update(
+                filter,
+                doc! { "$set": { "owner": owner, "ttlMs": 30_000_i64 }, "$currentDate": { "at": true }, "$inc": { "fence": 1_i64 } },
+            )
+            .upsert(true)
+            .return_document(ReturnDocument::After)
+            .projection(doc! { "_id": 0, "owner": 1, "at": 1, "fence": 1 })
+            .await
+            .unwrap();
+        collection
+            .update_one(
+                doc! { "_id": "bench/shape/classic", "owner": owner },
+                doc! { "$unset": { "owner": "" } },
+            )
+            .await
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    let classic_stats = stats(samples, start.elapsed());
+    // Python shylock's pair: insert (a duplicate key means held) and delete.
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        collection
+            .insert_one(doc! { "_id": "bench/shape/insert", "owner": owner, "expiresAt": bson::DateTime::now() })
+            .await
+            .unwrap();
+        collection
+            .delete_one(doc! { "_id": "bench/shape/insert", "owner": owner })
+            .await
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    let insert_stats = stats(samples, start.elapsed());
+    Some([
+        (
+            "findOneAndUpdate, update pipeline (shylock)",
+            pipeline_stats,
+        ),
+        (
+            "findOneAndUpdate, classic update ($expr, $currentDate, $inc)",
+            classic_stats,
+        ),
+        ("insert + delete (Python shylock)", insert_stats),
+    ])
 }
 
 /// A backend handle that can go dead (every call hangs), as a leader whose
@@ -716,39 +922,115 @@ async fn main() {
         None => println!("(in-process backend: no database commands)\n"),
     }
 
+    // One round trip: half an uncontended raw pair.
+    let round_trip = raw.median / 2;
     println!("## Handoff: release returned → next holder's acquire returned\n");
-    println!("| waiters | one shared handle: median | p99 | one handle per waiter (like separate processes): median | p99 |");
-    println!("|---|---|---|---|---|");
-    for waiters in [1, 8, 64] {
-        let shared = handoff(std::slice::from_ref(&s.backend), waiters, args.handoffs).await;
-        let (sep_median, sep_p99) = if s.separate.is_empty() {
-            ("-".to_owned(), "-".to_owned())
+    println!(
+        "Each waiter has its own handle (like separate processes); one round trip \
+         (half a raw pair) is {}.\n",
+        us(round_trip)
+    );
+    println!("| waiters | default: median | p99 | fair: median | p99 | Python's 62.5 ms poll: median | p99 |");
+    println!("|---|---|---|---|---|---|---|");
+    let handles: &[SharedBackend] = if s.separate.is_empty() {
+        std::slice::from_ref(&s.backend)
+    } else {
+        &s.separate
+    };
+    let rt = |d: Duration| {
+        if round_trip.is_zero() {
+            us(d)
         } else {
-            let h = handoff(&s.separate, waiters, args.handoffs).await;
-            (us(h.median), us(h.p99))
-        };
+            format!(
+                "{} ({:.1} RT)",
+                us(d),
+                d.as_secs_f64() / round_trip.as_secs_f64()
+            )
+        }
+    };
+    for waiters in [1, 8, 64] {
+        let default = handoff(handles, waiters, args.handoffs, Mode::Default).await;
+        let fair = handoff(handles, waiters, args.handoffs, Mode::Fair).await;
+        // The fixed poll is slow: fewer samples.
+        let python = handoff(
+            handles,
+            waiters,
+            (args.handoffs / 4).max(10),
+            Mode::PythonPoll,
+        )
+        .await;
         println!(
-            "| {waiters} | {} | {} | {sep_median} | {sep_p99} |",
-            us(shared.median),
-            us(shared.p99)
+            "| {waiters} | {} | {} | {} | {} | {} | {} |",
+            rt(default.median),
+            rt(default.p99),
+            rt(fair.median),
+            rt(fair.p99),
+            rt(python.median),
+            rt(python.p99)
+        );
+    }
+    let shared = handoff(
+        std::slice::from_ref(&s.backend),
+        8,
+        args.handoffs,
+        Mode::Default,
+    )
+    .await;
+    println!(
+        "| 8, one shared handle | {} | {} | | | | |",
+        rt(shared.median),
+        rt(shared.p99)
+    );
+
+    println!("\n## Fairness: 8 waiters taking turns\n");
+    println!("| mode | grants to the longest waiter | max wait | mean wait | max / mean |");
+    println!("|---|---|---|---|---|");
+    for mode in [Mode::Default, Mode::Fair] {
+        let (share, max, mean) = fairness(handles, mode, args.handoffs).await;
+        println!(
+            "| {mode:?} | {:.0} % | {} | {} | {:.1} |",
+            share * 100.0,
+            us(max),
+            us(mean),
+            max.as_secs_f64() / mean.as_secs_f64().max(1e-9)
         );
     }
 
     println!("\n## Idle waiters: load while the lock is held\n");
     println!(
-        "| waiters | acquire attempts/s | per waiter | {}/s |",
+        "| waiters | mode | acquire attempts/s | per waiter | {}/s | per waiter |",
         s.command_unit
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for waiters in [1, 8, 64] {
-        let (attempts, commands) = waiter_load(&s, waiters, args.hold).await;
-        println!(
-            "| {waiters} | {attempts:.1} | {:.1} | {} |",
-            attempts / waiters as f64,
-            commands.map_or("-".to_owned(), |c| format!("{c:.1}"))
-        );
+        for mode in [Mode::Default, Mode::Fair, Mode::PythonPoll] {
+            let (attempts, commands) = waiter_load(&s, waiters, args.hold, mode).await;
+            println!(
+                "| {waiters} | {mode:?} | {attempts:.1} | {:.2} | {} | {} |",
+                attempts / waiters as f64,
+                commands.map_or("-".to_owned(), |c| format!("{c:.1}")),
+                commands.map_or("-".to_owned(), |c| format!("{:.2}", c / waiters as f64))
+            );
+        }
     }
-    println!("\n(Python shylock polls every 1/16 s: 16 attempts/s per waiter.)\n");
+    println!("\n(Fair waiters also renew their tickets: one write per ttl / 3 each.)\n");
+
+    #[cfg(feature = "mongo")]
+    if let Some(shapes) = mongo_shapes(&s.raw, half).await {
+        println!("## MongoDB command shapes: one acquire + one release, raw driver\n");
+        println!("| shape | median | p99 | ratio to insert + delete |");
+        println!("|---|---|---|---|");
+        let base = shapes[2].1.median.as_secs_f64();
+        for (label, st) in &shapes {
+            println!(
+                "| {label} | {} | {} | {:.2} |",
+                us(st.median),
+                us(st.p99),
+                st.median.as_secs_f64() / base
+            );
+        }
+        println!();
+    }
 
     println!("## Throughput under contention (acquire + release per second)\n");
     let rounds = if cfg!(feature = "mongo") && label == "mongo" {

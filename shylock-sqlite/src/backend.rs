@@ -13,6 +13,7 @@ use shylock_core::{Error, ErrorKind, LockInfo, Result};
 
 use crate::conn::{count_statements, with_conn};
 use crate::queries as sql;
+use crate::watch::FileWatcher;
 
 pub(crate) const BACKEND: &str = "sqlite";
 
@@ -33,7 +34,9 @@ pub(crate) struct Inner {
     pub(crate) location: String,
     pub(crate) busy_timeout: Duration,
     pub(crate) signals: ReleaseSignals,
-    permit_signals: ReleaseSignals,
+    pub(crate) permit_signals: ReleaseSignals,
+    /// Wakes waiters at commits by other connections (files only).
+    watcher: Option<Arc<FileWatcher>>,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -144,6 +147,7 @@ impl SqliteBackend {
             })?;
         }
         retry_busy("create table", &|| conn.execute_batch(sql::SCHEMA))?;
+        let watcher = wal.then(|| FileWatcher::for_path(Path::new(&location)));
         Ok(SqliteBackend {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
@@ -151,6 +155,7 @@ impl SqliteBackend {
                 busy_timeout: DEFAULT_BUSY_TIMEOUT,
                 signals: ReleaseSignals::new(),
                 permit_signals: ReleaseSignals::new(),
+                watcher,
             }),
         })
     }
@@ -188,6 +193,13 @@ impl SqliteBackend {
             Ok(fence.map(|_| system_time_from_millis(expires)))
         })
         .await
+    }
+
+    /// Starts waking this handle's waiters at other connections' commits.
+    fn watch(&self) {
+        if let Some(watcher) = &self.inner.watcher {
+            watcher.watch(&self.inner);
+        }
     }
 
     pub(crate) fn permit_signals(&self) -> &ReleaseSignals {
@@ -344,7 +356,13 @@ impl Backend for SqliteBackend {
     }
 
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        Some(self.inner.signals.subscribe(name))
+        let signal = self.inner.signals.subscribe(name);
+        self.watch();
+        Some(signal)
+    }
+
+    fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
+        self.inner.watcher.as_ref().and_then(|w| w.since())
     }
 
     async fn claim_permit(
@@ -382,7 +400,9 @@ impl Backend for SqliteBackend {
     }
 
     fn permit_release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        Some(self.inner.permit_signals.subscribe(name))
+        let signal = self.inner.permit_signals.subscribe(name);
+        self.watch();
+        Some(signal)
     }
 
     async fn enqueue(

@@ -39,6 +39,7 @@ mod conn;
 pub mod queries;
 mod queue;
 mod semaphore;
+mod watch;
 
 pub use backend::{SqliteBackend, DEFAULT_BUSY_TIMEOUT};
 

@@ -58,6 +58,35 @@ async fn two_handles_on_one_file_exclude_each_other() {
     drop(ga);
 }
 
+/// A release made through another connection (as by another process)
+/// wakes a waiter at once, not at its next backoff step: this process's
+/// file watcher sees the commit (`PRAGMA data_version`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_through_another_connection_wakes_a_waiter() {
+    use std::time::Duration;
+    let path = temp_db();
+    let a = SqliteBackend::open(&path).unwrap();
+    let b = SqliteBackend::open(&path).unwrap();
+    let name = shylock_core::testkit::unique_name("cross-connection");
+    let holder = shylock_core::AsyncLock::with_backend(name.clone(), a)
+        .acquire()
+        .await
+        .unwrap();
+    // A waiter that would not poll again for a minute.
+    let waiter = shylock_core::AsyncLock::with_backend(name, b).with_options(
+        shylock_core::LockOptions::default()
+            .backoff(Duration::from_secs(60), Duration::from_secs(60)),
+    );
+    let waiting = tokio::spawn(async move { waiter.acquire().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the release through another connection did not wake the waiter")
+        .unwrap();
+    guard.release().await.unwrap();
+}
+
 #[test]
 fn opening_a_missing_directory_is_a_clear_error() {
     let err = SqliteBackend::open("/nonexistent-dir/for/shylock/locks.db").unwrap_err();

@@ -47,6 +47,20 @@ impl ReleaseSignals {
         signals.values().any(|s| s.strong_count() > 0)
     }
 
+    /// Wakes one waiter of every name that has waiters: for backends that
+    /// learn that *something* changed but not what (SQLite's
+    /// `PRAGMA data_version`).
+    pub fn notify_all(&self) {
+        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        signals.retain(|_, signal| match signal.upgrade() {
+            Some(signal) => {
+                signal.notify_one();
+                true
+            }
+            None => false,
+        });
+    }
+
     /// Wakes one waiter of `name`.
     pub fn notify(&self, name: &str) {
         let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
