@@ -455,29 +455,38 @@ impl MongoBackend {
         let full_name = is_hashed(name).then_some(name);
         let pipeline = queries::enqueue_pipeline(owner, duration_to_millis(ttl), full_name);
         let id = document_id(name);
-        let doc = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
-                .upsert(true)
-                .return_document(ReturnDocument::After)
-                .projection(doc! { "queue": 1 })
-                .max_time(max_time(deadline))
-        })
-        .await;
-        let doc = match doc {
-            Ok(Some(doc)) => doc,
-            // Two first enqueues raced to create the document: the loser
-            // is told to try again, as an unavailable store would be.
-            Err(e) if is_duplicate_key(&e) => {
+        // Two first writers of a document race: the loser of the insert
+        // gets a duplicate key error (or, on some servers, no document) and
+        // tries again, when the document exists and is updated instead.
+        let mut attempts = 0;
+        let doc = loop {
+            attempts += 1;
+            let outcome = retry_rate_limited(|| {
+                self.inner
+                    .collection
+                    .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
+                    .upsert(true)
+                    .return_document(ReturnDocument::After)
+                    .projection(doc! { "queue": 1 })
+                    .max_time(max_time(deadline))
+            })
+            .await;
+            match outcome {
+                Ok(Some(doc)) => break doc,
+                Err(e) if is_duplicate_key(&e) && attempts < 5 => {}
+                Ok(None) if attempts < 5 => {}
+                Ok(None) => {
+                    return Err(corrupt(&format!("of {name:?} was not returned by enqueue")))
+                }
+                Err(e) => return Err(mongo_error("enqueue (findOneAndUpdate)", e)),
+            }
+            if deadline.remaining().is_zero() {
                 return Err(shylock_core::Error::backend_msg(
                     "mongodb",
-                    shylock_core::ErrorKind::Unavailable,
-                    format!("enqueue on {name:?} raced with another first enqueue; try again"),
-                ))
+                    shylock_core::ErrorKind::TimedOut,
+                    format!("enqueue on {name:?} kept racing with other first writers"),
+                ));
             }
-            Ok(None) => return Err(corrupt(&format!("of {name:?} was not returned by enqueue"))),
-            Err(e) => return Err(mongo_error("enqueue (findOneAndUpdate)", e)),
         };
         let queue = doc
             .get_array("queue")

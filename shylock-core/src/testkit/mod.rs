@@ -230,7 +230,8 @@ macro_rules! queue_conformance_tests {
             fair_waiters_granted_in_arrival_order, expired_ticket_is_skipped,
             tickets_are_owner_checked_and_idempotent,
             fair_try_acquire_respects_the_line_and_others_barge,
-            cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket);
+            cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket,
+            concurrent_first_enqueues_all_get_a_place);
     };
     (@cases $attrs:tt $make:expr; $($case:ident),* $(,)?) => {
         $( $crate::conformance_tests!(@one $attrs $make; $case); )*

@@ -272,3 +272,25 @@ pub async fn fair_acquire_and_timeout_leave_no_ticket(backend: SharedBackend) {
         .await
         .unwrap();
 }
+
+/// Waiters that join a new line at the same moment (the first writers of
+/// its record race) all get a place, each a different one.
+pub async fn concurrent_first_enqueues_all_get_a_place(backend: SharedBackend) {
+    let name = unique_name("fair-first");
+    let joins: Vec<_> = (0..8)
+        .map(|_| {
+            let (backend, name) = (backend.clone(), name.clone());
+            tokio::spawn(async move {
+                backend
+                    .enqueue(&name, &owner(), Duration::from_secs(30), op_deadline())
+                    .await
+            })
+        })
+        .collect();
+    let mut places = Vec::new();
+    for join in joins {
+        places.push(join.await.unwrap().expect("a racing enqueue failed"));
+    }
+    places.sort_unstable();
+    assert_eq!(places, (0..8).collect::<Vec<u64>>(), "one place each");
+}
