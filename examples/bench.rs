@@ -32,6 +32,8 @@ enum Kind {
 
 struct Args {
     kind: Kind,
+    /// `--only throughput`: just that section (on a fresh server).
+    only_throughput: bool,
     pairs: usize,
     handoffs: usize,
     hold: Duration,
@@ -39,7 +41,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N]\n\
+        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only throughput]\n\
          (mongo needs --features mongo and MONGODB_URI)"
     );
     std::process::exit(2)
@@ -48,6 +50,7 @@ fn usage() -> ! {
 fn parse_args() -> Args {
     let mut kind = None;
     let (mut pairs, mut handoffs, mut hold) = (None, 200, Duration::from_secs(3));
+    let mut only_throughput = false;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -71,6 +74,10 @@ fn parse_args() -> Args {
             "--hold-secs" => {
                 hold = Duration::from_secs(value().parse().unwrap_or_else(|_| usage()))
             }
+            "--only" => match value().as_str() {
+                "throughput" => only_throughput = true,
+                _ => usage(),
+            },
             "--bench" => {} // passed by `cargo bench`-style runners
             _ => usage(),
         }
@@ -82,6 +89,7 @@ fn parse_args() -> Args {
     let default_pairs = 2000;
     Args {
         kind,
+        only_throughput,
         pairs: pairs.unwrap_or(default_pairs),
         handoffs,
         hold,
@@ -857,12 +865,42 @@ async fn throughput(backend: &SharedBackend, tasks: usize, rounds: usize, distin
     (tasks * rounds) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The throughput rows: 16 tasks on one lock, on 16 locks, on one
+/// 4-permit semaphore.
+async fn print_throughput(s: &Setup, label: &str) {
+    println!("## Throughput under contention (acquire + release per second)\n");
+    let rounds = if cfg!(feature = "mongo") && label == "mongo" {
+        20
+    } else {
+        100
+    };
+    println!("| 16 tasks × {rounds} rounds | acquisitions/s |");
+    println!("|---|---|");
+    println!(
+        "| one shared lock | {:.0} |",
+        throughput(&s.backend, 16, rounds, false).await
+    );
+    println!(
+        "| 16 distinct locks | {:.0} |",
+        throughput(&s.backend, 16, rounds, true).await
+    );
+    println!(
+        "| one 4-permit semaphore | {:.0} |",
+        permit_throughput(&s.backend, 16, 4, rounds).await
+    );
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = parse_args();
     let s = setup(args.kind).await;
     let label = format!("{:?}", args.kind).to_lowercase();
     println!("# shylock benchmark: {label} backend\n");
+    if args.only_throughput {
+        print_throughput(&s, &label).await;
+        (s.cleanup)();
+        return;
+    }
     println!(
         "{} cores; {} uncontended pairs, {} handoffs per row, {:?} waiter-load window\n",
         std::thread::available_parallelism()
@@ -1032,26 +1070,7 @@ async fn main() {
         println!();
     }
 
-    println!("## Throughput under contention (acquire + release per second)\n");
-    let rounds = if cfg!(feature = "mongo") && label == "mongo" {
-        20
-    } else {
-        100
-    };
-    println!("| 16 tasks × {rounds} rounds | acquisitions/s |");
-    println!("|---|---|");
-    println!(
-        "| one shared lock | {:.0} |",
-        throughput(&s.backend, 16, rounds, false).await
-    );
-    println!(
-        "| 16 distinct locks | {:.0} |",
-        throughput(&s.backend, 16, rounds, true).await
-    );
-    println!(
-        "| one 4-permit semaphore | {:.0} |",
-        permit_throughput(&s.backend, 16, 4, rounds).await
-    );
+    print_throughput(&s, &label).await;
 
     println!("\n## Semaphore permits beside locks (same run)\n");
     let lock_pairs = library_pairs(&s.backend, half).await;

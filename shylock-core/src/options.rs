@@ -172,6 +172,9 @@ impl LockOptions {
     /// strict arrival order, every user of the name sets `fair(true)`.
     /// Default: `false` (a free lock goes to whichever waiter tries first,
     /// which is faster).
+    ///
+    /// Applies to [`AsyncLock`](crate::AsyncLock) and [`Lock`](crate::Lock);
+    /// semaphores, multi-locks, reentrant locks and elections ignore it.
     pub fn fair(mut self, fair: bool) -> Self {
         self.fair = fair;
         self
