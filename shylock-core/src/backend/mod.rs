@@ -205,7 +205,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// `None` (the default) when releases elsewhere may go unnoticed.
     ///
     /// While it answers, a waiter whose last attempt started after that
-    /// instant pauses up to [`WATCHED_MAX_BACKOFF`](crate::backend::WATCHED_MAX_BACKOFF)
+    /// instant pauses up to [`WATCHED_MAX_BACKOFF`]
     /// between attempts instead of the options' maximum: the signal wakes
     /// it at a release, and the slower polling only finds leases that
     /// expired without a release (a crashed holder).
