@@ -265,13 +265,9 @@ impl Backend for MongoBackend {
 
     async fn release(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
         let (filter, update) = queries::release(&document_id(name), owner);
-        let result = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .update_one(filter.clone(), update.clone())
-        })
-        .await
-        .map_err(|e| mongo_error("release (updateOne)", e))?;
+        let result = self
+            .update_one_op("release (updateOne)", filter, update)
+            .await?;
         let released = result.matched_count == 1;
         if released {
             self.inner.watcher.signals().notify(name);
@@ -507,35 +503,42 @@ impl MongoBackend {
         name: &str,
         owner: &str,
         ttl: Duration,
-        deadline: Deadline,
+        _deadline: Deadline,
     ) -> Result<bool> {
         let (filter, update) =
             queries::extend_ticket(&document_id(name), owner, duration_to_millis(ttl));
-        let result = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .update_one(filter.clone(), update.clone())
-        })
-        .await
-        .map_err(|e| mongo_error("extend ticket (updateOne)", e))?;
-        let _ = deadline;
+        let result = self
+            .update_one_op("extend ticket (updateOne)", filter, update)
+            .await?;
         Ok(result.matched_count == 1)
     }
 
     async fn leave_queue_op(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
         let (filter, update) = queries::leave_queue(&document_id(name), owner);
-        let result = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .update_one(filter.clone(), update.clone())
-        })
-        .await
-        .map_err(|e| mongo_error("leave queue (updateOne)", e))?;
+        let result = self
+            .update_one_op("leave queue (updateOne)", filter, update)
+            .await?;
         let left = result.modified_count == 1;
         if left {
             // The next in line may now be first.
             self.inner.watcher.signals().notify(name);
         }
         Ok(left)
+    }
+
+    /// One `updateOne` on the lock collection (rate-limit errors retried).
+    async fn update_one_op(
+        &self,
+        what: &'static str,
+        filter: Document,
+        update: impl Into<mongodb::options::UpdateModifications> + Clone,
+    ) -> Result<mongodb::results::UpdateResult> {
+        retry_rate_limited(|| {
+            self.inner
+                .collection
+                .update_one(filter.clone(), update.clone())
+        })
+        .await
+        .map_err(|e| mongo_error(what, e))
     }
 }

@@ -195,6 +195,26 @@ impl SqliteBackend {
         .await
     }
 
+    /// One `IMMEDIATE` transaction running `statement` (?1 name, ?2 owner);
+    /// whether it changed a row.
+    pub(crate) async fn write_owned(
+        &self,
+        what: &'static str,
+        statement: &'static str,
+        name: &str,
+        owner: &str,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        with_conn(&self.inner, what, deadline, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let changed = tx.execute(statement, params![name.as_bytes(), owner])?;
+            tx.commit()?;
+            Ok(changed == 1)
+        })
+        .await
+    }
+
     /// Starts waking this handle's waiters at other connections' commits.
     fn watch(&self) {
         if let Some(watcher) = &self.inner.watcher {
@@ -273,14 +293,9 @@ impl Backend for SqliteBackend {
     }
 
     async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        let (owned, owner) = (name.to_owned(), owner.to_owned());
-        let released = with_conn(&self.inner, "release", deadline, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let changed = tx.execute(sql::RELEASE, params![owned.as_bytes(), owner])?;
-            tx.commit()?;
-            Ok(changed == 1)
-        })
-        .await?;
+        let released = self
+            .write_owned("release", sql::RELEASE, name, owner, deadline)
+            .await?;
         if released {
             self.inner.signals.notify(name);
         }

@@ -125,14 +125,9 @@ impl SqliteBackend {
         owner: &str,
         deadline: Deadline,
     ) -> Result<bool> {
-        let (owned, owner) = (name.to_owned(), owner.to_owned());
-        let left = with_conn(self.inner(), "leave queue", deadline, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let changed = tx.execute(sql::TICKET_LEAVE, params![owned.as_bytes(), owner])?;
-            tx.commit()?;
-            Ok(changed == 1)
-        })
-        .await?;
+        let left = self
+            .write_owned("leave queue", sql::TICKET_LEAVE, name, owner, deadline)
+            .await?;
         if left {
             // The next in line may now be first.
             self.inner().signals.notify(name);

@@ -107,14 +107,9 @@ impl SqliteBackend {
         owner: &str,
         deadline: Deadline,
     ) -> Result<bool> {
-        let (owned, owner) = (name.to_owned(), owner.to_owned());
-        let released = with_conn(self.inner(), "release permit", deadline, move |conn| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let changed = tx.execute(sql::PERMIT_RELEASE, params![owned.as_bytes(), owner])?;
-            tx.commit()?;
-            Ok(changed == 1)
-        })
-        .await?;
+        let released = self
+            .write_owned("release permit", sql::PERMIT_RELEASE, name, owner, deadline)
+            .await?;
         if released {
             self.permit_signals().notify(name);
         }
