@@ -181,7 +181,20 @@ async fn mongo_setup() -> Setup {
     let backend = shylock::MongoBackend::new(db.clone())
         .await
         .expect("mongo setup");
-    let raw = db.collection::<bson::Document>("raw_baseline");
+    // The raw baseline sends the same commands with the same write and
+    // read concern as the backend (majority, 5 s wtimeout).
+    let raw = db.collection_with_options::<bson::Document>(
+        "raw_baseline",
+        shylock::mongo::mongodb::options::CollectionOptions::builder()
+            .write_concern(
+                shylock::mongo::mongodb::options::WriteConcern::builder()
+                    .w(shylock::mongo::mongodb::options::Acknowledgment::Majority)
+                    .w_timeout(Duration::from_secs(5))
+                    .build(),
+            )
+            .read_concern(shylock::mongo::mongodb::options::ReadConcern::majority())
+            .build(),
+    );
     // Separate clients too, as separate processes would have.
     let mut separate = Vec::new();
     for _ in 0..65 {
@@ -339,7 +352,8 @@ async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                     .find_one_and_update(doc! { "_id": "bench/raw" }, pipeline.clone())
                     .upsert(true)
                     .return_document(ReturnDocument::After)
-                    .projection(doc! { "_id": 0, "owner": 1, "expiresAt": 1, "fence": 1 })
+                    .projection(shylock::mongo::queries::lease_projection())
+                    .max_time(Duration::from_secs(10))
                     .await
                     .unwrap();
                 collection

@@ -1,17 +1,22 @@
-//! One claim attempt, run to completion in its own task.
+//! One claim attempt, always run to completion.
 //!
 //! A caller may stop waiting at any moment (its future is dropped, or its
 //! wait deadline passes) while a claim is on its way to the database. The
-//! claim itself is never cut short by the caller: it runs in a task of its
-//! own until the database answers or the operation timeout passes, and
-//! whatever may have been won is released unless the caller took it. So the
-//! release can never overtake the claim it cleans up after (on another
-//! pooled connection, say), and a cancelled `acquire()` never leaves a lock
-//! held by nobody until its ttl.
+//! claim itself is never cut short by the caller: it runs in the caller's
+//! task while the caller waits for it (no thread hop on the common path),
+//! and if the caller goes away first, the unfinished claim moves to a task
+//! of its own and runs until the database answers or the operation timeout
+//! passes. Whatever may have been won is released unless the caller took
+//! it. So the release can never overtake the claim it cleans up after (on
+//! another pooled connection, say), and a cancelled `acquire()` never
+//! leaves a lock held by nobody until its ttl.
 
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use tokio::time::Instant;
 
 use crate::backend::{Deadline, Grant, SharedBackend};
@@ -50,7 +55,7 @@ struct Cleanup {
     name: String,
     owner: String,
     timeout: Duration,
-    runtime: tokio::runtime::Handle,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Drop for Cleanup {
@@ -64,7 +69,11 @@ impl Drop for Cleanup {
         let timeout = self.timeout;
         let target = self.target;
         tracing::debug!(lock = %name, "attempt abandoned; releasing whatever it may have won");
-        self.runtime.spawn(async move {
+        let Some(runtime) = &self.runtime else {
+            tracing::debug!(lock = %name, "no runtime to release on; the lock expires by its ttl");
+            return;
+        };
+        runtime.spawn(async move {
             let deadline = Deadline::after(timeout);
             let release = target.release(&backend, &name, &owner, deadline);
             match bounded("release", deadline, release).await {
@@ -76,9 +85,54 @@ impl Drop for Cleanup {
     }
 }
 
-/// Starts one claim attempt on the current runtime and returns the channel
-/// its outcome arrives on. Dropping the receiver abandons the attempt
-/// (anything it wins is released).
+/// The claim in flight: a future that runs in the caller's task while the
+/// caller polls it. Dropped before it finished, it hands the unfinished
+/// claim to a task on the same runtime, which completes it and releases
+/// whatever it won.
+pub(crate) struct Pending {
+    claim: Option<Pin<Box<dyn Future<Output = Outcome> + Send>>>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Future for Pending {
+    type Output = Outcome;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let Some(claim) = self.claim.as_mut() else {
+            // Polled again after it finished: a bug in the caller.
+            return Poll::Pending;
+        };
+        match claim.as_mut().poll(cx) {
+            Poll::Ready(outcome) => {
+                self.claim = None;
+                Poll::Ready(outcome)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        match &self.runtime {
+            // The outcome is dropped when the claim finishes, which
+            // releases a win.
+            Some(runtime) => {
+                runtime.spawn(async move {
+                    drop(claim.await);
+                });
+            }
+            None => tracing::debug!("attempt abandoned outside a runtime; the lock expires by its ttl"),
+        }
+    }
+}
+
+/// Starts one claim attempt. Awaiting the returned future runs it; dropping
+/// the future abandons the attempt (it completes in the background, and
+/// anything it wins is released).
 pub(crate) fn start(
     target: Target,
     backend: &SharedBackend,
@@ -86,11 +140,12 @@ pub(crate) fn start(
     owner: &str,
     ttl: Duration,
     timeout: Duration,
-) -> oneshot::Receiver<Outcome> {
-    let (tx, rx) = oneshot::channel();
+) -> Pending {
     let backend = backend.clone();
     let (name, owner) = (name.to_owned(), owner.to_owned());
-    tokio::spawn(async move {
+    let runtime = tokio::runtime::Handle::try_current().ok();
+    let cleanup_runtime = runtime.clone();
+    let claim = async move {
         let started = Instant::now();
         let deadline = Deadline::after(timeout);
         let result = bounded(
@@ -100,7 +155,7 @@ pub(crate) fn start(
         )
         .await;
         let armed = !matches!(result, Ok(None));
-        let outcome = Outcome {
+        Outcome {
             result,
             started,
             cleanup: Cleanup {
@@ -110,12 +165,12 @@ pub(crate) fn start(
                 name,
                 owner,
                 timeout,
-                runtime: tokio::runtime::Handle::current(),
+                runtime: cleanup_runtime,
             },
-        };
-        // If the caller is gone the outcome comes back and is dropped here,
-        // which releases a win.
-        let _ = tx.send(outcome);
-    });
-    rx
+        }
+    };
+    Pending {
+        claim: Some(Box::pin(claim)),
+        runtime,
+    }
 }

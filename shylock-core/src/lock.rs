@@ -373,11 +373,6 @@ async fn attempt_until(
             },
             None => pending.await,
         };
-        let Ok(outcome) = outcome else {
-            return Err(Error::Panicked {
-                operation: "acquire",
-            });
-        };
         let (result, attempt_started) = outcome.resolve();
         if let Some(grant) = result? {
             if Instant::now() >= options.lease_deadline(attempt_started, options.ttl) {
