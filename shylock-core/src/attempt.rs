@@ -125,7 +125,9 @@ impl Drop for Pending {
                     drop(claim.await);
                 });
             }
-            None => tracing::debug!("attempt abandoned outside a runtime; the lock expires by its ttl"),
+            None => {
+                tracing::debug!("attempt abandoned outside a runtime; the lock expires by its ttl")
+            }
         }
     }
 }
