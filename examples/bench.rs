@@ -255,11 +255,21 @@ fn bench_options() -> LockOptions {
 async fn library_pairs(backend: &SharedBackend, n: usize) -> Stats {
     let lock =
         AsyncLock::with_backend("bench/uncontended", backend.clone()).with_options(bench_options());
+    pairs(n, || lock.try_acquire()).await
+}
+
+/// `n` timed uncontended pairs of `try_acquire` (which must win) and
+/// release, after a warm-up of n / 10.
+async fn pairs<F, Fut>(n: usize, try_acquire: F) -> Stats
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = shylock::Result<Option<shylock::AsyncLockGuard>>>,
+{
     for _ in 0..n / 10 + 1 {
-        lock.try_acquire()
+        try_acquire()
             .await
             .unwrap()
-            .unwrap()
+            .expect("uncontended lease was held")
             .release()
             .await
             .unwrap();
@@ -268,11 +278,10 @@ async fn library_pairs(backend: &SharedBackend, n: usize) -> Stats {
     let start = Instant::now();
     for _ in 0..n {
         let t = Instant::now();
-        let guard = lock
-            .try_acquire()
+        let guard = try_acquire()
             .await
             .unwrap()
-            .expect("uncontended lock was held");
+            .expect("uncontended lease was held");
         guard.release().await.unwrap();
         samples.push(t.elapsed());
     }
@@ -603,29 +612,9 @@ async fn mongo_shapes(raw: &Raw, n: usize) -> Option<[(&'static str, Stats); 3]>
         return None;
     };
     let owner = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    // The shape shylock sends: findOneAndUpdate with an update pipeline.
-    let pipeline = shylock::mongo::acquire_pipeline(owner, 30_000, None);
-    let mut samples = Vec::with_capacity(n);
-    let start = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        collection
-            .find_one_and_update(doc! { "_id": "bench/shape/pipeline" }, pipeline.clone())
-            .upsert(true)
-            .return_document(ReturnDocument::After)
-            .projection(doc! { "_id": 0, "owner": 1, "expiresAt": 1, "fence": 1 })
-            .await
-            .unwrap();
-        collection
-            .update_one(
-                doc! { "_id": "bench/shape/pipeline", "owner": owner },
-                doc! { "$unset": { "owner": "" }, "$currentDate": { "expiresAt": true } },
-            )
-            .await
-            .unwrap();
-        samples.push(t.elapsed());
-    }
-    let pipeline_stats = stats(samples, start.elapsed());
+    // The shape shylock sends: findOneAndUpdate with an update pipeline,
+    // exactly as the raw baseline sends it.
+    let pipeline_stats = raw_pairs(raw, n).await;
     // A classic update: `$expr` filter on the server clock, `$currentDate`
     // with the ttl stored beside it, `$inc` for the fence.
     let free = doc! { "$expr": { "$or": [
@@ -782,28 +771,7 @@ async fn failover(backend: &SharedBackend, ttl: Duration) -> Duration {
 async fn permit_pairs(backend: &SharedBackend, n: usize) -> Stats {
     let sem = AsyncSemaphore::with_backend("bench/permits", 4, backend.clone())
         .with_options(bench_options());
-    for _ in 0..n / 10 + 1 {
-        sem.try_acquire()
-            .await
-            .unwrap()
-            .unwrap()
-            .release()
-            .await
-            .unwrap();
-    }
-    let mut samples = Vec::with_capacity(n);
-    let start = Instant::now();
-    for _ in 0..n {
-        let t = Instant::now();
-        let permit = sem
-            .try_acquire()
-            .await
-            .unwrap()
-            .expect("uncontended semaphore was full");
-        permit.release().await.unwrap();
-        samples.push(t.elapsed());
-    }
-    stats(samples, start.elapsed())
+    pairs(n, || sem.try_acquire()).await
 }
 
 /// Commands per uncontended permit acquire and per permit release.

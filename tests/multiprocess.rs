@@ -925,17 +925,21 @@ fn temp_dir() -> PathBuf {
     dir
 }
 
+/// `sqlite:<path>` of a lock file in a fresh directory, and the directory.
+fn sqlite_spec() -> (String, PathBuf) {
+    let dir = temp_dir();
+    (format!("sqlite:{}", dir.join("locks.db").display()), dir)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_processes_never_overlap() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     processes_never_overlap(spec, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_killed_holder_frees_after_ttl() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     killed_holder_frees_after_ttl(spec, &dir).await;
 }
 
@@ -963,15 +967,13 @@ async fn mongo_killed_holder_frees_after_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_paused_holder_learns_it_lost() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     paused_holder_learns_it_lost(spec, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_soak() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     soak("sqlite", spec, &dir).await;
 }
 
@@ -991,8 +993,7 @@ async fn mongo_soak() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_killed_permit_holder_frees_after_ttl() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     killed_permit_holder_frees_after_ttl(spec, &dir).await;
 }
 
@@ -1005,8 +1006,7 @@ async fn mongo_killed_permit_holder_frees_after_ttl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_candidates_never_lead_at_once() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     candidates_never_lead_at_once("sqlite", spec, &dir).await;
 }
 
@@ -1019,8 +1019,7 @@ async fn mongo_candidates_never_lead_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_multi_locks_never_deadlock() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     multi_locks_never_deadlock(spec, &dir, 100).await;
 }
 
@@ -1033,22 +1032,19 @@ async fn mongo_multi_locks_never_deadlock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_sigterm_releases_at_once() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     sigterm_releases_at_once(spec, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_fair_processes_keep_arrival_order() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     fair_processes_keep_arrival_order(spec, &dir).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_killed_queued_waiter_is_skipped() {
-    let dir = temp_dir();
-    let spec = format!("sqlite:{}", dir.join("locks.db").display());
+    let (spec, dir) = sqlite_spec();
     killed_queued_waiter_is_skipped(spec, &dir).await;
 }
 

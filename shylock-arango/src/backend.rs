@@ -222,13 +222,7 @@ impl Backend for ArangoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let vars = vec![
-            ("key", json!(document_key(name))),
-            ("name", json!(name)),
-            ("sortKey", json!(sort_key(name))),
-            ("owner", json!(owner)),
-            ("ttl", json!(duration_to_millis(ttl))),
-        ];
+        let vars = claim_vars(name, owner, ttl);
         self.claim_with("acquire", queries::ACQUIRE, vars, owner, deadline)
             .await
     }
@@ -250,13 +244,7 @@ impl Backend for ArangoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let vars = vec![
-            ("key", json!(document_key(name))),
-            ("name", json!(name)),
-            ("sortKey", json!(sort_key(name))),
-            ("owner", json!(owner)),
-            ("ttl", json!(duration_to_millis(ttl))),
-        ];
+        let vars = claim_vars(name, owner, ttl);
         self.claim_with("acquire (fair)", queries::CLAIM_FAIR, vars, owner, deadline)
             .await
     }
@@ -412,6 +400,17 @@ impl Backend for ArangoBackend {
     fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.inner.permit_signals.subscribe(name))
     }
+}
+
+/// The bind variables of `ACQUIRE`, `CLAIM_FAIR` and `ENQUEUE`.
+pub(crate) fn claim_vars(name: &str, owner: &str, ttl: Duration) -> Vec<(&'static str, Value)> {
+    vec![
+        ("key", json!(document_key(name))),
+        ("name", json!(name)),
+        ("sortKey", json!(sort_key(name))),
+        ("owner", json!(owner)),
+        ("ttl", json!(duration_to_millis(ttl))),
+    ]
 }
 
 impl ArangoBackend {

@@ -9,9 +9,9 @@ use serde_json::json;
 use shylock_core::backend::{duration_to_millis, Deadline};
 use shylock_core::Result;
 
-use crate::backend::ArangoBackend;
+use crate::backend::{claim_vars, ArangoBackend};
 use crate::error::{ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT};
-use crate::key::{document_key, sort_key};
+use crate::key::document_key;
 use crate::queries;
 
 const CONFLICTS: [u16; 2] = [ERROR_UNIQUE_CONSTRAINT, ERROR_CONFLICT];
@@ -24,13 +24,7 @@ impl ArangoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        let vars = vec![
-            ("key", json!(document_key(name))),
-            ("name", json!(name)),
-            ("sortKey", json!(sort_key(name))),
-            ("owner", json!(owner)),
-            ("ttl", json!(duration_to_millis(ttl))),
-        ];
+        let vars = claim_vars(name, owner, ttl);
         let rows: Vec<i64> = self
             .write_retrying("enqueue", queries::ENQUEUE, vars, deadline, &CONFLICTS, 20)
             .await
