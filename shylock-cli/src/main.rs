@@ -283,7 +283,15 @@ async fn holder(
     out: &Output,
 ) -> Result<Option<LockInfo>, Failure> {
     let deadline = Deadline::after(out.timeout);
-    match tokio::time::timeout(out.timeout, backend.inspect(name, deadline)).await {
+    bounded(out, backend.inspect(name, deadline)).await
+}
+
+/// One operation on the store, bounded by `--timeout`.
+async fn bounded<T>(
+    out: &Output,
+    operation: impl std::future::Future<Output = shylock::Result<T>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(out.timeout, operation).await {
         Ok(result) => result.map_err(Failure::from_error),
         Err(_) => Err(Failure::unreachable(format!(
             "the store did not answer within {:?}",
@@ -301,12 +309,7 @@ async fn inspect(
     check_name(name)?;
     if semaphore {
         let deadline = Deadline::after(out.timeout);
-        let info = tokio::time::timeout(out.timeout, backend.inspect_semaphore(name, deadline))
-            .await
-            .map_err(|_| {
-                Failure::unreachable(format!("the store did not answer within {:?}", out.timeout))
-            })?
-            .map_err(Failure::from_error)?;
+        let info = bounded(out, backend.inspect_semaphore(name, deadline)).await?;
         if out.json {
             println!("{}", semaphore_json(&info));
         } else if info.holders.is_empty() {
@@ -398,12 +401,7 @@ async fn release(
     }
     // Owner-checked: only the holder shown above is released.
     let deadline = Deadline::after(out.timeout);
-    let freed = tokio::time::timeout(out.timeout, backend.release(name, &info.owner, deadline))
-        .await
-        .map_err(|_| {
-            Failure::unreachable(format!("the store did not answer within {:?}", out.timeout))
-        })?
-        .map_err(Failure::from_error)?;
+    let freed = bounded(out, backend.release(name, &info.owner, deadline)).await?;
     if !freed {
         if out.json {
             println!(
