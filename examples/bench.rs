@@ -3,15 +3,17 @@
 //! each beside the raw database doing the same work, measured in one run.
 //!
 //! ```sh
-//! cargo run --release --example bench -- --backend memory
-//! cargo run --release --example bench -- --backend sqlite
+//! cargo run --release --example bench --features bench -- --backend memory
+//! cargo run --release --example bench --features bench -- --backend sqlite
 //! MONGODB_URI="mongodb://127.0.0.1:27017/?directConnection=true" \
-//!     cargo run --release --example bench --features mongo -- --backend mongo
+//!     cargo run --release --example bench --features bench,mongo -- --backend mongo
 //! ```
 //!
 //! Options: `--pairs N` (uncontended pairs, default 2000; 500 on mongo),
-//! `--handoffs N` (per waiter count, default 200), `--hold-secs N` (waiter
-//! load window, default 3). Prints markdown tables. Machines are noisy:
+//! `--handoffs N` (per waiter count, default 200), `--waiters 1,8,64`
+//! (waiter counts of the handoff rows), `--hold-secs N` (waiter load
+//! window, default 3), `--only throughput|handoff` (just that section).
+//! Prints markdown tables. Machines are noisy:
 //! compare the ratios within one run, not absolute numbers across runs.
 
 use std::sync::atomic::Ordering;
@@ -30,18 +32,26 @@ enum Kind {
     Mongo,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Only {
+    Throughput,
+    Handoff,
+}
+
 struct Args {
     kind: Kind,
-    /// `--only throughput`: just that section (on a fresh server).
-    only_throughput: bool,
+    /// `--only throughput|handoff`: just that section (on a fresh server).
+    only: Option<Only>,
     pairs: usize,
     handoffs: usize,
+    /// Waiter counts of the handoff rows (`--waiters 1,8,64`).
+    waiters: Vec<usize>,
     hold: Duration,
 }
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only throughput]\n\
+        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only throughput|handoff] [--waiters 1,8,64]\n\
          (mongo needs --features mongo and MONGODB_URI)"
     );
     std::process::exit(2)
@@ -50,7 +60,8 @@ fn usage() -> ! {
 fn parse_args() -> Args {
     let mut kind = None;
     let (mut pairs, mut handoffs, mut hold) = (None, 200, Duration::from_secs(3));
-    let mut only_throughput = false;
+    let mut only = None;
+    let mut waiters = vec![1, 8, 64];
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
@@ -74,8 +85,15 @@ fn parse_args() -> Args {
             "--hold-secs" => {
                 hold = Duration::from_secs(value().parse().unwrap_or_else(|_| usage()))
             }
+            "--waiters" => {
+                waiters = value()
+                    .split(',')
+                    .map(|n| n.trim().parse().unwrap_or_else(|_| usage()))
+                    .collect()
+            }
             "--only" => match value().as_str() {
-                "throughput" => only_throughput = true,
+                "throughput" => only = Some(Only::Throughput),
+                "handoff" => only = Some(Only::Handoff),
                 _ => usage(),
             },
             "--bench" => {} // passed by `cargo bench`-style runners
@@ -89,7 +107,8 @@ fn parse_args() -> Args {
     let default_pairs = 2000;
     Args {
         kind,
-        only_throughput,
+        only,
+        waiters,
         pairs: pairs.unwrap_or(default_pairs),
         handoffs,
         hold,
@@ -399,8 +418,23 @@ async fn commands_per_op(s: &Setup, n: usize) -> Option<(f64, f64)> {
 /// Time from a release returning to the next holder's acquire returning,
 /// with `waiters` tasks waiting in `acquire()` while one holds the lock. A
 /// task that released waits for someone else to take the lock before it
-/// queues again, so every sample is a handoff to a waiter.
-async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize, mode: Mode) -> Stats {
+/// queues again, so every sample is a handoff to a waiter. Also returns
+/// the claims all tasks sent per handoff (a task that queues again makes
+/// two at once: one try, one after subscribing to wake-ups).
+async fn handoff(
+    backends: &[SharedBackend],
+    waiters: usize,
+    handoffs: usize,
+    mode: Mode,
+) -> (Stats, f64) {
+    let counted: Vec<Arc<CountingBackend>> = backends
+        .iter()
+        .map(|b| CountingBackend::new(b.clone()))
+        .collect();
+    let backends: Vec<SharedBackend> = counted
+        .iter()
+        .map(|c| SharedBackend::from_arc(c.clone()))
+        .collect();
     let name = format!("bench/handoff/{waiters}/{}", uuid::Uuid::new_v4());
     let last_release: Arc<Mutex<Option<Instant>>> = Arc::new(Mutex::new(None));
     let samples: Arc<Mutex<Vec<Duration>>> = Arc::new(Mutex::new(Vec::new()));
@@ -457,7 +491,9 @@ async fn handoff(backends: &[SharedBackend], waiters: usize, handoffs: usize, mo
         t.await.unwrap();
     }
     let samples = std::mem::take(&mut *samples.lock().unwrap());
-    stats(samples, start.elapsed())
+    let claims: u64 = counted.iter().map(|c| c.claim_count()).sum();
+    let per_handoff = claims as f64 / samples.len().max(1) as f64;
+    (stats(samples, start.elapsed()), per_handoff)
 }
 
 /// Acquire attempts per second that `waiters` idle waiters cause while the
@@ -872,16 +908,90 @@ async fn print_throughput(s: &Setup, label: &str) {
     );
 }
 
+/// The handoff table: 1, 8 and 64 waiters in each mode, in round trips.
+async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) {
+    println!("## Handoff: release returned → next holder's acquire returned\n");
+    println!(
+        "Each waiter has its own handle (like separate processes); one round trip \
+         (half a raw pair) is {}.\n",
+        us(round_trip)
+    );
+    println!(
+        "| waiters | default: median | p99 | claims / handoff | fair: median | p99 | claims / handoff \
+         | Python's 62.5 ms poll: median | p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let handles: &[SharedBackend] = if s.separate.is_empty() {
+        std::slice::from_ref(&s.backend)
+    } else {
+        &s.separate
+    };
+    let rt = |d: Duration| {
+        if round_trip.is_zero() {
+            us(d)
+        } else {
+            format!(
+                "{} ({:.1} RT)",
+                us(d),
+                d.as_secs_f64() / round_trip.as_secs_f64()
+            )
+        }
+    };
+    for waiters in args.waiters.clone() {
+        let (default, default_claims) =
+            handoff(handles, waiters, args.handoffs, Mode::Default).await;
+        let (fair, fair_claims) = handoff(handles, waiters, args.handoffs, Mode::Fair).await;
+        // The fixed poll is slow: fewer samples.
+        let (python, _) = handoff(
+            handles,
+            waiters,
+            (args.handoffs / 4).max(10),
+            Mode::PythonPoll,
+        )
+        .await;
+        println!(
+            "| {waiters} | {} | {} | {default_claims:.1} | {} | {} | {fair_claims:.1} | {} | {} |",
+            rt(default.median),
+            rt(default.p99),
+            rt(fair.median),
+            rt(fair.p99),
+            rt(python.median),
+            rt(python.p99)
+        );
+    }
+    let (shared, shared_claims) = handoff(
+        std::slice::from_ref(&s.backend),
+        8,
+        args.handoffs,
+        Mode::Default,
+    )
+    .await;
+    println!(
+        "| 8, one shared handle | {} | {} | {shared_claims:.1} | | | | | |",
+        rt(shared.median),
+        rt(shared.p99)
+    );
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = parse_args();
     let s = setup(args.kind).await;
     let label = format!("{:?}", args.kind).to_lowercase();
     println!("# shylock benchmark: {label} backend\n");
-    if args.only_throughput {
-        print_throughput(&s, &label).await;
-        (s.cleanup)();
-        return;
+    match args.only {
+        Some(Only::Throughput) => {
+            print_throughput(&s, &label).await;
+            (s.cleanup)();
+            return;
+        }
+        Some(Only::Handoff) => {
+            let raw = raw_pairs(&s.raw, args.pairs).await;
+            print_handoff(&s, &args, raw.median / 2).await;
+            (s.cleanup)();
+            return;
+        }
+        None => {}
     }
     println!(
         "{} cores; {} uncontended pairs, {} handoffs per row, {:?} waiter-load window\n",
@@ -944,63 +1054,12 @@ async fn main() {
 
     // One round trip: half an uncontended raw pair.
     let round_trip = raw.median / 2;
-    println!("## Handoff: release returned → next holder's acquire returned\n");
-    println!(
-        "Each waiter has its own handle (like separate processes); one round trip \
-         (half a raw pair) is {}.\n",
-        us(round_trip)
-    );
-    println!("| waiters | default: median | p99 | fair: median | p99 | Python's 62.5 ms poll: median | p99 |");
-    println!("|---|---|---|---|---|---|---|");
+    print_handoff(&s, &args, round_trip).await;
     let handles: &[SharedBackend] = if s.separate.is_empty() {
         std::slice::from_ref(&s.backend)
     } else {
         &s.separate
     };
-    let rt = |d: Duration| {
-        if round_trip.is_zero() {
-            us(d)
-        } else {
-            format!(
-                "{} ({:.1} RT)",
-                us(d),
-                d.as_secs_f64() / round_trip.as_secs_f64()
-            )
-        }
-    };
-    for waiters in [1, 8, 64] {
-        let default = handoff(handles, waiters, args.handoffs, Mode::Default).await;
-        let fair = handoff(handles, waiters, args.handoffs, Mode::Fair).await;
-        // The fixed poll is slow: fewer samples.
-        let python = handoff(
-            handles,
-            waiters,
-            (args.handoffs / 4).max(10),
-            Mode::PythonPoll,
-        )
-        .await;
-        println!(
-            "| {waiters} | {} | {} | {} | {} | {} | {} |",
-            rt(default.median),
-            rt(default.p99),
-            rt(fair.median),
-            rt(fair.p99),
-            rt(python.median),
-            rt(python.p99)
-        );
-    }
-    let shared = handoff(
-        std::slice::from_ref(&s.backend),
-        8,
-        args.handoffs,
-        Mode::Default,
-    )
-    .await;
-    println!(
-        "| 8, one shared handle | {} | {} | | | | |",
-        rt(shared.median),
-        rt(shared.p99)
-    );
 
     println!("\n## Fairness: 8 waiters taking turns\n");
     println!("| mode | grants to the longest waiter | max wait | mean wait | max / mean |");

@@ -291,6 +291,8 @@ pub(crate) struct Backoff {
     min: Duration,
     max: Duration,
     ceiling: Duration,
+    /// Releases wake the waiter: pause long from the first pause on.
+    watched: bool,
 }
 
 impl Backoff {
@@ -299,7 +301,17 @@ impl Backoff {
             min: options.min_backoff,
             max: options.max_backoff,
             ceiling: options.min_backoff,
+            watched: false,
         }
+    }
+
+    /// Sets the longest pause and whether releases wake the waiter (see
+    /// `Backend::releases_watched_since`). While watched, every pause is
+    /// uniform in [max / 2, max], since polling then only finds leases
+    /// that expired without a release; otherwise pauses grow as usual.
+    pub(crate) fn set_watched(&mut self, watched: bool, max: Duration) {
+        self.watched = watched;
+        self.set_max(max);
     }
 
     /// Sets the longest pause (the ceiling follows it down).
@@ -311,6 +323,10 @@ impl Backoff {
     /// The next pause: uniform in [min, ceiling], the ceiling doubling each
     /// time up to max.
     pub(crate) fn next_delay(&mut self) -> Duration {
+        if self.watched {
+            let high = self.max.as_micros() as u64;
+            return Duration::from_micros(fastrand::u64(high / 2..=high));
+        }
         let low = self.min.as_micros() as u64;
         let high = (self.ceiling.as_micros() as u64).max(low);
         let delay = Duration::from_micros(fastrand::u64(low..=high));
@@ -375,5 +391,19 @@ mod tests {
             assert!(d >= Duration::from_millis(2) && d <= Duration::from_millis(64));
         }
         assert_eq!(b.ceiling, Duration::from_millis(64));
+    }
+
+    #[test]
+    fn watched_backoff_pauses_long_from_the_first_pause() {
+        let o = LockOptions::default().backoff(Duration::from_millis(2), Duration::from_millis(64));
+        let mut b = Backoff::new(&o);
+        let long = Duration::from_secs(3);
+        b.set_watched(true, long);
+        for _ in 0..100 {
+            let d = b.next_delay();
+            assert!(d >= long / 2 && d <= long, "{d:?}");
+        }
+        b.set_watched(false, Duration::from_millis(64));
+        assert!(b.next_delay() <= Duration::from_millis(64));
     }
 }

@@ -184,6 +184,9 @@ impl Backend for ShardedBackend {
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.shard(name).release_signal(name)
     }
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.shard(name).turn_signal(name, owner)
+    }
 
     async fn claim_permit(
         &self,

@@ -110,7 +110,7 @@ impl AsyncTicket {
                 })
             }
         };
-        let slot = LocalSlot::join(&backend, &name);
+        let slot = LocalSlot::join(&backend, &name, &owner);
         let renewal = tokio::spawn(keep_ticket(
             backend.clone(),
             name.clone(),
@@ -339,11 +339,14 @@ pub(crate) struct LocalSlot {
 }
 
 impl LocalSlot {
-    fn join(backend: &SharedBackend, name: &str) -> LocalSlot {
+    fn join(backend: &SharedBackend, name: &str, owner: &str) -> LocalSlot {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let key = (backend.id(), name.to_owned());
-        let notify = Arc::new(Notify::new());
+        // The backend may wake this waiter itself when its ticket is first
+        // in line (whichever process released); the process's line wakes
+        // it too, for releases made here.
+        let notify = backend.turn_signal(name, owner).unwrap_or_default();
         lock_lines()
             .entry(key.clone())
             .or_default()

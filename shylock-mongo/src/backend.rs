@@ -353,6 +353,10 @@ impl Backend for MongoBackend {
         Some(self.inner.watcher.signals().subscribe(name))
     }
 
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.inner.watcher.signals().subscribe_turn(name, owner))
+    }
+
     async fn claim_permit(
         &self,
         name: &str,

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use bson::Document;
+use bson::{Bson, Document};
+use mongodb::change_stream::event::ChangeStreamEvent;
+use mongodb::options::FullDocumentType;
 use mongodb::Collection;
 use shylock_core::backend::ReleaseSignals;
 use tokio::sync::watch;
@@ -106,18 +108,49 @@ impl Shared {
         self.signals.has_subscribers() || self.permit_signals.has_subscribers()
     }
 
-    /// Wakes a waiter for the document `key` names: a lock (string or
-    /// binary `_id`; binary ids carry no name, so those waiters poll) or a
-    /// semaphore (`_id: {semaphore: name}`).
-    fn wake(&self, key: &Document) {
-        match key.get("_id") {
-            Some(bson::Bson::String(name)) => self.signals.notify(name),
-            Some(bson::Bson::Document(id)) => {
+    /// Wakes the waiter that can win after the release `event`: for a
+    /// semaphore (`_id: {semaphore: name}`), one permit waiter; for a lock,
+    /// the fair waiter first in line if there is a line (only where that
+    /// waiter is in this process), nobody if the lock was taken again
+    /// meanwhile, or else one waiter of the name.
+    fn wake(self: &Arc<Self>, event: &ChangeStreamEvent<Document>) {
+        let id = event.document_key.as_ref().and_then(|key| key.get("_id"));
+        let full = event.full_document.as_ref();
+        let name = match id {
+            Some(Bson::Document(id)) => {
                 if let Ok(name) = id.get_str("semaphore") {
                     self.permit_signals.notify(name);
                 }
+                return;
             }
-            _ => {}
+            Some(Bson::String(name)) => name.as_str(),
+            // A long name's digest `_id`: the name is in the document.
+            _ => match full.and_then(|doc| doc.get_str("name").ok()) {
+                Some(name) => name,
+                None => return,
+            },
+        };
+        match wake_target(full, event.wall_time) {
+            Wake::Turn { head, next } => {
+                self.signals.notify_turn(name, head);
+                // If the first in line has crashed, the next one may go
+                // when that ticket ends (by the server's clock), not at
+                // its next poll.
+                if let Some((next, after)) = next {
+                    if self.signals.has_turn(name, next) {
+                        let (name, next) = (name.to_owned(), next.to_owned());
+                        let shared = Arc::downgrade(self);
+                        tokio::spawn(async move {
+                            tokio::time::sleep(after).await;
+                            if let Some(s) = shared.upgrade() {
+                                s.signals.notify_turn(&name, &next);
+                            }
+                        });
+                    }
+                }
+            }
+            Wake::Nobody => {}
+            Wake::One => self.signals.notify(name),
         }
     }
 
@@ -159,6 +192,9 @@ async fn run(shared: Weak<Shared>, generation: u64) {
     let opened = collection
         .watch()
         .pipeline([queries::released_events()])
+        // The document as it is when the event is read: who is first in
+        // line, or whether someone took the lock again meanwhile.
+        .full_document(FullDocumentType::UpdateLookup)
         .max_await_time(Duration::from_secs(1))
         .await;
     let mut stream = match opened {
@@ -197,9 +233,7 @@ async fn run(shared: Weak<Shared>, generation: u64) {
         match event {
             Ok(Some(event)) => {
                 s.delivered();
-                if let Some(key) = &event.document_key {
-                    s.wake(key);
-                }
+                s.wake(&event);
             }
             Ok(None) if stream.is_alive() => {
                 // An empty batch: the stream works.
@@ -220,5 +254,104 @@ async fn run(shared: Weak<Shared>, generation: u64) {
                 return;
             }
         }
+    }
+}
+
+/// Whom a release event wakes.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake<'a> {
+    /// The fair waiter holding the `head` owner's ticket, the first live one
+    /// in line; and the next one, once the head's ticket has ended (known
+    /// only with the server's clock).
+    Turn {
+        head: &'a str,
+        next: Option<(&'a str, Duration)>,
+    },
+    /// Nobody: the lock is held again (its holder's release will tell).
+    Nobody,
+    /// One waiter of the name.
+    One,
+}
+
+/// Decides [`Wake`] from the looked-up document (`None`: deleted) and the
+/// server's clock at the event, which alone judges ticket expiry.
+fn wake_target(full: Option<&Document>, server_now: Option<bson::DateTime>) -> Wake<'_> {
+    let Some(doc) = full else { return Wake::One };
+    let now = server_now.map(|t| t.timestamp_millis());
+    let live = |ticket: &&Document| match (now, ticket.get("e")) {
+        (Some(now), Some(Bson::DateTime(e))) => e.timestamp_millis() >= now,
+        _ => true,
+    };
+    if let Ok(queue) = doc.get_array("queue") {
+        let mut tickets = queue.iter().filter_map(Bson::as_document).filter(live);
+        if let Some(head) = tickets.next().and_then(|t| t.get_str("o").ok()) {
+            let ends = |t: &Document| match (now, t.get("e")) {
+                (Some(now), Some(Bson::DateTime(e))) => {
+                    // 1 ms more: the lease counts as live through its last ms.
+                    let ms = e.timestamp_millis().saturating_sub(now).saturating_add(1);
+                    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+                }
+                _ => None,
+            };
+            let head_ends = queue
+                .iter()
+                .filter_map(Bson::as_document)
+                .find(|t| t.get_str("o").ok() == Some(head))
+                .and_then(ends);
+            let next = tickets.next().and_then(|t| t.get_str("o").ok());
+            return Wake::Turn {
+                head,
+                next: next.zip(head_ends),
+            };
+        }
+    }
+    if matches!(doc.get("owner"), Some(Bson::String(_))) {
+        return Wake::Nobody;
+    }
+    Wake::One
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bson::doc;
+
+    fn at(ms: i64) -> bson::DateTime {
+        bson::DateTime::from_millis(ms)
+    }
+
+    #[test]
+    fn a_release_wakes_the_first_live_ticket_only() {
+        let doc = doc! { "queue": [
+            { "o": "expired", "e": at(900) },
+            { "o": "head", "e": at(2_000) },
+            { "o": "second", "e": at(3_000) },
+        ]};
+        assert_eq!(
+            wake_target(Some(&doc), Some(at(1_000))),
+            Wake::Turn {
+                head: "head",
+                next: Some(("second", Duration::from_millis(1_001)))
+            }
+        );
+        // Without the server's clock, the first ticket is taken as live,
+        // and when it ends is unknown.
+        assert_eq!(
+            wake_target(Some(&doc), None),
+            Wake::Turn {
+                head: "expired",
+                next: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_lock_taken_again_wakes_nobody_and_a_free_one_wakes_one() {
+        let taken = doc! { "owner": "someone", "queue": [] };
+        assert_eq!(wake_target(Some(&taken), None), Wake::Nobody);
+        let all_expired = doc! { "queue": [{ "o": "gone", "e": at(5) }] };
+        assert_eq!(wake_target(Some(&all_expired), Some(at(10))), Wake::One);
+        assert_eq!(wake_target(Some(&doc! {}), None), Wake::One);
+        assert_eq!(wake_target(None, None), Wake::One);
     }
 }

@@ -197,6 +197,22 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// A signal notified when the fair waiter holding `owner`'s ticket for
+    /// `name` may now win: a release was seen while that ticket was first
+    /// in the line. Backends that see the line at each release (MongoDB's
+    /// change stream) answer it, so a release wakes only the waiter that
+    /// can win, in whichever process it is, instead of one waiter in every
+    /// process.
+    ///
+    /// `None` (the default): fair waiters are woken through
+    /// [`release_signal`](Self::release_signal) alone. Fair waiters always
+    /// listen to both, so a backend answering this one still notifies
+    /// `release_signal` for releases it makes itself.
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let _ = (name, owner);
+        None
+    }
+
     /// Since when every release of `name` (a lock, or a permit of the
     /// semaphore `name`), made by any process, reaches
     /// [`release_signal`](Self::release_signal) /

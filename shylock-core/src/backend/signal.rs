@@ -16,9 +16,17 @@ use tokio::sync::Notify;
 /// attempts that all but one lose. A woken waiter that is cancelled passes
 /// the wake-up on to the next one. Entries are held weakly and dropped when
 /// no waiter is left.
+///
+/// Fair waiters can also be woken one by one, by their place in the line:
+/// [`subscribe_turn`](Self::subscribe_turn) backs
+/// [`Backend::turn_signal`](super::Backend::turn_signal), and
+/// [`notify_turn`](Self::notify_turn) wakes the waiter holding a given
+/// ticket when a backend learns that ticket is first in line.
 #[derive(Debug, Default)]
 pub struct ReleaseSignals {
     signals: Mutex<HashMap<String, Weak<Notify>>>,
+    /// Per (name, ticket owner): the fair waiter holding that ticket.
+    turns: Mutex<HashMap<(String, String), Weak<Notify>>>,
 }
 
 impl ReleaseSignals {
@@ -41,10 +49,58 @@ impl ReleaseSignals {
         signal
     }
 
-    /// Whether anyone holds the signal of any name.
+    /// The signal of the fair waiter holding `owner`'s ticket for `name`,
+    /// notified by [`notify_turn`](Self::notify_turn).
+    pub fn subscribe_turn(&self, name: &str, owner: &str) -> Arc<Notify> {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (name.to_owned(), owner.to_owned());
+        if let Some(live) = turns.get(&key).and_then(Weak::upgrade) {
+            return live;
+        }
+        if turns.len() >= 1024 {
+            turns.retain(|_, s| s.strong_count() > 0);
+        }
+        let signal = Arc::new(Notify::new());
+        turns.insert(key, Arc::downgrade(&signal));
+        signal
+    }
+
+    /// Wakes the fair waiter holding `owner`'s ticket for `name`, if it is
+    /// in this process; whether there was one.
+    pub fn notify_turn(&self, name: &str, owner: &str) -> bool {
+        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (name.to_owned(), owner.to_owned());
+        match turns.get(&key).and_then(Weak::upgrade) {
+            Some(signal) => {
+                signal.notify_one();
+                true
+            }
+            None => {
+                turns.remove(&key);
+                false
+            }
+        }
+    }
+
+    /// Whether the fair waiter holding `owner`'s ticket for `name` is in
+    /// this process (holds its [`subscribe_turn`](Self::subscribe_turn)
+    /// signal).
+    pub fn has_turn(&self, name: &str, owner: &str) -> bool {
+        let turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        turns
+            .get(&(name.to_owned(), owner.to_owned()))
+            .is_some_and(|s| s.strong_count() > 0)
+    }
+
+    /// Whether anyone holds the signal of any name or ticket.
     pub fn has_subscribers(&self) -> bool {
-        let signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
-        signals.values().any(|s| s.strong_count() > 0)
+        fn live<K>(map: &Mutex<HashMap<K, Weak<Notify>>>) -> bool {
+            map.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .any(|s| s.strong_count() > 0)
+        }
+        live(&self.signals) || live(&self.turns)
     }
 
     /// Wakes one waiter of every name that has waiters: for backends that

@@ -90,6 +90,9 @@ impl Backend for CountingBackend {
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.inner.release_signal(name)
     }
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.turn_signal(name, owner)
+    }
     async fn claim_permit(
         &self,
         name: &str,
