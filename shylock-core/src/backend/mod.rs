@@ -220,10 +220,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// since a change stream on the collection opened and delivered.
     /// `None` (the default) when releases elsewhere may go unnoticed.
     ///
+    /// A fair waiter counts as reached when a backend that answers
+    /// [`turn_signal`](Self::turn_signal) notifies it there at the releases
+    /// where it can win.
+    ///
     /// While it answers, a waiter whose last attempt started after that
-    /// instant pauses up to [`WATCHED_MAX_BACKOFF`]
-    /// between attempts instead of the options' maximum: the signal wakes
-    /// it at a release, and the slower polling only finds leases that
+    /// instant pauses between half of [`WATCHED_MAX_BACKOFF`] and all of it
+    /// (or the options' maximum, if longer), from its first pause on,
+    /// instead of pauses growing from the options' minimum: the signal
+    /// wakes it at a release, and the slower polling only finds leases that
     /// expired without a release (a crashed holder).
     fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
         let _ = name;
@@ -338,9 +343,10 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
 }
 
 /// The longest pause between two attempts of a waiter whose backend
-/// watches releases (see [`Backend::releases_watched_since`]): 3 s, so idle
-/// waiters cost about one attempt every 1.5 s, and a lease that expired
-/// without a release (a crashed holder) is found at most 3 s late.
+/// watches releases (see [`Backend::releases_watched_since`]): 3 s. Pauses
+/// are then uniform between 1.5 s and 3 s, so idle waiters cost about one
+/// attempt every 2.25 s, and a lease that expired without a release (a
+/// crashed holder) is found at most 3 s late.
 pub const WATCHED_MAX_BACKOFF: Duration = Duration::from_secs(3);
 
 /// Every live holder whose name starts with `prefix`, walking
