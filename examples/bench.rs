@@ -125,6 +125,9 @@ struct Setup {
     /// Independent handles on the same store, one per task, behaving like
     /// separate processes (no in-process release signal between them).
     separate: Vec<SharedBackend>,
+    /// Handles on the same clients as `separate` that share the process's
+    /// release watcher, as handles in one process do by default (MongoDB).
+    sharing: Vec<SharedBackend>,
     cleanup: Box<dyn FnOnce()>,
 }
 
@@ -145,6 +148,7 @@ async fn setup(kind: Kind) -> Setup {
                 command_unit: "-",
                 raw: Raw::Memory(backend),
                 separate: Vec::new(),
+                sharing: Vec::new(),
                 cleanup: Box::new(|| {}),
             }
         }
@@ -163,6 +167,7 @@ async fn setup(kind: Kind) -> Setup {
             Setup {
                 backend: backend.into(),
                 separate,
+                sharing: Vec::new(),
                 commands: Box::new(|| Some(shylock::sqlite::statements_executed())),
                 command_unit: "SQL statements",
                 raw: Raw::Sqlite(path),
@@ -214,21 +219,27 @@ async fn mongo_setup() -> Setup {
             .read_concern(shylock::mongo::mongodb::options::ReadConcern::majority())
             .build(),
     );
-    // Separate clients too, as separate processes would have.
-    let mut separate = Vec::new();
+    // Separate clients too, as separate processes would have (each with a
+    // change stream of its own); and the same clients as one process uses
+    // them (one stream for all).
+    let (mut separate, mut sharing) = (Vec::new(), Vec::new());
     for _ in 0..65 {
         let own = Client::with_uri_str(&uri).await.unwrap();
-        let b = shylock::MongoBackend::builder(own.database(&db_name))
-            .create_indexes(false)
-            .build()
-            .await
-            .unwrap();
-        separate.push(b.into());
+        for (share, handles) in [(false, &mut separate), (true, &mut sharing)] {
+            let b = shylock::MongoBackend::builder(own.database(&db_name))
+                .create_indexes(false)
+                .share_release_watcher(share)
+                .build()
+                .await
+                .unwrap();
+            handles.push(b.into());
+        }
     }
     let c = counter.clone();
     Setup {
         backend: backend.into(),
         separate,
+        sharing,
         commands: Box::new(move || Some(c.load(Ordering::SeqCst))),
         command_unit: "commands",
         raw: Raw::Mongo(raw),
@@ -971,6 +982,20 @@ async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) {
         rt(shared.median),
         rt(shared.p99)
     );
+    if !s.sharing.is_empty() {
+        for waiters in args.waiters.iter().copied().filter(|w| *w > 1) {
+            let (default, default_claims) =
+                handoff(&s.sharing, waiters, args.handoffs, Mode::Default).await;
+            let (fair, fair_claims) = handoff(&s.sharing, waiters, args.handoffs, Mode::Fair).await;
+            println!(
+                "| {waiters}, own clients, one stream in the process | {} | {} | {default_claims:.1} | {} | {} | {fair_claims:.1} | | |",
+                rt(default.median),
+                rt(default.p99),
+                rt(fair.median),
+                rt(fair.p99),
+            );
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]

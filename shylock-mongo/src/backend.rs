@@ -43,10 +43,11 @@ impl MongoBackend {
         collection: Collection<Document>,
         namespace: String,
         watch_releases: bool,
+        share_watcher: Option<String>,
     ) -> Self {
         MongoBackend {
             inner: Arc::new(Inner {
-                watcher: ReleaseWatcher::new(collection.clone(), watch_releases),
+                watcher: ReleaseWatcher::new(collection.clone(), watch_releases, share_watcher),
                 collection,
                 namespace,
             }),

@@ -35,18 +35,37 @@ pub struct MongoBackendBuilder {
     write_concern: WriteConcern,
     read_concern: ReadConcern,
     watch_releases: bool,
+    share_release_watcher: bool,
 }
 
 impl MongoBackendBuilder {
     /// Whether waiters in this process learn of releases made by other
     /// processes through a change stream on the collection, so they retry at
     /// once instead of at their next backoff step. Default: `true`. One
-    /// stream per backend, open while waiters wait and for a few seconds
-    /// after (it holds one pooled connection then); where change streams are
-    /// unavailable
-    /// (standalone servers) waiters just poll.
+    /// stream per collection and process (see
+    /// [`share_release_watcher`](Self::share_release_watcher)), open while
+    /// waiters wait and for a few seconds after (it holds one pooled
+    /// connection then); where change streams are unavailable (standalone
+    /// servers) waiters just poll.
     pub fn watch_releases(mut self, watch: bool) -> Self {
         self.watch_releases = watch;
+        self
+    }
+
+    /// Whether this backend shares the release watcher of the other
+    /// backends of this process on the same collection of the same
+    /// deployment: one change stream and one set of wake-ups serve all
+    /// their waiters, and a release through one wakes a waiter of another
+    /// at once. Default: `true`. [`build`](Self::build) then asks the
+    /// server who it is (`hello`: the replica set's name and members, or
+    /// the server process's id), at most 2 s, beside creating the index;
+    /// without an answer the backend watches on its own.
+    ///
+    /// `false`: this backend watches with a stream of its own and sees
+    /// other backends' releases only through it, as a separate process
+    /// would; for tests and benchmarks that stand in for processes.
+    pub fn share_release_watcher(mut self, share: bool) -> Self {
+        self.share_release_watcher = share;
         self
     }
 
@@ -127,7 +146,17 @@ impl MongoBackendBuilder {
                 .build(),
         );
         let namespace = format!("{}.{}", self.database.name(), self.collection);
-        if self.create_indexes {
+        let identity = async {
+            if self.watch_releases && self.share_release_watcher {
+                deployment_identity(&self.database).await
+            } else {
+                None
+            }
+        };
+        let index = async {
+            if !self.create_indexes {
+                return Ok(());
+            }
             let index = IndexModel::builder()
                 .keys(doc! { "expiresAt": 1 })
                 .options(
@@ -139,14 +168,46 @@ impl MongoBackendBuilder {
                 .build();
             retry_rate_limited(|| collection.create_index(index.clone()))
                 .await
-                .map_err(|e| index_error(&namespace, e))?;
-        }
+                .map(|_| ())
+                .map_err(|e| index_error(&namespace, e))
+        };
+        let (identity, index) = tokio::join!(identity, index);
+        index?;
+        let share = identity.map(|deployment| format!("{deployment} {namespace}"));
         Ok(MongoBackend::from_parts(
             collection,
             namespace,
             self.watch_releases,
+            share,
         ))
     }
+}
+
+/// Who the server is, for sharing one release watcher per deployment and
+/// collection: a replica set by its name and members, any other server by
+/// its process id. `None` without a clear answer within 2 s.
+async fn deployment_identity(database: &Database) -> Option<String> {
+    let hello = tokio::time::timeout(
+        Duration::from_secs(2),
+        database.run_command(doc! { "hello": 1 }),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    if let Ok(set) = hello.get_str("setName") {
+        let mut hosts: Vec<&str> = hello
+            .get_array("hosts")
+            .map(|hosts| hosts.iter().filter_map(|h| h.as_str()).collect())
+            .unwrap_or_default();
+        hosts.sort_unstable();
+        return Some(format!("replica set {set} [{}]", hosts.join(",")));
+    }
+    let process = hello
+        .get_document("topologyVersion")
+        .ok()?
+        .get_object_id("processId")
+        .ok()?;
+    Some(format!("server process {process}"))
 }
 
 impl MongoBackend {
@@ -164,6 +225,7 @@ impl MongoBackend {
                 .build(),
             read_concern: ReadConcern::majority(),
             watch_releases: true,
+            share_release_watcher: true,
         }
     }
 

@@ -2,8 +2,9 @@
 //! this process's waiters when another process releases a lock or a
 //! semaphore permit.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bson::{Bson, Document};
@@ -19,15 +20,26 @@ use crate::queries;
 /// holds a pooled connection while open).
 const IDLE_CLOSE: Duration = Duration::from_secs(5);
 
-/// Owns the watcher's state; the backend only asks it to run and to wake.
+/// One backend handle's view of a watcher; the backend only asks it to run
+/// and to wake. Handles on the same collection of the same deployment in
+/// one process share the watcher (one change stream, one set of signals).
 #[derive(Debug)]
 pub(crate) struct ReleaseWatcher {
     shared: Arc<Shared>,
+    /// This handle's collection: a stream this handle starts uses its
+    /// client.
+    collection: Collection<Document>,
+}
+
+/// The watchers of this process that handles may share, by deployment and
+/// namespace.
+fn shared_watchers() -> &'static Mutex<HashMap<String, Weak<Shared>>> {
+    static WATCHERS: OnceLock<Mutex<HashMap<String, Weak<Shared>>>> = OnceLock::new();
+    WATCHERS.get_or_init(Mutex::default)
 }
 
 #[derive(Debug)]
 struct Shared {
-    collection: Collection<Document>,
     signals: ReleaseSignals,
     permit_signals: ReleaseSignals,
     enabled: bool,
@@ -43,10 +55,16 @@ struct Shared {
 
 impl ReleaseWatcher {
     /// A watcher for `collection`; with `enabled` false it never runs.
-    pub(crate) fn new(collection: Collection<Document>, enabled: bool) -> Self {
-        ReleaseWatcher {
-            shared: Arc::new(Shared {
-                collection,
+    /// With a `share` key (the deployment's identity and the namespace),
+    /// the watcher of an earlier handle with the same key is joined if it
+    /// is still alive.
+    pub(crate) fn new(
+        collection: Collection<Document>,
+        enabled: bool,
+        share: Option<String>,
+    ) -> Self {
+        let fresh = || {
+            Arc::new(Shared {
                 signals: ReleaseSignals::new(),
                 permit_signals: ReleaseSignals::new(),
                 enabled,
@@ -54,8 +72,24 @@ impl ReleaseWatcher {
                 generation: AtomicU64::new(0),
                 ready: watch::channel(false).0,
                 ready_since: Mutex::new(None),
-            }),
-        }
+            })
+        };
+        let shared = match share.filter(|_| enabled) {
+            Some(key) => {
+                let mut watchers = shared_watchers().lock().unwrap_or_else(|p| p.into_inner());
+                match watchers.get(&key).and_then(Weak::upgrade) {
+                    Some(shared) => shared,
+                    None => {
+                        watchers.retain(|_, w| w.strong_count() > 0);
+                        let shared = fresh();
+                        watchers.insert(key, Arc::downgrade(&shared));
+                        shared
+                    }
+                }
+            }
+            None => fresh(),
+        };
+        ReleaseWatcher { shared, collection }
     }
 
     /// Since when every release in the collection, by any process, reaches
@@ -87,7 +121,11 @@ impl ReleaseWatcher {
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 let generation = shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                handle.spawn(run(Arc::downgrade(shared), generation));
+                handle.spawn(run(
+                    Arc::downgrade(shared),
+                    self.collection.clone(),
+                    generation,
+                ));
             }
             Err(_) => shared.running.store(false, Ordering::SeqCst),
         }
@@ -171,7 +209,7 @@ impl Shared {
 /// Follows releases and wakes waiters. Ends when the backend is dropped,
 /// nobody waited for a few seconds, or the stream fails or is invalidated
 /// (then waiters poll with backoff until the next waiter starts a new one).
-async fn run(shared: Weak<Shared>, generation: u64) {
+async fn run(shared: Weak<Shared>, collection: Collection<Document>, generation: u64) {
     // Marks the watcher stopped however the task ends, also when its
     // runtime shuts down and drops it: otherwise waiters would count on a
     // stream that no longer runs. Only while this task is the current one.
@@ -186,9 +224,6 @@ async fn run(shared: Weak<Shared>, generation: u64) {
         }
     }
     let _stopped = Stopped(shared.clone(), generation);
-    let Some(collection) = shared.upgrade().map(|s| s.collection.clone()) else {
-        return;
-    };
     let opened = collection
         .watch()
         .pipeline([queries::released_events()])

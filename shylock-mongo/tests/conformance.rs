@@ -214,11 +214,13 @@ async fn a_release_in_another_process_wakes_waiters_through_the_change_stream() 
     // Two backends: no in-process signal between them, like two processes.
     let holder_side = MongoBackend::builder(db.clone())
         .collection("watch")
+        .share_release_watcher(false)
         .build()
         .await
         .unwrap();
     let waiter_side = MongoBackend::builder(db)
         .collection("watch")
+        .share_release_watcher(false)
         .build()
         .await
         .unwrap();
@@ -267,11 +269,13 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     // The holder's side and the waiters' side: like two processes.
     let holder_side = MongoBackend::builder(db.clone())
         .collection("turns")
+        .share_release_watcher(false)
         .build()
         .await
         .unwrap();
     let waiter_side = MongoBackend::builder(db)
         .collection("turns")
+        .share_release_watcher(false)
         .build()
         .await
         .unwrap();
@@ -346,6 +350,82 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
         .leave_queue(&name, "second", deadline())
         .await
         .unwrap());
+}
+
+/// A client that counts the change streams it opens (`aggregate` with a
+/// `$changeStream` stage), as command monitoring sees them.
+async fn stream_counting_client() -> (Client, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use shylock_mongo::mongodb::event::{command::CommandEvent, EventHandler};
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut options = ClientOptions::parse(required_env("MONGODB_URI"))
+        .await
+        .expect("invalid MONGODB_URI");
+    let seen = counter.clone();
+    options.command_event_handler = Some(EventHandler::callback(move |event| {
+        if let CommandEvent::Started(started) = event {
+            let opens_stream = started.command_name == "aggregate"
+                && format!("{:?}", started.command.get("pipeline")).contains("$changeStream");
+            if opens_stream {
+                seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    }));
+    (Client::with_options(options).unwrap(), counter)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MONGODB_URI"]
+async fn backends_of_one_process_share_one_change_stream() {
+    use std::sync::atomic::Ordering;
+    let collection = format!("share{}", uuid::Uuid::new_v4().simple());
+    let build = |client: Client, share: bool| {
+        let collection = collection.clone();
+        async move {
+            MongoBackend::builder(client.database(run_database()))
+                .collection(collection)
+                .share_release_watcher(share)
+                .build()
+                .await
+                .unwrap()
+        }
+    };
+    // Two clients, as two parts of one program might have.
+    let ((one, one_streams), (two, two_streams)) = (
+        stream_counting_client().await,
+        stream_counting_client().await,
+    );
+    let (a, b) = (
+        build(one.clone(), true).await,
+        build(two.clone(), true).await,
+    );
+    assert!(a.release_watcher_ready(Duration::from_secs(10)).await);
+    assert!(b.release_watcher_ready(Duration::from_secs(10)).await);
+    let opened = one_streams.load(Ordering::SeqCst) + two_streams.load(Ordering::SeqCst);
+    assert_eq!(opened, 1, "one stream serves both backends");
+    // A release through one wakes a waiter of the other at once, with or
+    // without the stream.
+    let name = shylock_core::testkit::unique_name("share");
+    assert!(a
+        .claim(&name, "holder", Duration::from_secs(30), op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    let signal = b.release_signal(&name).unwrap();
+    let woken = signal.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    assert!(a.release(&name, "holder", op_deadline()).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), woken)
+        .await
+        .expect("the other backend's waiter was not woken");
+
+    // Opting out: a stream of its own, as a separate process has.
+    let (three, three_streams) = stream_counting_client().await;
+    let c = build(three, false).await;
+    assert!(c.release_watcher_ready(Duration::from_secs(10)).await);
+    assert_eq!(three_streams.load(Ordering::SeqCst), 1);
+    let opened = one_streams.load(Ordering::SeqCst) + two_streams.load(Ordering::SeqCst);
+    assert_eq!(opened, 1, "the opted-out backend did not join");
 }
 
 /// A client whose commands a `failCommand` fail point can target by

@@ -98,7 +98,10 @@ async fn backend_at(addr: std::net::SocketAddr, db: &str) -> SharedBackend {
     options.connect_timeout = Some(Duration::from_secs(2));
     options.heartbeat_freq = Some(Duration::from_millis(500));
     let client = Client::with_options(options).unwrap();
+    // Each handle stands in for a process of its own: no watcher shared
+    // with the other handles on the same server.
     MongoBackend::builder(client.database(db))
+        .share_release_watcher(false)
         .build()
         .await
         .expect("could not set up the lock collection")
