@@ -82,7 +82,7 @@ impl AsyncTicket {
         options: LockOptions,
     ) -> Result<AsyncTicket> {
         let owner = uuid::Uuid::new_v4().to_string();
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<Taken>>();
         {
             let (backend, name, owner) = (backend.clone(), name.clone(), owner.clone());
             let (ttl, timeout) = (options.ttl, options.operation_timeout);
@@ -94,16 +94,28 @@ impl AsyncTicket {
                     backend.enqueue(&name, &owner, ttl, deadline),
                 )
                 .await;
-                let failed = result.is_err();
-                // Nobody took the answer, or it is unknown whether the
-                // ticket was taken: leave the line rather than block it.
-                if tx.send(result).is_err() || failed {
-                    leave(&backend, &name, &owner, timeout).await;
+                match result {
+                    // Whoever drops the place unclaimed (this task, if the
+                    // caller is gone; the channel, if the caller went away
+                    // before reading it) leaves the line.
+                    Ok(place) => {
+                        let _ = tx.send(Ok(Taken {
+                            place,
+                            leave: Some((backend, name, owner, timeout)),
+                            runtime: tokio::runtime::Handle::current(),
+                        }));
+                    }
+                    // It is unknown whether the ticket was taken: leave the
+                    // line rather than block it.
+                    Err(error) => {
+                        let _ = tx.send(Err(error));
+                        leave(&backend, &name, &owner, timeout).await;
+                    }
                 }
             });
         }
         let place = match rx.await {
-            Ok(result) => result?,
+            Ok(result) => result?.keep(),
             Err(_) => {
                 return Err(Error::Panicked {
                     operation: "enqueue",
@@ -252,6 +264,32 @@ impl Drop for TicketState {
             None => {
                 tracing::debug!(lock = %name, "ticket dropped outside a runtime; it expires by its ttl")
             }
+        }
+    }
+}
+
+/// A place in line that the database gave and nobody has kept yet: dropped
+/// unkept, it leaves the line in the background.
+struct Taken {
+    place: u64,
+    leave: Option<(SharedBackend, String, String, Duration)>,
+    /// Where the leaving runs, wherever the place is dropped.
+    runtime: tokio::runtime::Handle,
+}
+
+impl Taken {
+    /// The place, now owned by a ticket.
+    fn keep(mut self) -> u64 {
+        self.leave = None;
+        self.place
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        if let Some((backend, name, owner, timeout)) = self.leave.take() {
+            self.runtime
+                .spawn(async move { leave(&backend, &name, &owner, timeout).await });
         }
     }
 }

@@ -263,93 +263,19 @@ async fn a_release_in_another_process_wakes_waiters_through_the_change_stream() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs MONGODB_URI"]
 async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
-    use shylock_core::backend::{Backend, Deadline};
-    let client = client().await;
-    let db = client.database(run_database());
+    let db = client().await.database(run_database());
     // The holder's side and the waiters' side: like two processes.
-    let holder_side = MongoBackend::builder(db.clone())
-        .collection("turns")
-        .share_release_watcher(false)
-        .build()
-        .await
-        .unwrap();
-    let waiter_side = MongoBackend::builder(db)
-        .collection("turns")
-        .share_release_watcher(false)
-        .build()
-        .await
-        .unwrap();
-    let name = shylock_core::testkit::unique_name("turns");
-    let (ttl, deadline) = (Duration::from_secs(30), || {
-        Deadline::after(Duration::from_secs(10))
-    });
-    assert!(holder_side
-        .claim(&name, "holder", ttl, deadline())
-        .await
-        .unwrap()
-        .is_some());
-    let first = waiter_side.turn_signal(&name, "first").unwrap();
-    let second = waiter_side.turn_signal(&name, "second").unwrap();
-    // A waiter of the default kind, which a line keeps asleep.
-    let plain = waiter_side.release_signal(&name).unwrap();
-    assert_eq!(
-        waiter_side
-            .enqueue(&name, "first", ttl, deadline())
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(
-        waiter_side
-            .enqueue(&name, "second", ttl, deadline())
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(
-        waiter_side
-            .release_watcher_ready(Duration::from_secs(10))
-            .await,
-        "the change stream did not open"
-    );
-    let (first_woken, second_woken, plain_woken) =
-        (first.notified(), second.notified(), plain.notified());
-    tokio::pin!(first_woken, second_woken, plain_woken);
-    for signal in [&mut first_woken, &mut second_woken, &mut plain_woken] {
-        signal.as_mut().enable();
-    }
-    assert!(holder_side
-        .release(&name, "holder", deadline())
-        .await
-        .unwrap());
-    tokio::time::timeout(Duration::from_secs(15), &mut first_woken)
-        .await
-        .expect("the release did not wake the waiter first in line");
-    // Events are handled in order: the release's is done, and it woke
-    // nobody else.
-    let idle = |f: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>| {
-        futures_util::FutureExt::now_or_never(f).is_none()
+    let side = || async {
+        SharedBackend::from(
+            MongoBackend::builder(db.clone())
+                .collection("turns")
+                .share_release_watcher(false)
+                .build()
+                .await
+                .unwrap(),
+        )
     };
-    assert!(idle(second_woken.as_mut()), "the second in line was woken");
-    assert!(idle(plain_woken.as_mut()), "a non-fair waiter was woken");
-    // The first in line wins; its release wakes the second.
-    assert!(waiter_side
-        .claim_fair(&name, "first", ttl, deadline())
-        .await
-        .unwrap()
-        .is_some());
-    assert!(holder_side
-        .release(&name, "first", deadline())
-        .await
-        .unwrap());
-    tokio::time::timeout(Duration::from_secs(15), &mut second_woken)
-        .await
-        .expect("the release did not wake the next in line");
-    assert!(idle(plain_woken.as_mut()), "a non-fair waiter was woken");
-    assert!(waiter_side
-        .leave_queue(&name, "second", deadline())
-        .await
-        .unwrap());
+    shylock_core::testkit::a_release_wakes_only_the_first_in_line(side().await, side().await).await;
 }
 
 /// A client that counts the change streams it opens (`aggregate` with a

@@ -376,6 +376,12 @@ impl Backend for SqliteBackend {
         Some(signal)
     }
 
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        // Only a file has a watcher that reads the line at each commit.
+        self.inner.watcher.as_ref()?;
+        Some(self.inner.signals.subscribe_turn(name, owner))
+    }
+
     fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
         self.inner.watcher.as_ref().and_then(|w| w.since())
     }

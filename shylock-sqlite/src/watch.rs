@@ -12,8 +12,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use crate::backend::Inner;
+use rusqlite::{params, OptionalExtension};
+
+use crate::backend::{now_ms, Inner};
 use crate::conn::count_statements;
+use crate::queries as sql;
 
 /// How often the watcher looks at the file while this process has waiters.
 const POLL: Duration = Duration::from_micros(500);
@@ -92,13 +95,41 @@ impl FileWatcher {
             .any(|h| h.signals.has_subscribers() || h.permit_signals.has_subscribers())
     }
 
-    fn wake_all(&self) {
+    /// Something was committed: wakes one waiter of every waiting name of
+    /// every handle, except for names with fair waiters here. For those
+    /// the file says whom to wake: the waiter first in line if the lock is
+    /// free and that waiter is in this process, nobody if the lock is held,
+    /// one waiter if the line is empty.
+    fn wake_all(&self, conn: &rusqlite::Connection) {
         let handles: Vec<Arc<Inner>> = {
             let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
             handles.iter().filter_map(Weak::upgrade).collect()
         };
+        let mut fair: Vec<String> = handles
+            .iter()
+            .flat_map(|h| h.signals.turn_names())
+            .collect();
+        fair.sort_unstable();
+        fair.dedup();
+        let now = now_ms();
+        let wakes: HashMap<String, Wake> = fair
+            .into_iter()
+            .map(|name| {
+                let wake = wake_for(conn, &name, now);
+                (name, wake)
+            })
+            .collect();
         for h in handles {
-            h.signals.notify_all();
+            h.signals.notify_all_except(|name| wakes.contains_key(name));
+            for (name, wake) in &wakes {
+                match wake {
+                    Wake::Turn(head) => {
+                        h.signals.notify_turn(name, head);
+                    }
+                    Wake::Nobody => {}
+                    Wake::One => h.signals.notify(name),
+                }
+            }
             h.permit_signals.notify_all();
         }
     }
@@ -129,7 +160,7 @@ impl FileWatcher {
             match version(&conn) {
                 Some(now) if now != last => {
                     last = now;
-                    self.wake_all();
+                    self.wake_all(&conn);
                 }
                 Some(_) => {}
                 None => break,
@@ -151,5 +182,40 @@ impl FileWatcher {
         }
         self.set_since(None);
         self.running.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Whom a commit wakes among the waiters of a lock with fair waiters.
+#[derive(Debug, PartialEq, Eq)]
+enum Wake {
+    /// The fair waiter holding this owner's ticket, first live one in line.
+    Turn(String),
+    /// Nobody: the lock is held.
+    Nobody,
+    /// One waiter of the name (the line is empty, or the file could not
+    /// be read).
+    One,
+}
+
+/// Reads whom to wake for `name` at `now` (the machine's clock, which is
+/// the lock file's): two indexed reads, no write.
+fn wake_for(conn: &rusqlite::Connection, name: &str, now: i64) -> Wake {
+    let key = name.as_bytes();
+    let held = conn
+        .query_row(sql::IS_LIVE, params![key, now], |_| Ok(()))
+        .optional();
+    match held {
+        Ok(Some(())) => return Wake::Nobody,
+        Ok(None) => {}
+        Err(_) => return Wake::One,
+    }
+    match conn
+        .query_row(sql::QUEUE_HEAD, params![key, now], |r| {
+            r.get::<_, String>(0)
+        })
+        .optional()
+    {
+        Ok(Some(head)) => Wake::Turn(head),
+        _ => Wake::One,
     }
 }

@@ -87,6 +87,15 @@ async fn a_release_through_another_connection_wakes_a_waiter() {
     guard.release().await.unwrap();
 }
 
+/// Two connections on one file, as two processes: the file watcher reads
+/// the line at each commit and wakes only the waiter first in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
+    let path = temp_db();
+    let side = || SharedBackend::from(SqliteBackend::open(&path).unwrap());
+    shylock_core::testkit::a_release_wakes_only_the_first_in_line(side(), side()).await;
+}
+
 #[test]
 fn opening_a_missing_directory_is_a_clear_error() {
     let err = SqliteBackend::open("/nonexistent-dir/for/shylock/locks.db").unwrap_err();

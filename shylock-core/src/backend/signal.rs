@@ -107,14 +107,36 @@ impl ReleaseSignals {
     /// learn that *something* changed but not what (SQLite's
     /// `PRAGMA data_version`).
     pub fn notify_all(&self) {
+        self.notify_all_except(|_| false);
+    }
+
+    /// [`notify_all`](Self::notify_all), except for the names `skip`
+    /// picks (a backend that decided whom to wake for those).
+    pub fn notify_all_except(&self, skip: impl Fn(&str) -> bool) {
         let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
-        signals.retain(|_, signal| match signal.upgrade() {
+        signals.retain(|name, signal| match signal.upgrade() {
             Some(signal) => {
-                signal.notify_one();
+                if !skip(name) {
+                    signal.notify_one();
+                }
                 true
             }
             None => false,
         });
+    }
+
+    /// The names that have fair waiters holding a
+    /// [`subscribe_turn`](Self::subscribe_turn) signal.
+    pub fn turn_names(&self) -> Vec<String> {
+        let turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = turns
+            .iter()
+            .filter(|(_, s)| s.strong_count() > 0)
+            .map(|((name, _), _)| name.clone())
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        names
     }
 
     /// Wakes one waiter of `name`.

@@ -294,3 +294,81 @@ pub async fn concurrent_first_enqueues_all_get_a_place(backend: SharedBackend) {
     places.sort_unstable();
     assert_eq!(places, (0..8).collect::<Vec<u64>>(), "one place each");
 }
+
+/// For backends that answer [`Backend::turn_signal`](crate::backend::Backend::turn_signal)
+/// and see releases made elsewhere: a release made through `holder_side`
+/// (another process, or a handle standing in for one) wakes only the fair
+/// waiter first in line on `waiter_side`, not the second nor a non-fair
+/// waiter of the name; the next release wakes the second.
+pub async fn a_release_wakes_only_the_first_in_line(
+    holder_side: SharedBackend,
+    waiter_side: SharedBackend,
+) {
+    let name = unique_name("turns");
+    let ttl = Duration::from_secs(30);
+    assert!(holder_side
+        .claim(&name, "holder", ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    let first = waiter_side
+        .turn_signal(&name, "first")
+        .expect("the backend answers turn_signal");
+    let second = waiter_side.turn_signal(&name, "second").unwrap();
+    // A waiter of the default kind (this also starts the watcher), which a
+    // line keeps asleep.
+    let plain = waiter_side.release_signal(&name).unwrap();
+    for (owner, place) in [("first", 0), ("second", 1)] {
+        let got = waiter_side
+            .enqueue(&name, owner, ttl, op_deadline())
+            .await
+            .unwrap();
+        assert_eq!(got, place);
+    }
+    let watched = wait_for(Duration::from_secs(10), || {
+        let (backend, name) = (waiter_side.clone(), name.clone());
+        async move { backend.releases_watched_since(&name) }
+    })
+    .await;
+    assert!(watched.is_some(), "releases elsewhere were never watched");
+    let (first_woken, second_woken, plain_woken) =
+        (first.notified(), second.notified(), plain.notified());
+    tokio::pin!(first_woken, second_woken, plain_woken);
+    for signal in [&mut first_woken, &mut second_woken, &mut plain_woken] {
+        signal.as_mut().enable();
+    }
+    assert!(holder_side
+        .release(&name, "holder", op_deadline())
+        .await
+        .unwrap());
+    tokio::time::timeout(Duration::from_secs(15), &mut first_woken)
+        .await
+        .expect("the release did not wake the waiter first in line");
+    // Releases are handled in order: this one is done, and woke nobody
+    // else.
+    let idle = |f: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>| {
+        use std::future::Future;
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        f.poll(&mut cx).is_pending()
+    };
+    assert!(idle(second_woken.as_mut()), "the second in line was woken");
+    assert!(idle(plain_woken.as_mut()), "a non-fair waiter was woken");
+    // The first in line wins; its release wakes the second.
+    assert!(waiter_side
+        .claim_fair(&name, "first", ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(holder_side
+        .release(&name, "first", op_deadline())
+        .await
+        .unwrap());
+    tokio::time::timeout(Duration::from_secs(15), &mut second_woken)
+        .await
+        .expect("the release did not wake the next in line");
+    assert!(idle(plain_woken.as_mut()), "a non-fair waiter was woken");
+    assert!(waiter_side
+        .leave_queue(&name, "second", op_deadline())
+        .await
+        .unwrap());
+}
