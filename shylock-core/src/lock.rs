@@ -444,14 +444,7 @@ async fn attempt_until(
             && backend
                 .releases_watched_since(name)
                 .is_some_and(|since| since <= attempt_started.into_std());
-        backoff.set_watched(
-            watched,
-            if watched {
-                options.max_backoff.max(crate::backend::WATCHED_MAX_BACKOFF)
-            } else {
-                options.max_backoff
-            },
-        );
+        backoff.set_watched(watched);
         let now = Instant::now();
         let mut wake = now + backoff.next_delay();
         if let Some(deadline) = deadline {

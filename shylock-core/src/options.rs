@@ -289,6 +289,8 @@ pub(crate) fn validate_ttl(ttl: Duration) -> Result<()> {
 #[derive(Debug)]
 pub(crate) struct Backoff {
     min: Duration,
+    /// The options' longest pause.
+    configured_max: Duration,
     max: Duration,
     ceiling: Duration,
     /// Releases wake the waiter: pause long from the first pause on.
@@ -299,24 +301,28 @@ impl Backoff {
     pub(crate) fn new(options: &LockOptions) -> Self {
         Backoff {
             min: options.min_backoff,
+            configured_max: options.max_backoff,
             max: options.max_backoff,
             ceiling: options.min_backoff,
             watched: false,
         }
     }
 
-    /// Sets the longest pause and whether releases wake the waiter (see
+    /// Whether releases wake the waiter (see
     /// `Backend::releases_watched_since`). While watched, every pause is
-    /// uniform in [max / 2, max], since polling then only finds leases
-    /// that expired without a release; otherwise pauses grow as usual.
-    pub(crate) fn set_watched(&mut self, watched: bool, max: Duration) {
+    /// uniform in [max / 2, max] with max the options' maximum or
+    /// [`WATCHED_MAX_BACKOFF`](crate::backend::WATCHED_MAX_BACKOFF),
+    /// whichever is longer, since polling then only finds leases that
+    /// expired without a release; otherwise pauses grow up to the options'
+    /// maximum (the ceiling follows it down).
+    pub(crate) fn set_watched(&mut self, watched: bool) {
         self.watched = watched;
-        self.set_max(max);
-    }
-
-    /// Sets the longest pause (the ceiling follows it down).
-    pub(crate) fn set_max(&mut self, max: Duration) {
-        self.max = max.max(self.min);
+        self.max = if watched {
+            self.configured_max.max(crate::backend::WATCHED_MAX_BACKOFF)
+        } else {
+            self.configured_max
+        }
+        .max(self.min);
         self.ceiling = self.ceiling.min(self.max);
     }
 
@@ -397,13 +403,13 @@ mod tests {
     fn watched_backoff_pauses_long_from_the_first_pause() {
         let o = LockOptions::default().backoff(Duration::from_millis(2), Duration::from_millis(64));
         let mut b = Backoff::new(&o);
-        let long = Duration::from_secs(3);
-        b.set_watched(true, long);
+        let long = crate::backend::WATCHED_MAX_BACKOFF;
+        b.set_watched(true);
         for _ in 0..100 {
             let d = b.next_delay();
             assert!(d >= long / 2 && d <= long, "{d:?}");
         }
-        b.set_watched(false, Duration::from_millis(64));
+        b.set_watched(false);
         assert!(b.next_delay() <= Duration::from_millis(64));
     }
 }

@@ -319,25 +319,23 @@ fn wake_target(full: Option<&Document>, server_now: Option<bson::DateTime>) -> W
     };
     if let Ok(queue) = doc.get_array("queue") {
         let mut tickets = queue.iter().filter_map(Bson::as_document).filter(live);
-        if let Some(head) = tickets.next().and_then(|t| t.get_str("o").ok()) {
-            let ends = |t: &Document| match (now, t.get("e")) {
-                (Some(now), Some(Bson::DateTime(e))) => {
-                    // 1 ms more: the lease counts as live through its last ms.
-                    let ms = e.timestamp_millis().saturating_sub(now).saturating_add(1);
-                    Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
-                }
-                _ => None,
-            };
-            let head_ends = queue
-                .iter()
-                .filter_map(Bson::as_document)
-                .find(|t| t.get_str("o").ok() == Some(head))
-                .and_then(ends);
-            let next = tickets.next().and_then(|t| t.get_str("o").ok());
-            return Wake::Turn {
-                head,
-                next: next.zip(head_ends),
-            };
+        if let Some(first) = tickets.next() {
+            if let Ok(head) = first.get_str("o") {
+                // When the head's ticket ends, by the server's clock; 1 ms
+                // more, as a ticket counts as live through its last ms.
+                let head_ends = match (now, first.get("e")) {
+                    (Some(now), Some(Bson::DateTime(e))) => {
+                        let ms = e.timestamp_millis().saturating_sub(now).saturating_add(1);
+                        Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+                    }
+                    _ => None,
+                };
+                let next = tickets.next().and_then(|t| t.get_str("o").ok());
+                return Wake::Turn {
+                    head,
+                    next: next.zip(head_ends),
+                };
+            }
         }
     }
     if matches!(doc.get("owner"), Some(Bson::String(_))) {

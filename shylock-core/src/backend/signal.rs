@@ -1,6 +1,7 @@
 //! Release signals for waiters in the same process.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, Weak};
 
 use tokio::sync::Notify;
@@ -37,49 +38,19 @@ impl ReleaseSignals {
 
     /// The signal of `name`, notified once per release.
     pub fn subscribe(&self, name: &str) -> Arc<Notify> {
-        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(live) = signals.get(name).and_then(Weak::upgrade) {
-            return live;
-        }
-        if signals.len() >= 1024 {
-            signals.retain(|_, s| s.strong_count() > 0);
-        }
-        let signal = Arc::new(Notify::new());
-        signals.insert(name.to_owned(), Arc::downgrade(&signal));
-        signal
+        subscribe_in(&self.signals, name.to_owned())
     }
 
     /// The signal of the fair waiter holding `owner`'s ticket for `name`,
     /// notified by [`notify_turn`](Self::notify_turn).
     pub fn subscribe_turn(&self, name: &str, owner: &str) -> Arc<Notify> {
-        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (name.to_owned(), owner.to_owned());
-        if let Some(live) = turns.get(&key).and_then(Weak::upgrade) {
-            return live;
-        }
-        if turns.len() >= 1024 {
-            turns.retain(|_, s| s.strong_count() > 0);
-        }
-        let signal = Arc::new(Notify::new());
-        turns.insert(key, Arc::downgrade(&signal));
-        signal
+        subscribe_in(&self.turns, (name.to_owned(), owner.to_owned()))
     }
 
     /// Wakes the fair waiter holding `owner`'s ticket for `name`, if it is
     /// in this process; whether there was one.
     pub fn notify_turn(&self, name: &str, owner: &str) -> bool {
-        let mut turns = self.turns.lock().unwrap_or_else(|p| p.into_inner());
-        let key = (name.to_owned(), owner.to_owned());
-        match turns.get(&key).and_then(Weak::upgrade) {
-            Some(signal) => {
-                signal.notify_one();
-                true
-            }
-            None => {
-                turns.remove(&key);
-                false
-            }
-        }
+        notify_in(&self.turns, &(name.to_owned(), owner.to_owned()))
     }
 
     /// Whether the fair waiter holding `owner`'s ticket for `name` is in
@@ -141,12 +112,41 @@ impl ReleaseSignals {
 
     /// Wakes one waiter of `name`.
     pub fn notify(&self, name: &str) {
-        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
-        match signals.get(name).and_then(Weak::upgrade) {
-            Some(signal) => signal.notify_one(),
-            None => {
-                signals.remove(name);
-            }
+        notify_in(&self.signals, name);
+    }
+}
+
+/// The live signal under `key`, or a new one (dead entries are swept once
+/// the map grows large).
+fn subscribe_in<K: Hash + Eq>(map: &Mutex<HashMap<K, Weak<Notify>>>, key: K) -> Arc<Notify> {
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+        return live;
+    }
+    if map.len() >= 1024 {
+        map.retain(|_, s| s.strong_count() > 0);
+    }
+    let signal = Arc::new(Notify::new());
+    map.insert(key, Arc::downgrade(&signal));
+    signal
+}
+
+/// Wakes one waiter of the signal under `key`, dropping the entry if
+/// nobody holds it any more; whether somebody did.
+fn notify_in<K, Q>(map: &Mutex<HashMap<K, Weak<Notify>>>, key: &Q) -> bool
+where
+    K: Hash + Eq + std::borrow::Borrow<Q>,
+    Q: Hash + Eq + ?Sized,
+{
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    match map.get(key).and_then(Weak::upgrade) {
+        Some(signal) => {
+            signal.notify_one();
+            true
+        }
+        None => {
+            map.remove(key);
+            false
         }
     }
 }
