@@ -405,6 +405,28 @@ impl Backend for MongoBackend {
 impl MongoBackend {
     /// One `findOneAndUpdate` with upsert of the lock document running
     /// `pipeline`; a grant when the document came back owned by `owner`.
+    /// `findOneAndUpdate` of `name`'s document with `pipeline`, upserting,
+    /// answering the new document's `projection`; rate limits retried.
+    async fn upsert_returning(
+        &self,
+        name: &str,
+        pipeline: &[Document],
+        projection: Document,
+        deadline: Deadline,
+    ) -> mongodb::error::Result<Option<Document>> {
+        let id = document_id(name);
+        retry_rate_limited(|| {
+            self.inner
+                .collection
+                .find_one_and_update(doc! { "_id": id.clone() }, pipeline.to_vec())
+                .upsert(true)
+                .return_document(ReturnDocument::After)
+                .projection(projection.clone())
+                .max_time(max_time(deadline))
+        })
+        .await
+    }
+
     pub(crate) async fn claim_with(
         &self,
         what: &'static str,
@@ -413,17 +435,9 @@ impl MongoBackend {
         pipeline: Vec<Document>,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let id = document_id(name);
-        let outcome = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
-                .upsert(true)
-                .return_document(ReturnDocument::After)
-                .projection(queries::lease_projection())
-                .max_time(max_time(deadline))
-        })
-        .await;
+        let outcome = self
+            .upsert_returning(name, &pipeline, queries::lease_projection(), deadline)
+            .await;
         let doc = match outcome {
             Ok(Some(doc)) => doc,
             // An upsert always returns the document; treat "none" as held.
@@ -455,23 +469,15 @@ impl MongoBackend {
     ) -> Result<u64> {
         let full_name = is_hashed(name).then_some(name);
         let pipeline = queries::enqueue_pipeline(owner, duration_to_millis(ttl), full_name);
-        let id = document_id(name);
         // Two first writers of a document race: the loser of the insert
         // gets a duplicate key error (or, on some servers, no document) and
         // tries again, when the document exists and is updated instead.
         let mut attempts = 0;
         let doc = loop {
             attempts += 1;
-            let outcome = retry_rate_limited(|| {
-                self.inner
-                    .collection
-                    .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
-                    .upsert(true)
-                    .return_document(ReturnDocument::After)
-                    .projection(doc! { "queue": 1 })
-                    .max_time(max_time(deadline))
-            })
-            .await;
+            let outcome = self
+                .upsert_returning(name, &pipeline, doc! { "queue": 1 }, deadline)
+                .await;
             match outcome {
                 Ok(Some(doc)) => break doc,
                 Err(e) if is_duplicate_key(&e) && attempts < 5 => {}
