@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shylock::backend::{Backend, Deadline};
-use shylock::{AsyncLock, AsyncSemaphore, Election, LockOptions, SharedBackend};
+use shylock::{AsyncLock, AsyncSemaphore, Election, LockOptions, Renewal, SharedBackend};
 use shylock_core::testkit::CountingBackend;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -34,13 +34,14 @@ enum Kind {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Only {
+    Uncontended,
     Throughput,
     Handoff,
 }
 
 struct Args {
     kind: Kind,
-    /// `--only throughput|handoff`: just that section (on a fresh server).
+    /// `--only uncontended|throughput|handoff`: just that section (on a fresh server).
     only: Option<Only>,
     pairs: usize,
     handoffs: usize,
@@ -51,7 +52,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only throughput|handoff] [--waiters 1,8,64]\n\
+        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only uncontended|throughput|handoff] [--waiters 1,8,64]\n\
          (mongo needs --features mongo and MONGODB_URI)"
     );
     std::process::exit(2)
@@ -92,6 +93,7 @@ fn parse_args() -> Args {
                     .collect()
             }
             "--only" => match value().as_str() {
+                "uncontended" => only = Some(Only::Uncontended),
                 "throughput" => only = Some(Only::Throughput),
                 "handoff" => only = Some(Only::Handoff),
                 _ => usage(),
@@ -206,7 +208,7 @@ async fn mongo_setup() -> Setup {
         .await
         .expect("mongo setup");
     // The raw baseline sends the same commands with the same write and
-    // read concern as the backend (majority, 5 s wtimeout).
+    // read concern as the backend (majority, 5 s wtimeout) ...
     let raw = db.collection_with_options::<bson::Document>(
         "raw_baseline",
         shylock::mongo::mongodb::options::CollectionOptions::builder()
@@ -219,6 +221,20 @@ async fn mongo_setup() -> Setup {
             .read_concern(shylock::mongo::mongodb::options::ReadConcern::majority())
             .build(),
     );
+    // ... on a collection indexed as the backend's is (the TTL index on
+    // `expiresAt`, which every write that moves an expiry maintains).
+    raw.create_index(
+        shylock::mongo::mongodb::IndexModel::builder()
+            .keys(bson::doc! { "expiresAt": 1 })
+            .options(
+                shylock::mongo::mongodb::options::IndexOptions::builder()
+                    .expire_after(Duration::from_secs(3600))
+                    .build(),
+            )
+            .build(),
+    )
+    .await
+    .unwrap();
     // Separate clients too, as separate processes would have (each with a
     // change stream of its own); and the same clients as one process uses
     // them (one stream for all).
@@ -282,10 +298,81 @@ fn bench_options() -> LockOptions {
 }
 
 /// Uncontended acquire+release through the library.
-async fn library_pairs(backend: &SharedBackend, n: usize) -> Stats {
-    let lock =
-        AsyncLock::with_backend("bench/uncontended", backend.clone()).with_options(bench_options());
+async fn library_pairs(backend: &SharedBackend, n: usize, options: LockOptions) -> Stats {
+    let lock = AsyncLock::with_backend("bench/uncontended", backend.clone()).with_options(options);
     pairs(n, || lock.try_acquire()).await
+}
+
+/// The uncontended rows: shylock with its default background renewal,
+/// shylock with `Renewal::Off`, and the raw database work, interleaved in
+/// rounds. Returns the raw figures.
+async fn uncontended(s: &Setup, n: usize, label: &str) -> Stats {
+    const ROUNDS: usize = 4;
+    let per_round = (n / ROUNDS).max(1);
+    let off = bench_options().renewal(Renewal::Off);
+    let (mut lib, mut lib_off, mut bare, mut raw) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Each round starts with a different row: a server that slows down as
+    // it accumulates writes then burdens no row more than another.
+    for round in 0..ROUNDS {
+        for row in (0..4).map(|i| (i + round) % 4) {
+            match row {
+                0 => lib.push(library_pairs(&s.backend, per_round, bench_options()).await),
+                1 => lib_off.push(library_pairs(&s.backend, per_round, off.clone()).await),
+                2 => bare.push(backend_pairs(&s.backend, per_round).await),
+                _ => raw.push(raw_pairs(&s.raw, per_round).await),
+            }
+        }
+    }
+    let [lib, lib_off, bare, raw] = [lib, lib_off, bare, raw].map(|runs| Stats {
+        median: runs.iter().map(|r| r.median).sum::<Duration>() / ROUNDS as u32,
+        p99: runs.iter().map(|r| r.p99).max().unwrap_or_default(),
+        per_sec: runs.iter().map(|r| r.per_sec).sum::<f64>() / ROUNDS as f64,
+    });
+    println!("## Uncontended acquire + release\n");
+    println!("| | median | p99 | pairs/s | ratio to raw (median / p99) |");
+    println!("|---|---|---|---|---|");
+    for (row, st) in [
+        ("shylock", &lib),
+        ("shylock, `Renewal::Off`", &lib_off),
+        ("the backend's `claim` + `release` alone (no guard)", &bare),
+        (&format!("raw {label} (same database work)"), &raw),
+    ] {
+        println!(
+            "| {row} | {} | {} | {:.0} | {:.3} / {:.3} |",
+            us(st.median),
+            us(st.p99),
+            st.per_sec,
+            st.median.as_secs_f64() / raw.median.as_secs_f64(),
+            st.p99.as_secs_f64() / raw.p99.as_secs_f64(),
+        );
+    }
+    println!();
+    raw
+}
+
+/// `n` uncontended pairs of the backend's own `claim` and `release`: the
+/// library's database work without its guard, renewal and observability.
+async fn backend_pairs(backend: &SharedBackend, n: usize) -> Stats {
+    let owner = "bench/uncontended/backend-only";
+    let ttl = Duration::from_secs(30);
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let deadline = Deadline::after(Duration::from_secs(10));
+        backend
+            .claim("bench/uncontended/backend", owner, ttl, deadline)
+            .await
+            .unwrap()
+            .expect("uncontended lease was held");
+        assert!(backend
+            .release("bench/uncontended/backend", owner, deadline)
+            .await
+            .unwrap());
+        samples.push(t.elapsed());
+    }
+    stats(samples, start.elapsed())
 }
 
 /// `n` timed uncontended pairs of `try_acquire` (which must win) and
@@ -724,6 +811,115 @@ async fn mongo_shapes(raw: &Raw, n: usize) -> Option<[(&'static str, Stats); 3]>
     ])
 }
 
+/// The server's part of a cross-process handoff, without the library:
+/// `streams` clients each open a change stream as the release watcher does
+/// (same filter, `updateLookup`); then, `releases` times, one update frees a
+/// document and each stream reports when it delivered the event. Returns the
+/// medians over releases of the first, the middle and the last stream's
+/// delivery after the update returned: a waiter woken by the release cannot
+/// claim before its stream delivered, and its claim adds a round trip.
+#[cfg(feature = "mongo")]
+async fn stream_fanout(raw: &Raw, streams: usize, releases: usize) -> Option<[Duration; 3]> {
+    use bson::doc;
+    use shylock::mongo::mongodb::{options::FullDocumentType, Client};
+    let Raw::Mongo(collection) = raw else {
+        return None;
+    };
+    let uri = std::env::var("MONGODB_URI").ok()?;
+    let db = collection.namespace().db;
+    let coll = format!("fanout_{streams}_{}", uuid::Uuid::new_v4().simple());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut readers = Vec::new();
+    for _ in 0..streams {
+        let client = Client::with_uri_str(&uri).await.unwrap();
+        let mut stream = client
+            .database(&db)
+            .collection::<bson::Document>(&coll)
+            .watch()
+            .pipeline([shylock::mongo::queries::released_events()])
+            .full_document(FullDocumentType::UpdateLookup)
+            .max_await_time(Duration::from_secs(1))
+            .await
+            .unwrap();
+        let (tx, mut stop) = (tx.clone(), stop_rx.clone());
+        readers.push(tokio::spawn(async move {
+            loop {
+                let next = tokio::select! {
+                    next = stream.next_if_any() => next,
+                    _ = stop.wait_for(|stop| *stop) => break,
+                };
+                let event = match next {
+                    Ok(Some(event)) => event,
+                    Ok(None) if stream.is_alive() => continue,
+                    _ => break,
+                };
+                let seq = event
+                    .full_document
+                    .and_then(|d| d.get_i64("seq").ok())
+                    .unwrap_or(-1);
+                if tx.send((seq, Instant::now())).is_err() {
+                    break;
+                }
+            }
+            // Closed, not left for the server to time out: later rows share
+            // the server.
+            drop(stream);
+            client.shutdown().await;
+        }));
+    }
+    drop(tx);
+    let target = collection
+        .client()
+        .database(&db)
+        .collection_with_options::<bson::Document>(
+            &coll,
+            shylock::mongo::mongodb::options::CollectionOptions::builder()
+                .write_concern(collection.write_concern().cloned())
+                .build(),
+        );
+    let (mut first, mut middle, mut last) = (Vec::new(), Vec::new(), Vec::new());
+    for seq in 0..releases as i64 {
+        // Taken (an update the streams' filter leaves out), then freed.
+        target
+            .update_one(
+                doc! { "_id": "fanout" },
+                doc! { "$set": { "owner": "x", "seq": seq } },
+            )
+            .upsert(true)
+            .await
+            .unwrap();
+        target
+            .update_one(doc! { "_id": "fanout" }, doc! { "$unset": { "owner": "" } })
+            .await
+            .unwrap();
+        let freed = Instant::now();
+        let mut arrivals = Vec::with_capacity(streams);
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+        while arrivals.len() < streams {
+            match tokio::time::timeout_at(give_up, rx.recv()).await {
+                Ok(Some((s, at))) if s == seq => arrivals.push(at.saturating_duration_since(freed)),
+                Ok(Some(_)) => {}
+                _ => break,
+            }
+        }
+        if arrivals.len() < streams {
+            continue;
+        }
+        arrivals.sort();
+        first.push(arrivals[0]);
+        middle.push(arrivals[streams / 2]);
+        last.push(arrivals[streams - 1]);
+    }
+    stop_tx.send_replace(true);
+    for reader in readers {
+        let _ = reader.await;
+    }
+    let _ = target.drop().await;
+    let median = |v: Vec<Duration>| stats(v, Duration::from_secs(1)).median;
+    Some([median(first), median(middle), median(last)])
+}
+
 /// A backend handle that can go dead (every call hangs), as a leader whose
 /// process or network died looks to the database.
 #[derive(Debug)]
@@ -927,11 +1123,6 @@ async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) {
          (half a raw pair) is {}.\n",
         us(round_trip)
     );
-    println!(
-        "| waiters | default: median | p99 | claims / handoff | fair: median | p99 | claims / handoff \
-         | Python's 62.5 ms poll: median | p99 |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
     let handles: &[SharedBackend] = if s.separate.is_empty() {
         std::slice::from_ref(&s.backend)
     } else {
@@ -948,6 +1139,36 @@ async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) {
             )
         }
     };
+    #[cfg(feature = "mongo")]
+    if matches!(s.raw, Raw::Mongo(_)) {
+        println!(
+            "The server's part of a handoff, without the library (measured first: the \
+             server slows down through a run): N clients each with a change stream as \
+             the release watcher opens it; when the streams delivered one release \
+             (after the update returned), median over releases. A woken waiter's claim \
+             adds one round trip to its stream's delivery.\n"
+        );
+        println!("| streams | first delivered | middle | last |");
+        println!("|---|---|---|---|");
+        for streams in args.waiters.clone() {
+            if let Some([first, middle, last]) =
+                stream_fanout(&s.raw, streams, (args.handoffs / 2).max(20)).await
+            {
+                println!(
+                    "| {streams} | {} | {} | {} |",
+                    rt(first),
+                    rt(middle),
+                    rt(last)
+                );
+            }
+        }
+        println!();
+    }
+    println!(
+        "| waiters | default: median | p99 | claims / handoff | fair: median | p99 | claims / handoff \
+         | Python's 62.5 ms poll: median | p99 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for waiters in args.waiters.clone() {
         let (default, default_claims) =
             handoff(handles, waiters, args.handoffs, Mode::Default).await;
@@ -998,6 +1219,28 @@ async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) {
     }
 }
 
+/// The MongoDB command shapes table (nothing on other backends).
+async fn print_shapes(s: &Setup, n: usize) {
+    #[cfg(feature = "mongo")]
+    if let Some(shapes) = mongo_shapes(&s.raw, n).await {
+        println!("## MongoDB command shapes: one acquire + one release, raw driver\n");
+        println!("| shape | median | p99 | ratio to insert + delete |");
+        println!("|---|---|---|---|");
+        let base = shapes[2].1.median.as_secs_f64();
+        for (label, st) in &shapes {
+            println!(
+                "| {label} | {} | {} | {:.2} |",
+                us(st.median),
+                us(st.p99),
+                st.median.as_secs_f64() / base
+            );
+        }
+        println!();
+    }
+    #[cfg(not(feature = "mongo"))]
+    let _ = (s, n);
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let args = parse_args();
@@ -1007,6 +1250,12 @@ async fn main() {
     match args.only {
         Some(Only::Throughput) => {
             print_throughput(&s, &label).await;
+            (s.cleanup)();
+            return;
+        }
+        Some(Only::Uncontended) => {
+            uncontended(&s, args.pairs, &label).await;
+            print_shapes(&s, args.pairs / 2).await;
             (s.cleanup)();
             return;
         }
@@ -1028,44 +1277,8 @@ async fn main() {
         args.hold
     );
 
-    // Interleave library and raw runs so drift hits both alike.
+    let raw = uncontended(&s, args.pairs, &label).await;
     let half = args.pairs / 2;
-    let lib1 = library_pairs(&s.backend, half).await;
-    let raw1 = raw_pairs(&s.raw, half).await;
-    let lib2 = library_pairs(&s.backend, half).await;
-    let raw2 = raw_pairs(&s.raw, half).await;
-    let mean = |a: Duration, b: Duration| (a + b) / 2;
-    let lib = Stats {
-        median: mean(lib1.median, lib2.median),
-        p99: lib1.p99.max(lib2.p99),
-        per_sec: (lib1.per_sec + lib2.per_sec) / 2.0,
-    };
-    let raw = Stats {
-        median: mean(raw1.median, raw2.median),
-        p99: raw1.p99.max(raw2.p99),
-        per_sec: (raw1.per_sec + raw2.per_sec) / 2.0,
-    };
-    println!("## Uncontended acquire + release\n");
-    println!("| | median | p99 | pairs/s |");
-    println!("|---|---|---|---|");
-    println!(
-        "| shylock | {} | {} | {:.0} |",
-        us(lib.median),
-        us(lib.p99),
-        lib.per_sec
-    );
-    println!(
-        "| raw {label} (same database work) | {} | {} | {:.0} |",
-        us(raw.median),
-        us(raw.p99),
-        raw.per_sec
-    );
-    println!(
-        "| ratio shylock / raw | {:.2} | {:.2} | {:.2} |\n",
-        lib.median.as_secs_f64() / raw.median.as_secs_f64(),
-        lib.p99.as_secs_f64() / raw.p99.as_secs_f64(),
-        lib.per_sec / raw.per_sec
-    );
 
     println!("## Database work per operation\n");
     match commands_per_op(&s, 100).await {
@@ -1119,27 +1332,12 @@ async fn main() {
     }
     println!("\n(Fair waiters also renew their tickets: one write per ttl / 3 each.)\n");
 
-    #[cfg(feature = "mongo")]
-    if let Some(shapes) = mongo_shapes(&s.raw, half).await {
-        println!("## MongoDB command shapes: one acquire + one release, raw driver\n");
-        println!("| shape | median | p99 | ratio to insert + delete |");
-        println!("|---|---|---|---|");
-        let base = shapes[2].1.median.as_secs_f64();
-        for (label, st) in &shapes {
-            println!(
-                "| {label} | {} | {} | {:.2} |",
-                us(st.median),
-                us(st.p99),
-                st.median.as_secs_f64() / base
-            );
-        }
-        println!();
-    }
+    print_shapes(&s, half).await;
 
     print_throughput(&s, &label).await;
 
     println!("\n## Semaphore permits beside locks (same run)\n");
-    let lock_pairs = library_pairs(&s.backend, half).await;
+    let lock_pairs = library_pairs(&s.backend, half, bench_options()).await;
     let permit = permit_pairs(&s.backend, half).await;
     println!("| uncontended acquire + release | median | p99 | pairs/s |");
     println!("|---|---|---|---|");

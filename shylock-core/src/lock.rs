@@ -341,109 +341,131 @@ async fn attempt_until(
     let mut signal: std::sync::Arc<tokio::sync::Notify> = std::sync::Arc::default();
     let mut subscribed = false;
     let mut attempts: u32 = 0;
+    // A fair waiter known not to be first in line, whose turn the backend
+    // signals through a watch that was running before its ticket was taken,
+    // waits for that signal before its first attempt: every release since
+    // the ticket was taken reaches the signal, and an attempt before its
+    // turn could only lose (MongoDB: a write the server serializes with the
+    // claim that can win).
+    let mut skip_attempt = false;
+    let unexpired = deadline.is_none_or(|d| d > Instant::now());
+    if let Some(slot) = local.filter(|slot| unexpired && slot.turn_is_watched()) {
+        signal = slot.subscribe();
+        subscribed = true;
+        skip_attempt = true;
+        observed.waiting();
+    }
     loop {
-        attempts += 1;
-        observed.attempt();
         let current = signal.clone();
         let notified = current.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let pending = attempt::start(
-            target,
-            &backend,
-            name,
-            &owner,
-            options.ttl,
-            options.operation_timeout,
-        );
-        // The first attempt is always made, even with a deadline that
-        // already passed (`acquire_timeout(Duration::ZERO)`).
-        let race = deadline.filter(|d| attempts > 1 || *d > Instant::now());
-        let outcome = match race {
-            // A caller that waits gives up at its deadline even if the
-            // database has not answered; the attempt then cleans up
-            // after itself.
-            Some(deadline) => tokio::select! {
-                biased;
-                outcome = pending => outcome,
-                _ = tokio::time::sleep_until(deadline) => {
-                    tracing::debug!(lock = %name, attempts, "gave up waiting for lock (attempt still in flight)");
-                    return Ok(None);
+        // When the attempt started; `None` when it was skipped.
+        let attempted = if std::mem::take(&mut skip_attempt) {
+            None
+        } else {
+            attempts += 1;
+            observed.attempt();
+            let pending = attempt::start(
+                target,
+                &backend,
+                name,
+                &owner,
+                options.ttl,
+                options.operation_timeout,
+            );
+            // The first attempt is always made, even with a deadline that
+            // already passed (`acquire_timeout(Duration::ZERO)`).
+            let race = deadline.filter(|d| attempts > 1 || *d > Instant::now());
+            let outcome = match race {
+                // A caller that waits gives up at its deadline even if the
+                // database has not answered; the attempt then cleans up
+                // after itself.
+                Some(deadline) => tokio::select! {
+                    biased;
+                    outcome = pending => outcome,
+                    _ = tokio::time::sleep_until(deadline) => {
+                        tracing::debug!(lock = %name, attempts, "gave up waiting for lock (attempt still in flight)");
+                        return Ok(None);
+                    }
+                },
+                None => pending.await,
+            };
+            let (result, attempt_started) = outcome.resolve();
+            if let Some(grant) = result? {
+                if Instant::now() >= options.lease_deadline(attempt_started, options.ttl) {
+                    // The answer came so late that the lease may already be
+                    // over: release it and report the slow database rather
+                    // than hand out a guard that is lost at once.
+                    let late = AsyncLockGuard::start(
+                        target,
+                        backend,
+                        name.to_owned(),
+                        owner,
+                        grant,
+                        options.clone().renewal(crate::options::Renewal::Off),
+                        attempt_started,
+                    );
+                    drop(late);
+                    return Err(Error::Backend {
+                        backend: "shylock",
+                        kind: crate::error::ErrorKind::TimedOut,
+                        message: format!(
+                            "the database granted the lock only after its ttl ({:?}) had passed, \
+                         so the lease may already be over; the lock was released again. \
+                         Check the database's load and latency, or use a longer ttl",
+                            options.ttl
+                        ),
+                        source: None,
+                    });
                 }
-            },
-            None => pending.await,
-        };
-        let (result, attempt_started) = outcome.resolve();
-        if let Some(grant) = result? {
-            if Instant::now() >= options.lease_deadline(attempt_started, options.ttl) {
-                // The answer came so late that the lease may already be
-                // over: release it and report the slow database rather
-                // than hand out a guard that is lost at once.
-                let late = AsyncLockGuard::start(
+                tracing::debug!(
+                    lock = %name,
+                    fencing_token = grant.fencing_token,
+                    attempts,
+                    "lock acquired"
+                );
+                return Ok(Some(AsyncLockGuard::start(
                     target,
                     backend,
                     name.to_owned(),
                     owner,
                     grant,
-                    options.clone().renewal(crate::options::Renewal::Off),
+                    options,
                     attempt_started,
-                );
-                drop(late);
-                return Err(Error::Backend {
-                    backend: "shylock",
-                    kind: crate::error::ErrorKind::TimedOut,
-                    message: format!(
-                        "the database granted the lock only after its ttl ({:?}) had passed, \
-                         so the lease may already be over; the lock was released again. \
-                         Check the database's load and latency, or use a longer ttl",
-                        options.ttl
-                    ),
-                    source: None,
-                });
+                )));
             }
-            tracing::debug!(
-                lock = %name,
-                fencing_token = grant.fencing_token,
-                attempts,
-                "lock acquired"
-            );
-            return Ok(Some(AsyncLockGuard::start(
-                target,
-                backend,
-                name.to_owned(),
-                owner,
-                grant,
-                options,
-                attempt_started,
-            )));
-        }
-        tracing::debug!(lock = %name, attempts, "attempt: lock held by another owner");
-        if !waits {
-            return Ok(None);
-        }
-        observed.waiting();
-        if !subscribed {
-            // First time this waiter has to wait: subscribe, then try again
-            // at once, so a release made before the subscription is seen.
-            subscribed = true;
-            let subscription = match local {
-                Some(slot) => Some(slot.subscribe()),
-                None => target.release_signal(&backend, name),
-            };
-            if let Some(backend_signal) = subscription {
-                signal = backend_signal;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return Ok(None);
+            tracing::debug!(lock = %name, attempts, "attempt: lock held by another owner");
+            if !waits {
+                return Ok(None);
+            }
+            observed.waiting();
+            if !subscribed {
+                // First time this waiter has to wait: subscribe, then try again
+                // at once, so a release made before the subscription is seen.
+                subscribed = true;
+                let subscription = match local {
+                    Some(slot) => Some(slot.subscribe()),
+                    None => target.release_signal(&backend, name),
+                };
+                if let Some(backend_signal) = subscription {
+                    signal = backend_signal;
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Ok(None);
+                    }
+                    continue;
                 }
-                continue;
             }
-        }
+            Some(attempt_started)
+        };
         // Releases anywhere wake this waiter: poll only for leases that
         // expire without one, so pause longer.
         let watched = subscribed
-            && backend
-                .releases_watched_since(name)
-                .is_some_and(|since| since <= attempt_started.into_std());
+            && attempted.is_none_or(|started| {
+                backend
+                    .releases_watched_since(name)
+                    .is_some_and(|since| since <= started.into_std())
+            });
         backoff.set_watched(watched);
         let now = Instant::now();
         let mut wake = now + backoff.next_delay();

@@ -58,6 +58,8 @@ struct TicketState {
     backend: SharedBackend,
     options: LockOptions,
     slot: LocalSlot,
+    /// When the place in line was asked for.
+    asked: std::time::Instant,
     renewal: Option<JoinHandle<()>>,
     runtime: Option<tokio::runtime::Handle>,
     /// The lock was granted: the database removed the ticket itself.
@@ -82,6 +84,11 @@ impl AsyncTicket {
         options: LockOptions,
     ) -> Result<AsyncTicket> {
         let owner = uuid::Uuid::new_v4().to_string();
+        // In the process's line, and subscribed to the backend's turn
+        // signal, before the place is asked for: a turn signalled between
+        // the answer and the first wait is kept.
+        let slot = LocalSlot::join(&backend, &name, &owner);
+        let asked = std::time::Instant::now();
         let (tx, rx) = tokio::sync::oneshot::channel::<Result<Taken>>();
         {
             let (backend, name, owner) = (backend.clone(), name.clone(), owner.clone());
@@ -122,7 +129,6 @@ impl AsyncTicket {
                 })
             }
         };
-        let slot = LocalSlot::join(&backend, &name, &owner);
         let renewal = tokio::spawn(keep_ticket(
             backend.clone(),
             name.clone(),
@@ -138,6 +144,7 @@ impl AsyncTicket {
                 backend,
                 options,
                 slot,
+                asked,
                 renewal: Some(renewal),
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 spent: false,
@@ -158,6 +165,12 @@ impl AsyncTicket {
 
     /// Waits for this ticket's turn and returns the lock's guard; waits at
     /// most the options' wait timeout, if any.
+    ///
+    /// A ticket first in line tries at once. One behind others, whose
+    /// backend signals turns and already watched releases when the place
+    /// was asked for (MongoDB's change stream, SQLite's file watcher),
+    /// makes no attempt until its turn comes; otherwise it tries at once
+    /// and then whenever a release may have made it first.
     ///
     /// # Errors
     ///
@@ -215,6 +228,14 @@ impl AsyncTicket {
 
     async fn wait_for(mut self, wait: Wait) -> Result<Option<AsyncLockGuard>> {
         let state = &mut self.state;
+        // Not first in line, and every release since the place was asked
+        // for reaches this ticket's turn signal: no attempt before the turn.
+        state.slot.turn_watched = state.place > 0
+            && state.slot.backend_turn
+            && state
+                .backend
+                .releases_watched_since(&state.name)
+                .is_some_and(|since| since <= state.asked);
         let result = wait_for_lease_with(
             &state.name,
             Target::Fair,
@@ -374,6 +395,12 @@ pub(crate) struct LocalSlot {
     notify: Arc<Notify>,
     backend: SharedBackend,
     left: bool,
+    /// `notify` is the backend's turn signal for this waiter's ticket.
+    backend_turn: bool,
+    /// The backend signals this waiter's turn, and has watched every
+    /// release since the ticket was asked for: its first attempt waits for
+    /// the signal.
+    turn_watched: bool,
 }
 
 impl LocalSlot {
@@ -384,7 +411,9 @@ impl LocalSlot {
         // The backend may wake this waiter itself when its ticket is first
         // in line (whichever process released); the process's line wakes
         // it too, for releases made here.
-        let notify = backend.turn_signal(name, owner).unwrap_or_default();
+        let turn = backend.turn_signal(name, owner);
+        let backend_turn = turn.is_some();
+        let notify = turn.unwrap_or_default();
         lock_lines()
             .entry(key.clone())
             .or_default()
@@ -396,7 +425,14 @@ impl LocalSlot {
             notify,
             backend: backend.clone(),
             left: false,
+            backend_turn,
+            turn_watched: false,
         }
+    }
+
+    /// Whether the first attempt waits for this waiter's turn signal.
+    pub(crate) fn turn_is_watched(&self) -> bool {
+        self.turn_watched
     }
 
     /// The signal this waiter waits on; starts forwarding the backend's

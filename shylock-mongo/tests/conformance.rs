@@ -278,6 +278,29 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     shylock_core::testkit::a_release_wakes_only_the_first_in_line(side().await, side().await).await;
 }
 
+/// Two sides as two processes: a fair waiter behind another, while the
+/// change stream runs, sends no claim before its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MONGODB_URI"]
+async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
+    let db = client().await.database(run_database());
+    let side = || async {
+        SharedBackend::from(
+            MongoBackend::builder(db.clone())
+                .collection("turn_first")
+                .share_release_watcher(false)
+                .build()
+                .await
+                .unwrap(),
+        )
+    };
+    shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
+        side().await,
+        side().await,
+    )
+    .await;
+}
+
 /// A client that counts the change streams it opens (`aggregate` with a
 /// `$changeStream` stage), as command monitoring sees them.
 async fn stream_counting_client() -> (Client, std::sync::Arc<std::sync::atomic::AtomicU64>) {

@@ -96,6 +96,15 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     shylock_core::testkit::a_release_wakes_only_the_first_in_line(side(), side()).await;
 }
 
+/// The same two connections: a fair waiter behind another, with the file
+/// watched, makes its first attempt at its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
+    let path = temp_db();
+    let side = || SharedBackend::from(SqliteBackend::open(&path).unwrap());
+    shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(side(), side()).await;
+}
+
 #[test]
 fn opening_a_missing_directory_is_a_clear_error() {
     let err = SqliteBackend::open("/nonexistent-dir/for/shylock/locks.db").unwrap_err();

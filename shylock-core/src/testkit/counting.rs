@@ -19,6 +19,9 @@ pub struct CountingBackend {
     pub extends: AtomicU64,
     /// Calls to `release`.
     pub releases: AtomicU64,
+    /// `claim_fair` calls in the order they were answered: owner, and
+    /// whether it won.
+    fair_claims: std::sync::Mutex<Vec<(String, bool)>>,
 }
 
 impl CountingBackend {
@@ -29,12 +32,22 @@ impl CountingBackend {
             claims: AtomicU64::new(0),
             extends: AtomicU64::new(0),
             releases: AtomicU64::new(0),
+            fair_claims: std::sync::Mutex::default(),
         })
     }
 
     /// Calls to `claim` so far.
     pub fn claim_count(&self) -> u64 {
         self.claims.load(Ordering::SeqCst)
+    }
+
+    /// The `claim_fair` calls answered so far, in order: the owner, and
+    /// whether it won the lock.
+    pub fn fair_claim_log(&self) -> Vec<(String, bool)> {
+        self.fair_claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -145,7 +158,14 @@ impl Backend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim_fair(name, owner, ttl, deadline).await
+        let answer = self.inner.claim_fair(name, owner, ttl, deadline).await;
+        if let Ok(grant) = &answer {
+            self.fair_claims
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((owner.to_owned(), grant.is_some()));
+        }
+        answer
     }
 
     async fn extend_ticket(

@@ -372,3 +372,73 @@ pub async fn a_release_wakes_only_the_first_in_line(
         .await
         .unwrap());
 }
+
+/// For backends that answer [`Backend::turn_signal`](crate::backend::Backend::turn_signal)
+/// and watch releases: a fair waiter that joined the line behind another,
+/// while releases were watched, makes no attempt before its turn (each
+/// such attempt could only lose, and on MongoDB it is a write the server
+/// serializes with the claim that can win); it is granted right after the
+/// one ahead of it.
+pub async fn a_waiter_behind_others_tries_only_at_its_turn(
+    holder_side: SharedBackend,
+    waiter_side: SharedBackend,
+) {
+    let name = unique_name("turn-first");
+    let ttl = Duration::from_secs(30);
+    let counting = crate::testkit::CountingBackend::new(waiter_side);
+    let waiter = SharedBackend::from_arc(counting.clone());
+    assert!(holder_side
+        .claim(&name, "holder", ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    let lock = fair_lock(&name, &waiter);
+    let first = lock.enqueue().await.unwrap();
+    assert_eq!(first.place(), 0);
+    let first = tokio::spawn(first.wait());
+    // The first waiter's failed attempt starts the backend's watch.
+    let watched = wait_for(Duration::from_secs(10), || {
+        let (backend, name) = (waiter.clone(), name.clone());
+        async move { backend.releases_watched_since(&name) }
+    })
+    .await;
+    assert!(watched.is_some(), "releases were never watched");
+    let second = lock.enqueue().await.unwrap();
+    assert_eq!(second.place(), 1);
+    let second = tokio::spawn(second.wait());
+    assert!(holder_side
+        .release(&name, "holder", op_deadline())
+        .await
+        .unwrap());
+    let limit = Duration::from_secs(15);
+    let first = tokio::time::timeout(limit, first)
+        .await
+        .expect("the release did not reach the first in line")
+        .unwrap()
+        .unwrap();
+    let first_owner = first.owner().to_owned();
+    first.release().await.unwrap();
+    let second = tokio::time::timeout(limit, second)
+        .await
+        .expect("the first one's release did not reach the second in line")
+        .unwrap()
+        .unwrap();
+    let log = counting.fair_claim_log();
+    let first_won = log
+        .iter()
+        .position(|(owner, won)| *owner == first_owner && *won)
+        .expect("the first one's winning claim is logged");
+    let second_tried = log
+        .iter()
+        .position(|(owner, _)| owner == second.owner())
+        .expect("the second one's claims are logged");
+    assert!(
+        second_tried > first_won,
+        "the second in line tried before its turn: {log:?}"
+    );
+    assert!(
+        log[second_tried].1,
+        "the second in line lost its first try after its turn: {log:?}"
+    );
+    second.release().await.unwrap();
+}
