@@ -35,13 +35,14 @@ enum Kind {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Only {
     Uncontended,
+    Idle,
     Throughput,
     Handoff,
 }
 
 struct Args {
     kind: Kind,
-    /// `--only uncontended|throughput|handoff`: just that section (on a fresh server).
+    /// `--only uncontended|idle|throughput|handoff`: just that section (on a fresh server).
     only: Option<Only>,
     pairs: usize,
     handoffs: usize,
@@ -52,7 +53,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only uncontended|throughput|handoff] [--waiters 1,8,64]\n\
+        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only uncontended|idle|throughput|handoff] [--waiters 1,8,64]\n\
          (mongo needs --features mongo and MONGODB_URI)"
     );
     std::process::exit(2)
@@ -94,6 +95,7 @@ fn parse_args() -> Args {
             }
             "--only" => match value().as_str() {
                 "uncontended" => only = Some(Only::Uncontended),
+                "idle" => only = Some(Only::Idle),
                 "throughput" => only = Some(Only::Throughput),
                 "handoff" => only = Some(Only::Handoff),
                 _ => usage(),
@@ -570,7 +572,9 @@ async fn handoff(
                     let mine = counter.fetch_add(1, Ordering::SeqCst) + 1;
                     generation.send_replace(mine);
                     tokio::time::sleep(Duration::from_micros(500)).await;
-                    guard.release().await.unwrap();
+                    if let Err(error) = guard.release().await {
+                        failed("release", &error);
+                    }
                     *last_release.lock().unwrap() = Some(Instant::now());
                     if samples.lock().unwrap().len() >= handoffs {
                         done_tx.send_replace(true);
@@ -607,7 +611,11 @@ async fn waiter_load(s: &Setup, waiters: usize, hold: Duration, mode: Mode) -> (
     let tasks: Vec<_> = (0..waiters)
         .map(|_| {
             let lock = mode.lock(&name, backend.clone());
-            tokio::spawn(async move { mode.acquire(&lock).await.release().await.unwrap() })
+            tokio::spawn(async move {
+                if let Err(error) = mode.acquire(&lock).await.release().await {
+                    failed("release", &error);
+                }
+            })
         })
         .collect();
     // Let the waiters reach their steady backoff (and the change stream
@@ -643,16 +651,49 @@ impl Mode {
         AsyncLock::with_backend(name.to_owned(), backend).with_options(options)
     }
 
+    /// Acquires, trying again after an error (counted and reported, so an
+    /// overloaded server shows in the output instead of ending the run).
     async fn acquire(self, lock: &AsyncLock) -> shylock::AsyncLockGuard {
-        match self {
-            Mode::Default | Mode::Fair => lock.acquire().await.unwrap(),
-            Mode::PythonPoll => loop {
-                if let Some(guard) = lock.try_acquire().await.unwrap() {
-                    break guard;
-                }
-                tokio::time::sleep(Duration::from_micros(62_500)).await;
-            },
+        loop {
+            let attempt = match self {
+                Mode::Default | Mode::Fair => lock.acquire().await.map(Some),
+                Mode::PythonPoll => lock.try_acquire().await,
+            };
+            match attempt {
+                Ok(Some(guard)) => return guard,
+                Ok(None) => tokio::time::sleep(Duration::from_micros(62_500)).await,
+                Err(error) => failed("acquire", &error),
+            }
         }
+    }
+}
+
+/// Waits (at most 30 s) until none of `handles` watches releases any more:
+/// their change streams closed after their idle period.
+async fn streams_closed(handles: &[SharedBackend]) {
+    let give_up = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < give_up
+        && handles
+            .iter()
+            .any(|h| h.releases_watched_since("bench").is_some())
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+static FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts and reports an operation that failed in a waiting row.
+fn failed(operation: &str, error: &shylock::Error) {
+    FAILURES.fetch_add(1, Ordering::SeqCst);
+    eprintln!("bench: {operation} failed: {error}");
+}
+
+/// A line for the output when operations failed since the last call.
+fn report_failures() {
+    let n = FAILURES.swap(0, Ordering::SeqCst);
+    if n > 0 {
+        println!("\n({n} acquire or release calls failed during these rows, reported on stderr; their rows are suspect.)\n");
     }
 }
 
@@ -709,7 +750,9 @@ async fn fairness(
                         r.0 >= grants
                     };
                     tokio::time::sleep(Duration::from_micros(500)).await;
-                    guard.release().await.unwrap();
+                    if let Err(error) = guard.release().await {
+                        failed("release", &error);
+                    }
                     if done {
                         return;
                     }
@@ -1191,6 +1234,10 @@ async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) {
             rt(python.p99)
         );
     }
+    // The rows above leave one open change stream per handle until it has
+    // been idle for a while; each would still cost the server a delivery
+    // per release in the rows below.
+    streams_closed(handles).await;
     let (shared, shared_claims) = handoff(
         std::slice::from_ref(&s.backend),
         8,
@@ -1217,6 +1264,31 @@ async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) {
             );
         }
     }
+    report_failures();
+}
+
+/// The idle-waiter rows: attempts and database work per second per waiter
+/// while the lock is held.
+async fn print_idle(s: &Setup, args: &Args) {
+    println!("\n## Idle waiters: load while the lock is held\n");
+    println!(
+        "| waiters | mode | acquire attempts/s | per waiter | {}/s | per waiter |",
+        s.command_unit
+    );
+    println!("|---|---|---|---|---|---|");
+    for waiters in [1, 8, 64] {
+        for mode in [Mode::Default, Mode::Fair, Mode::PythonPoll] {
+            let (attempts, commands) = waiter_load(s, waiters, args.hold, mode).await;
+            println!(
+                "| {waiters} | {mode:?} | {attempts:.1} | {:.2} | {} | {} |",
+                attempts / waiters as f64,
+                commands.map_or("-".to_owned(), |c| format!("{c:.1}")),
+                commands.map_or("-".to_owned(), |c| format!("{:.2}", c / waiters as f64))
+            );
+        }
+    }
+    println!("\n(Fair waiters also renew their tickets: one write per ttl / 3 each.)\n");
+    report_failures();
 }
 
 /// The MongoDB command shapes table (nothing on other backends).
@@ -1256,6 +1328,11 @@ async fn main() {
         Some(Only::Uncontended) => {
             uncontended(&s, args.pairs, &label).await;
             print_shapes(&s, args.pairs / 2).await;
+            (s.cleanup)();
+            return;
+        }
+        Some(Only::Idle) => {
+            print_idle(&s, &args).await;
             (s.cleanup)();
             return;
         }
@@ -1313,24 +1390,8 @@ async fn main() {
         );
     }
 
-    println!("\n## Idle waiters: load while the lock is held\n");
-    println!(
-        "| waiters | mode | acquire attempts/s | per waiter | {}/s | per waiter |",
-        s.command_unit
-    );
-    println!("|---|---|---|---|---|---|");
-    for waiters in [1, 8, 64] {
-        for mode in [Mode::Default, Mode::Fair, Mode::PythonPoll] {
-            let (attempts, commands) = waiter_load(&s, waiters, args.hold, mode).await;
-            println!(
-                "| {waiters} | {mode:?} | {attempts:.1} | {:.2} | {} | {} |",
-                attempts / waiters as f64,
-                commands.map_or("-".to_owned(), |c| format!("{c:.1}")),
-                commands.map_or("-".to_owned(), |c| format!("{:.2}", c / waiters as f64))
-            );
-        }
-    }
-    println!("\n(Fair waiters also renew their tickets: one write per ttl / 3 each.)\n");
+    report_failures();
+    print_idle(&s, &args).await;
 
     print_shapes(&s, half).await;
 

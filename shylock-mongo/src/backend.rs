@@ -67,7 +67,7 @@ impl MongoBackend {
     /// Starts the release watcher (see
     /// [`MongoBackendBuilder::watch_releases`](crate::MongoBackendBuilder::watch_releases))
     /// if it is not running and waits at most `timeout` until its change
-    /// stream delivers. Returns whether releases by other processes now wake
+    /// stream is open. Returns whether releases by other processes now wake
     /// this process's waiters; `false` when watching is off or change
     /// streams are unavailable.
     pub async fn release_watcher_ready(&self, timeout: Duration) -> bool {

@@ -20,6 +20,11 @@ use crate::queries;
 /// holds a pooled connection while open).
 const IDLE_CLOSE: Duration = Duration::from_secs(5);
 
+/// How long the server holds an idle `getMore` before answering with an
+/// empty batch: while nothing changes, the stream costs one command per
+/// this interval and process.
+const AWAIT: Duration = Duration::from_secs(3);
+
 /// One backend handle's view of a watcher; the backend only asks it to run
 /// and to wake. Handles on the same collection of the same deployment in
 /// one process share the watcher (one change stream, one set of signals).
@@ -46,10 +51,10 @@ struct Shared {
     running: AtomicBool,
     /// Which started task is the current one.
     generation: AtomicU64,
-    /// True while a change stream is open and delivering.
+    /// True while a change stream is open.
     ready: watch::Sender<bool>,
-    /// When the open stream first delivered: every release after this
-    /// instant reaches the signals.
+    /// When the current stream opened: every release after this instant
+    /// reaches the signals.
     ready_since: Mutex<Option<Instant>>,
 }
 
@@ -192,7 +197,7 @@ impl Shared {
         }
     }
 
-    /// The stream delivered (an event or an empty batch).
+    /// The stream is open and answering (opened, an event, an empty batch).
     fn delivered(&self) {
         self.ready.send_replace(true);
         let mut since = self.ready_since.lock().unwrap_or_else(|p| p.into_inner());
@@ -230,7 +235,7 @@ async fn run(shared: Weak<Shared>, collection: Collection<Document>, generation:
         // The document as it is when the event is read: who is first in
         // line, or whether someone took the lock again meanwhile.
         .full_document(FullDocumentType::UpdateLookup)
-        .max_await_time(Duration::from_secs(1))
+        .max_await_time(AWAIT)
         .await;
     let mut stream = match opened {
         Ok(stream) => stream,
@@ -242,6 +247,12 @@ async fn run(shared: Weak<Shared>, collection: Collection<Document>, generation:
             return;
         }
     };
+    // Open: the stream reports every change after the server's answer to
+    // the `aggregate`, so releases from now on reach the signals.
+    match shared.upgrade() {
+        Some(s) => s.delivered(),
+        None => return,
+    }
     // Time, not events: every write to the collection ends a `getMore`, so
     // counting returns would close a busy stream at once.
     let mut idle_since: Option<std::time::Instant> = None;
