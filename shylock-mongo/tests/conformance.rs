@@ -263,19 +263,26 @@ async fn a_release_in_another_process_wakes_waiters_through_the_change_stream() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs MONGODB_URI"]
 async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
-    let db = client().await.database(run_database());
     // The holder's side and the waiters' side: like two processes.
-    let side = || async {
-        SharedBackend::from(
-            MongoBackend::builder(db.clone())
-                .collection("turns")
-                .share_release_watcher(false)
-                .build()
-                .await
-                .unwrap(),
-        )
-    };
-    shylock_core::testkit::a_release_wakes_only_the_first_in_line(side().await, side().await).await;
+    shylock_core::testkit::a_release_wakes_only_the_first_in_line(
+        process_side("turns").await,
+        process_side("turns").await,
+    )
+    .await;
+}
+
+/// A handle on `collection` with a change stream of its own, as another
+/// process has.
+async fn process_side(collection: &str) -> SharedBackend {
+    let db = client().await.database(run_database());
+    SharedBackend::from(
+        MongoBackend::builder(db)
+            .collection(collection)
+            .share_release_watcher(false)
+            .build()
+            .await
+            .unwrap(),
+    )
 }
 
 /// Two sides as two processes: a fair waiter behind another, while the
@@ -283,20 +290,9 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs MONGODB_URI"]
 async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
-    let db = client().await.database(run_database());
-    let side = || async {
-        SharedBackend::from(
-            MongoBackend::builder(db.clone())
-                .collection("turn_first")
-                .share_release_watcher(false)
-                .build()
-                .await
-                .unwrap(),
-        )
-    };
     shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
-        side().await,
-        side().await,
+        process_side("turn_first").await,
+        process_side("turn_first").await,
     )
     .await;
 }
