@@ -321,7 +321,8 @@ async fn uncontended(s: &Setup, n: usize, label: &str) -> Stats {
             match row {
                 0 => lib.push(library_pairs(&s.backend, per_round, bench_options()).await),
                 1 => lib_off.push(library_pairs(&s.backend, per_round, off.clone()).await),
-                2 => bare.push(backend_pairs(&s.backend, per_round).await),
+                2 => bare
+                    .push(backend_pairs(&*s.backend, "bench/uncontended/backend", per_round).await),
                 _ => raw.push(raw_pairs(&s.raw, per_round).await),
             }
         }
@@ -353,10 +354,11 @@ async fn uncontended(s: &Setup, n: usize, label: &str) -> Stats {
     raw
 }
 
-/// `n` uncontended pairs of the backend's own `claim` and `release`: the
-/// library's database work without its guard, renewal and observability.
-async fn backend_pairs(backend: &SharedBackend, n: usize) -> Stats {
-    let owner = "bench/uncontended/backend-only";
+/// `n` uncontended pairs of a backend's own `claim` and `release` on
+/// `name`: the library's database work without its guard, renewal and
+/// observability.
+async fn backend_pairs<B: Backend + ?Sized>(backend: &B, name: &str, n: usize) -> Stats {
+    let owner = "0f8fad5b-d9cb-469f-a165-70867728950e";
     let ttl = Duration::from_secs(30);
     let mut samples = Vec::with_capacity(n);
     let start = Instant::now();
@@ -364,14 +366,11 @@ async fn backend_pairs(backend: &SharedBackend, n: usize) -> Stats {
         let t = Instant::now();
         let deadline = Deadline::after(Duration::from_secs(10));
         backend
-            .claim("bench/uncontended/backend", owner, ttl, deadline)
+            .claim(name, owner, ttl, deadline)
             .await
             .unwrap()
             .expect("uncontended lease was held");
-        assert!(backend
-            .release("bench/uncontended/backend", owner, deadline)
-            .await
-            .unwrap());
+        assert!(backend.release(name, owner, deadline).await.unwrap());
         samples.push(t.elapsed());
     }
     stats(samples, start.elapsed())
@@ -411,23 +410,9 @@ where
 async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
     let mut samples = Vec::with_capacity(n);
     let owner = "0f8fad5b-d9cb-469f-a165-70867728950e";
-    let ttl = Duration::from_secs(30);
     match raw {
-        Raw::Memory(backend) => {
-            let start = Instant::now();
-            for _ in 0..n {
-                let t = Instant::now();
-                let deadline = Deadline::after(Duration::from_secs(10));
-                backend
-                    .claim("bench/raw", owner, ttl, deadline)
-                    .await
-                    .unwrap()
-                    .unwrap();
-                backend.release("bench/raw", owner, deadline).await.unwrap();
-                samples.push(t.elapsed());
-            }
-            stats(samples, start.elapsed())
-        }
+        // Without the library, the in-process store is its own backend.
+        Raw::Memory(backend) => backend_pairs(backend, "bench/raw", n).await,
         Raw::Sqlite(path) => {
             use rusqlite::{params, TransactionBehavior};
             let mut conn = rusqlite::Connection::open(path).unwrap();
