@@ -153,9 +153,9 @@ impl Shared {
 
     /// Wakes the waiter that can win after the release `event`: for a
     /// semaphore (`_id: {semaphore: name}`), one permit waiter; for a lock,
-    /// the fair waiter first in line if there is a line (only where that
-    /// waiter is in this process), nobody if the lock was taken again
-    /// meanwhile, or else one waiter of the name.
+    /// nobody if it was taken again meanwhile, else the fair waiter first
+    /// in line if there is a line (only where that waiter is in this
+    /// process), or else one waiter of the name.
     fn wake(self: &Arc<Self>, event: &ChangeStreamEvent<Document>) {
         let id = event.document_key.as_ref().and_then(|key| key.get("_id"));
         let full = event.full_document.as_ref();
@@ -323,6 +323,12 @@ enum Wake<'a> {
 /// server's clock at the event, which alone judges ticket expiry.
 fn wake_target(full: Option<&Document>, server_now: Option<bson::DateTime>) -> Wake<'_> {
     let Some(doc) = full else { return Wake::One };
+    // Taken again before the document was read (by the head of the line,
+    // say, woken by an earlier event): nobody can win until that holder's
+    // release, which comes as an event of its own.
+    if matches!(doc.get("owner"), Some(Bson::String(_))) {
+        return Wake::Nobody;
+    }
     let now = server_now.map(|t| t.timestamp_millis());
     let live = |ticket: &&Document| match (now, ticket.get("e")) {
         (Some(now), Some(Bson::DateTime(e))) => e.timestamp_millis() >= now,
@@ -348,9 +354,6 @@ fn wake_target(full: Option<&Document>, server_now: Option<bson::DateTime>) -> W
                 };
             }
         }
-    }
-    if matches!(doc.get("owner"), Some(Bson::String(_))) {
-        return Wake::Nobody;
     }
     Wake::One
 }
@@ -393,6 +396,13 @@ mod tests {
     fn a_lock_taken_again_wakes_nobody_and_a_free_one_wakes_one() {
         let taken = doc! { "owner": "someone", "queue": [] };
         assert_eq!(wake_target(Some(&taken), None), Wake::Nobody);
+        // Taken by the head of the line before the event was read: the
+        // next in line cannot win yet, so it is not woken.
+        let taken_by_head = doc! { "owner": "head", "queue": [{ "o": "second", "e": at(3_000) }] };
+        assert_eq!(
+            wake_target(Some(&taken_by_head), Some(at(1_000))),
+            Wake::Nobody
+        );
         let all_expired = doc! { "queue": [{ "o": "gone", "e": at(5) }] };
         assert_eq!(wake_target(Some(&all_expired), Some(at(10))), Wake::One);
         assert_eq!(wake_target(Some(&doc! {}), None), Wake::One);

@@ -200,9 +200,11 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// A signal notified when the fair waiter holding `owner`'s ticket for
     /// `name` may now win: a release was seen while that ticket was first
     /// in the line. Backends that see the line at each release (MongoDB's
-    /// change stream) answer it, so a release wakes only the waiter that
-    /// can win, in whichever process it is, instead of one waiter in every
-    /// process.
+    /// change stream, SQLite's file watcher) answer it, so a release wakes
+    /// only the waiter that can win, in whichever process it is, instead of
+    /// one waiter in every process. A fair waiter subscribes before it asks
+    /// for its place, and one behind others waits for this signal before
+    /// its first attempt while releases are watched.
     ///
     /// `None` (the default): fair waiters are woken through
     /// [`release_signal`](Self::release_signal) alone. Fair waiters always
@@ -217,7 +219,7 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// semaphore `name`), made by any process, reaches
     /// [`release_signal`](Self::release_signal) /
     /// [`permit_release_signal`](Self::permit_release_signal): for example
-    /// since a change stream on the collection opened and delivered.
+    /// since a change stream on the collection opened.
     /// `None` (the default) when releases elsewhere may go unnoticed.
     ///
     /// A fair waiter counts as reached when a backend that answers
