@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use tokio::time::Instant;
 
 use crate::backend::{Deadline, Grant, SharedBackend};
-use crate::error::{bounded, Result};
+use crate::error::Result;
 use crate::target::Target;
 
 /// The outcome of one attempt.
@@ -76,7 +76,7 @@ impl Drop for Cleanup {
         runtime.spawn(async move {
             let deadline = Deadline::after(timeout);
             let release = target.release(&backend, &name, &owner, deadline);
-            match bounded("release", deadline, release).await {
+            match deadline.bound("release", release).await {
                 Ok(true) => tracing::debug!(lock = %name, "released the win of an abandoned attempt"),
                 Ok(false) => {}
                 Err(error) => tracing::warn!(lock = %name, %error, "could not release after an abandoned attempt; the lock expires by its ttl"),
@@ -150,12 +150,12 @@ pub(crate) fn start(
     let claim = async move {
         let started = Instant::now();
         let deadline = Deadline::after(timeout);
-        let result = bounded(
-            "acquire",
-            deadline,
-            target.claim(&backend, &name, &owner, ttl, deadline),
-        )
-        .await;
+        let result = deadline
+            .bound(
+                "acquire",
+                target.claim(&backend, &name, &owner, ttl, deadline),
+            )
+            .await;
         let armed = !matches!(result, Ok(None));
         Outcome {
             result,

@@ -9,11 +9,12 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backend::{validate_name, Deadline, SharedBackend};
-use crate::error::{bounded, Error, Result};
+use crate::error::{Error, Result};
 use crate::guard::AsyncLockGuard;
-use crate::lock::{wait_for_lease_as, AsyncLock, Wait};
 use crate::options::LockOptions;
+use crate::spec::Spec;
 use crate::target::Target;
+use crate::wait::{self, Owner, Wait};
 
 /// Separates a candidate's identity from the random part of its owner
 /// token, so observers can tell who leads.
@@ -98,7 +99,7 @@ pub struct LeaderInfo {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Election {
-    lock: AsyncLock,
+    spec: Spec,
     identity: String,
 }
 
@@ -108,7 +109,7 @@ impl Election {
     /// contain `#`).
     pub fn new(name: impl Into<String>, identity: impl Into<String>) -> Self {
         Election {
-            lock: AsyncLock::new(name),
+            spec: Spec::new(name.into(), None),
             identity: identity.into(),
         }
     }
@@ -120,7 +121,7 @@ impl Election {
         backend: impl Into<SharedBackend>,
     ) -> Self {
         Election {
-            lock: AsyncLock::with_backend(name, backend),
+            spec: Spec::new(name.into(), Some(backend.into())),
             identity: identity.into(),
         }
     }
@@ -130,14 +131,14 @@ impl Election {
     /// followers retry.
     pub fn with_options(self, options: LockOptions) -> Self {
         Election {
-            lock: self.lock.with_options(options),
+            spec: self.spec.with_options(options),
             identity: self.identity,
         }
     }
 
     /// The election's name.
     pub fn name(&self) -> &str {
-        self.lock.name()
+        &self.spec.name
     }
 
     /// This candidate's identity.
@@ -156,7 +157,7 @@ impl Election {
                 ),
             });
         }
-        let (backend, options) = self.lock.resolve()?;
+        let (backend, options) = self.spec.resolve()?;
         if options.renewal_interval().is_none() {
             return Err(Error::InvalidOptions {
                 reason: "an election needs renewal on: a leader whose lease is never extended \
@@ -205,9 +206,11 @@ impl Election {
     /// lease expiry, or `None` when nobody leads. Bounded by the operation
     /// timeout.
     pub async fn leader(&self) -> Result<Option<LeaderInfo>> {
-        let (backend, options) = self.lock.resolve()?;
+        let (backend, options) = self.spec.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
-        let info = bounded("inspect", deadline, backend.inspect(self.name(), deadline)).await?;
+        let info = deadline
+            .bound("inspect", backend.inspect(self.name(), deadline))
+            .await?;
         Ok(info.map(|i| LeaderInfo {
             identity: identity_of(&i.owner),
             term: i.fencing_token,
@@ -465,13 +468,14 @@ impl CampaignTask {
                 self.identity,
                 uuid::Uuid::new_v4()
             );
-            let attempt = wait_for_lease_as(
+            let attempt = wait::acquire(
                 &self.name,
                 Target::Lock,
-                owner,
                 self.backend.clone(),
                 self.options.clone(),
                 Wait::Once,
+                Owner::Given(owner),
+                None,
             )
             .await;
             match attempt {
@@ -502,15 +506,12 @@ impl CampaignTask {
     /// unknown).
     async fn follow(&self) {
         let deadline = Deadline::after(self.options.operation_timeout);
-        let leader = bounded(
-            "inspect",
-            deadline,
-            self.backend.inspect(&self.name, deadline),
-        )
-        .await
-        .ok()
-        .flatten()
-        .map(|i| identity_of(&i.owner));
+        let leader = deadline
+            .bound("inspect", self.backend.inspect(&self.name, deadline))
+            .await
+            .ok()
+            .flatten()
+            .map(|i| identity_of(&i.owner));
         self.control.set_role(Role::Follower { leader });
     }
 

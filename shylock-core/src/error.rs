@@ -233,17 +233,3 @@ impl Error {
         self.kind().is_some_and(ErrorKind::is_transient)
     }
 }
-
-/// Runs one backend operation, bounded by `deadline`: past it the future is
-/// dropped and the result is a [`ErrorKind::TimedOut`] error.
-pub(crate) async fn bounded<T>(
-    operation: &str,
-    deadline: crate::backend::Deadline,
-    fut: impl std::future::Future<Output = Result<T>>,
-) -> Result<T> {
-    let budget = deadline.remaining();
-    match tokio::time::timeout_at(deadline.instant(), fut).await {
-        Ok(result) => result,
-        Err(_) => Err(Error::timed_out(operation, budget)),
-    }
-}

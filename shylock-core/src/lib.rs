@@ -48,6 +48,8 @@ mod election;
 mod error;
 mod global;
 mod guard;
+mod lease;
+mod line;
 mod lock;
 mod memory;
 pub mod metrics;
@@ -60,11 +62,13 @@ mod runtime;
 mod semaphore;
 mod sharded;
 mod shutdown;
+mod spec;
 mod target;
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub mod testkit;
 mod ticket;
+mod wait;
 
 pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
 pub use blocking::{Lock, LockGuard, Ticket};

@@ -9,10 +9,11 @@ use crate::backend::{validate_name, SharedBackend};
 use crate::blocking::LockGuard;
 use crate::error::{Error, Result};
 use crate::guard::AsyncLockGuard;
-use crate::lock::{wait_for_lease, AsyncLock, Wait};
 use crate::options::{Backoff, LockOptions};
 use crate::runtime::run;
+use crate::spec::Spec;
 use crate::target::Target;
+use crate::wait::{self, Owner, Wait};
 
 /// Several named locks taken together, all or nothing.
 ///
@@ -82,17 +83,6 @@ impl AsyncMultiLock {
         &self.names
     }
 
-    fn lock(&self, name: &str) -> AsyncLock {
-        let lock = match &self.backend {
-            Some(backend) => AsyncLock::with_backend(name, backend.clone()),
-            None => AsyncLock::new(name),
-        };
-        match &self.options {
-            Some(options) => lock.with_options(options.clone()),
-            None => lock,
-        }
-    }
-
     fn resolve(&self) -> Result<(SharedBackend, LockOptions)> {
         if self.names.is_empty() {
             return Err(Error::InvalidName {
@@ -102,7 +92,12 @@ impl AsyncMultiLock {
         for name in &self.names {
             validate_name(name)?;
         }
-        self.lock(&self.names[0]).resolve()
+        let spec = Spec {
+            name: self.names[0].clone(),
+            backend: self.backend.clone(),
+            options: self.options.clone(),
+        };
+        spec.resolve()
     }
 
     /// Waits until every lock of the set is ours.
@@ -153,12 +148,14 @@ impl AsyncMultiLock {
     ) -> Result<std::result::Result<Vec<AsyncLockGuard>, String>> {
         let mut guards: Vec<AsyncLockGuard> = Vec::with_capacity(self.names.len());
         for name in &self.names {
-            let taken = wait_for_lease(
+            let taken = wait::acquire(
                 name,
                 Target::Lock,
                 backend.clone(),
                 options.clone(),
                 Wait::Once,
+                Owner::New,
+                None,
             )
             .await;
             match taken {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::backend::SharedBackend;
-use crate::guard::{LeaseState, Shared};
+use crate::lease::{LeaseState, Shared};
 use crate::observe::renew_span;
 use crate::options::{Backoff, LockOptions};
 use tracing::Instrument;

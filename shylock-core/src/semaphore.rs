@@ -6,12 +6,13 @@ use tokio::time::Instant;
 
 use crate::backend::{validate_name, Deadline, SemaphoreInfo, SharedBackend, MAX_PERMITS};
 use crate::blocking::LockGuard;
-use crate::error::{bounded, Error, Result};
+use crate::error::{Error, Result};
 use crate::guard::AsyncLockGuard;
-use crate::lock::{wait_for_lease, AsyncLock, Wait};
 use crate::options::LockOptions;
 use crate::runtime::run;
+use crate::spec::Spec;
 use crate::target::Target;
+use crate::wait::{self, Owner, Wait};
 
 /// A counting semaphore: at most `permits` holders of one name at a time,
 /// across every process that shares the backend.
@@ -54,7 +55,7 @@ use crate::target::Target;
 /// ```
 #[derive(Debug, Clone)]
 pub struct AsyncSemaphore {
-    lock: AsyncLock,
+    spec: Spec,
     permits: u32,
 }
 
@@ -64,7 +65,7 @@ impl AsyncSemaphore {
     /// [`MAX_PERMITS`]; it is checked when the semaphore is used.
     pub fn new(name: impl Into<String>, permits: u32) -> Self {
         AsyncSemaphore {
-            lock: AsyncLock::new(name),
+            spec: Spec::new(name.into(), None),
             permits,
         }
     }
@@ -76,7 +77,7 @@ impl AsyncSemaphore {
         backend: impl Into<SharedBackend>,
     ) -> Self {
         AsyncSemaphore {
-            lock: AsyncLock::with_backend(name, backend),
+            spec: Spec::new(name.into(), Some(backend.into())),
             permits,
         }
     }
@@ -85,14 +86,14 @@ impl AsyncSemaphore {
     /// backoff, operation timeout (see [`LockOptions`]).
     pub fn with_options(self, options: LockOptions) -> Self {
         AsyncSemaphore {
-            lock: self.lock.with_options(options),
+            spec: self.spec.with_options(options),
             permits: self.permits,
         }
     }
 
     /// The semaphore name.
     pub fn name(&self) -> &str {
-        self.lock.name()
+        &self.spec.name
     }
 
     /// The permit count.
@@ -112,7 +113,7 @@ impl AsyncSemaphore {
                 ),
             });
         }
-        let (backend, options) = self.lock.resolve()?;
+        let (backend, options) = self.spec.resolve()?;
         Ok((
             backend,
             options,
@@ -142,7 +143,17 @@ impl AsyncSemaphore {
             Some(t) => Wait::Until(started + t),
             None => Wait::Forever,
         };
-        match wait_for_lease(self.name(), target, backend, options, wait).await? {
+        match wait::acquire(
+            self.name(),
+            target,
+            backend,
+            options,
+            wait,
+            Owner::New,
+            None,
+        )
+        .await?
+        {
             Some(guard) => Ok(guard),
             None => Err(Error::Timeout {
                 name: self.name().to_owned(),
@@ -158,7 +169,16 @@ impl AsyncSemaphore {
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn try_acquire(&self) -> Result<Option<AsyncLockGuard>> {
         let (backend, options, target) = self.resolve()?;
-        wait_for_lease(self.name(), target, backend, options, Wait::Once).await
+        wait::acquire(
+            self.name(),
+            target,
+            backend,
+            options,
+            Wait::Once,
+            Owner::New,
+            None,
+        )
+        .await
     }
 
     /// Waits at most `timeout` for a permit; `None` when it timed out.
@@ -169,7 +189,16 @@ impl AsyncSemaphore {
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncLockGuard>> {
         let (backend, options, target) = self.resolve()?;
         let wait = Wait::Until(Instant::now() + timeout);
-        wait_for_lease(self.name(), target, backend, options, wait).await
+        wait::acquire(
+            self.name(),
+            target,
+            backend,
+            options,
+            wait,
+            Owner::New,
+            None,
+        )
+        .await
     }
 
     /// The live holders, one per permit in use, and the permit count they
@@ -177,12 +206,9 @@ impl AsyncSemaphore {
     pub async fn inspect(&self) -> Result<SemaphoreInfo> {
         let (backend, options, _) = self.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
-        bounded(
-            "inspect",
-            deadline,
-            backend.inspect_semaphore(self.name(), deadline),
-        )
-        .await
+        deadline
+            .bound("inspect", backend.inspect_semaphore(self.name(), deadline))
+            .await
     }
 
     /// How many permits are free now (a snapshot: another process may
@@ -198,12 +224,12 @@ impl AsyncSemaphore {
     pub async fn force_release(&self, owner: &str) -> Result<bool> {
         let (backend, options, _) = self.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
-        let freed = bounded(
-            "force_release",
-            deadline,
-            backend.release_permit(self.name(), owner, deadline),
-        )
-        .await?;
+        let freed = deadline
+            .bound(
+                "force_release",
+                backend.release_permit(self.name(), owner, deadline),
+            )
+            .await?;
         tracing::warn!(semaphore = %self.name(), owner, freed, "permit force-released");
         Ok(freed)
     }

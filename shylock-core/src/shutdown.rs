@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use crate::backend::SharedBackend;
-use crate::guard::Shared;
+use crate::lease::Shared;
 
 /// Every lease this process holds: registered when a guard starts, dropped
 /// from the list once the guard is gone.
@@ -68,9 +68,7 @@ pub async fn release_all(timeout: Duration) -> ReleaseAllReport {
         shared.mark_lost("the process is releasing all its locks (shutdown)");
     }
     let mut report = ReleaseAllReport::default();
-    let releases = live
-        .iter()
-        .map(|(shared, backend)| shared.release_now(backend));
+    let releases = live.iter().map(|(shared, backend)| shared.release(backend));
     let outcomes = tokio::time::timeout(timeout, join_all(releases)).await;
     match outcomes {
         Ok(outcomes) => {

@@ -5,20 +5,18 @@
 //! line when the ticket is dropped, and orders the waiters of one process
 //! so that a release wakes only the one that can be first in line.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backend::{Deadline, SharedBackend};
-use crate::error::{bounded, Error, Result};
+use crate::error::{Error, Result};
 use crate::guard::AsyncLockGuard;
-use crate::lock::{wait_for_lease_with, Wait};
+use crate::line::LocalSlot;
 use crate::options::LockOptions;
 use crate::target::Target;
+use crate::wait::{self, Owner, Wait};
 
 /// A place in the line of waiters of a lock (fair mode): returned at once
 /// by [`AsyncLock::enqueue`](crate::AsyncLock::enqueue), turned into the
@@ -95,12 +93,9 @@ impl AsyncTicket {
             let (ttl, timeout) = (options.ttl, options.operation_timeout);
             tokio::spawn(async move {
                 let deadline = Deadline::after(timeout);
-                let result = bounded(
-                    "enqueue",
-                    deadline,
-                    backend.enqueue(&name, &owner, ttl, deadline),
-                )
-                .await;
+                let result = deadline
+                    .bound("enqueue", backend.enqueue(&name, &owner, ttl, deadline))
+                    .await;
                 match result {
                     // Whoever drops the place unclaimed (this task, if the
                     // caller is gone; the channel, if the caller went away
@@ -216,14 +211,14 @@ impl AsyncTicket {
         state.spent = true;
         state.slot.leave(true);
         let deadline = Deadline::after(state.options.operation_timeout);
-        bounded(
-            "leave_queue",
-            deadline,
-            state
-                .backend
-                .leave_queue(&state.name, &state.owner, deadline),
-        )
-        .await
+        deadline
+            .bound(
+                "leave_queue",
+                state
+                    .backend
+                    .leave_queue(&state.name, &state.owner, deadline),
+            )
+            .await
     }
 
     async fn wait_for(mut self, wait: Wait) -> Result<Option<AsyncLockGuard>> {
@@ -236,13 +231,13 @@ impl AsyncTicket {
                 .backend
                 .releases_watched_since(&state.name)
                 .is_some_and(|since| since <= state.asked);
-        let result = wait_for_lease_with(
+        let result = wait::acquire(
             &state.name,
             Target::Fair,
-            state.owner.clone(),
             state.backend.clone(),
             state.options.clone(),
             wait,
+            Owner::Given(state.owner.clone()),
             Some(&state.slot),
         )
         .await;
@@ -318,12 +313,9 @@ impl Drop for Taken {
 /// Leaves the line in the background, logging a failure.
 async fn leave(backend: &SharedBackend, name: &str, owner: &str, timeout: Duration) {
     let deadline = Deadline::after(timeout);
-    match bounded(
-        "leave_queue",
-        deadline,
-        backend.leave_queue(name, owner, deadline),
-    )
-    .await
+    match deadline
+        .bound("leave_queue", backend.leave_queue(name, owner, deadline))
+        .await
     {
         Ok(_) => tracing::debug!(lock = %name, "left the line"),
         Err(error) => {
@@ -339,23 +331,23 @@ async fn keep_ticket(backend: SharedBackend, name: String, owner: String, option
     loop {
         tokio::time::sleep(every).await;
         let deadline = Deadline::after(options.operation_timeout);
-        let kept = bounded(
-            "extend_ticket",
-            deadline,
-            backend.extend_ticket(&name, &owner, options.ttl, deadline),
-        )
-        .await;
+        let kept = deadline
+            .bound(
+                "extend_ticket",
+                backend.extend_ticket(&name, &owner, options.ttl, deadline),
+            )
+            .await;
         match kept {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(lock = %name, "the ticket expired while waiting; joining the line again at its end");
                 let deadline = Deadline::after(options.operation_timeout);
-                if let Err(error) = bounded(
-                    "enqueue",
-                    deadline,
-                    backend.enqueue(&name, &owner, options.ttl, deadline),
-                )
-                .await
+                if let Err(error) = deadline
+                    .bound(
+                        "enqueue",
+                        backend.enqueue(&name, &owner, options.ttl, deadline),
+                    )
+                    .await
                 {
                     tracing::warn!(lock = %name, %error, "could not join the line again; retrying");
                 }
@@ -364,131 +356,5 @@ async fn keep_ticket(backend: SharedBackend, name: String, owner: String, option
                 tracing::debug!(lock = %name, %error, "ticket renewal failed; retrying");
             }
         }
-    }
-}
-
-/// The fair waiters of one lock in this process, in the order they joined
-/// the line. Only the first is woken by the backend's release signal: it
-/// is the only one of them that can be first in the database's line.
-#[derive(Default)]
-struct Line {
-    waiters: VecDeque<(u64, Arc<Notify>)>,
-    /// Forwards the backend's release signal to the first waiter.
-    forward: Option<JoinHandle<()>>,
-}
-
-type Key = (usize, String);
-
-fn lines() -> &'static Mutex<HashMap<Key, Line>> {
-    static LINES: OnceLock<Mutex<HashMap<Key, Line>>> = OnceLock::new();
-    LINES.get_or_init(Mutex::default)
-}
-
-fn lock_lines() -> std::sync::MutexGuard<'static, HashMap<Key, Line>> {
-    lines().lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// One waiter's place in its process's [`Line`].
-pub(crate) struct LocalSlot {
-    key: Key,
-    id: u64,
-    notify: Arc<Notify>,
-    backend: SharedBackend,
-    left: bool,
-    /// `notify` is the backend's turn signal for this waiter's ticket.
-    backend_turn: bool,
-    /// The backend signals this waiter's turn, and has watched every
-    /// release since the ticket was asked for: its first attempt waits for
-    /// the signal.
-    turn_watched: bool,
-}
-
-impl LocalSlot {
-    fn join(backend: &SharedBackend, name: &str, owner: &str) -> LocalSlot {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let key = (backend.id(), name.to_owned());
-        // The backend may wake this waiter itself when its ticket is first
-        // in line (whichever process released); the process's line wakes
-        // it too, for releases made here.
-        let turn = backend.turn_signal(name, owner);
-        let backend_turn = turn.is_some();
-        let notify = turn.unwrap_or_default();
-        lock_lines()
-            .entry(key.clone())
-            .or_default()
-            .waiters
-            .push_back((id, notify.clone()));
-        LocalSlot {
-            key,
-            id,
-            notify,
-            backend: backend.clone(),
-            left: false,
-            backend_turn,
-            turn_watched: false,
-        }
-    }
-
-    /// Whether the first attempt waits for this waiter's turn signal.
-    pub(crate) fn turn_is_watched(&self) -> bool {
-        self.turn_watched
-    }
-
-    /// The signal this waiter waits on; starts forwarding the backend's
-    /// release signal to the first waiter of the line (only once someone
-    /// has to wait, so an uncontended acquire starts no watcher).
-    pub(crate) fn subscribe(&self) -> Arc<Notify> {
-        let mut lines = lock_lines();
-        if let Some(line) = lines.get_mut(&self.key) {
-            if line.forward.is_none() {
-                if let Some(signal) = self.backend.release_signal(&self.key.1) {
-                    let key = self.key.clone();
-                    line.forward = Some(tokio::spawn(async move {
-                        loop {
-                            signal.notified().await;
-                            let first = lock_lines()
-                                .get(&key)
-                                .and_then(|line| line.waiters.front().map(|(_, n)| n.clone()));
-                            match first {
-                                Some(first) => first.notify_one(),
-                                None => return,
-                            }
-                        }
-                    }));
-                }
-            }
-        }
-        self.notify.clone()
-    }
-
-    /// Leaves the process's line. `wake_next`: the next waiter may now be
-    /// first in the database's line, so it tries at once.
-    fn leave(&mut self, wake_next: bool) {
-        if std::mem::replace(&mut self.left, true) {
-            return;
-        }
-        let mut lines = lock_lines();
-        let Some(line) = lines.get_mut(&self.key) else {
-            return;
-        };
-        let was_first = line.waiters.front().is_some_and(|(id, _)| *id == self.id);
-        line.waiters.retain(|(id, _)| *id != self.id);
-        if line.waiters.is_empty() {
-            if let Some(task) = line.forward.take() {
-                task.abort();
-            }
-            lines.remove(&self.key);
-        } else if was_first && wake_next {
-            if let Some((_, next)) = line.waiters.front() {
-                next.notify_one();
-            }
-        }
-    }
-}
-
-impl Drop for LocalSlot {
-    fn drop(&mut self) {
-        self.leave(true);
     }
 }

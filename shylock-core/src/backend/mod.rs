@@ -373,12 +373,12 @@ pub async fn list_all(
     loop {
         let after = all.last().map(|i| i.name.clone());
         let deadline = Deadline::after(per_page);
-        let rows = crate::error::bounded(
-            "list",
-            deadline,
-            backend.list(prefix, after.as_deref(), page, deadline),
-        )
-        .await?;
+        let rows = deadline
+            .bound(
+                "list",
+                backend.list(prefix, after.as_deref(), page, deadline),
+            )
+            .await?;
         let mut previous = after.clone();
         for row in &rows {
             if previous

@@ -4,6 +4,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
+use crate::error::{Error, Result};
+
 /// The instant by which one backend operation must be done.
 ///
 /// The core enforces it (it stops waiting for the operation then); backends
@@ -41,6 +43,22 @@ impl Deadline {
     /// The earlier of two deadlines.
     pub fn min(self, other: Deadline) -> Deadline {
         std::cmp::min(self, other)
+    }
+
+    /// Runs one backend operation, bounded by this deadline: past it the
+    /// future is dropped and the result is an
+    /// [`ErrorKind::TimedOut`](crate::ErrorKind::TimedOut) error naming
+    /// `operation`.
+    pub(crate) async fn bound<T>(
+        self,
+        operation: &str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let budget = self.remaining();
+        match tokio::time::timeout_at(self.0, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::timed_out(operation, budget)),
+        }
     }
 }
 
