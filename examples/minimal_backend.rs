@@ -1,6 +1,14 @@
 //! A complete minimal backend: locks in a `Mutex<BTreeMap>`, judged by the
-//! system clock. It passes the whole conformance suite, which this program
-//! runs: `cargo run --example minimal_backend`.
+//! system clock. It passes the whole lock conformance suite, which this
+//! program runs: `cargo run --example minimal_backend --features testkit`.
+//!
+//! It offers the single lock only. Semaphores and fair queues are
+//! capabilities of their own: a backend offers one by implementing
+//! `shylock::backend::SemaphoreBackend` (or `QueueBackend`), every
+//! operation of it, and answering `Some(self)` from `Backend::semaphores`
+//! (or `Backend::queues`). Without them, `AsyncSemaphore` and fair locks
+//! fail at once with an error naming this backend, and the conformance
+//! suite reports their cases as not run.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -130,6 +138,8 @@ impl Backend for MapBackend {
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         Some(self.signals.subscribe(name))
     }
+
+    // `semaphores()` and `queues()` keep their defaults: not offered.
 }
 
 #[tokio::main]

@@ -8,7 +8,8 @@ use arangors::{AqlQuery, Database};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shylock_core::backend::{
-    duration_to_millis, system_time_from_millis, Backend, Deadline, Grant, ReleaseSignals,
+    duration_to_millis, system_time_from_millis, Backend, Deadline, Grant, QueueBackend,
+    ReleaseSignals, SemaphoreBackend,
 };
 use shylock_core::{LockInfo, Result};
 
@@ -227,47 +228,6 @@ impl Backend for ArangoBackend {
             .await
     }
 
-    async fn enqueue(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<u64> {
-        self.enqueue_query(name, owner, ttl, deadline).await
-    }
-
-    async fn claim_fair(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        let vars = claim_vars(name, owner, ttl);
-        self.claim_with("acquire (fair)", queries::CLAIM_FAIR, vars, owner, deadline)
-            .await
-    }
-
-    async fn extend_ticket(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<bool> {
-        self.extend_ticket_query(name, owner, ttl, deadline).await
-    }
-
-    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        let left = self.leave_queue_query(name, owner, deadline).await?;
-        if left {
-            // The next in line may now be first.
-            self.inner.signals.notify(name);
-        }
-        Ok(left)
-    }
-
     async fn extend(
         &self,
         name: &str,
@@ -359,46 +319,12 @@ impl Backend for ArangoBackend {
         Some(self.inner.signals.subscribe(name))
     }
 
-    async fn claim_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        permits: u32,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.claim_permit_query(name, owner, permits, ttl, deadline)
-            .await
+    fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
+        Some(self)
     }
 
-    async fn extend_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        self.extend_permit_query(name, owner, ttl, deadline).await
-    }
-
-    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        let released = self.release_permit_query(name, owner, deadline).await?;
-        if released {
-            self.inner.permit_signals.notify(name);
-        }
-        Ok(released)
-    }
-
-    async fn inspect_semaphore(
-        &self,
-        name: &str,
-        deadline: Deadline,
-    ) -> Result<shylock_core::SemaphoreInfo> {
-        self.inspect_semaphore_query(name, deadline).await
-    }
-
-    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        Some(self.inner.permit_signals.subscribe(name))
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
     }
 }
 
@@ -417,7 +343,7 @@ impl ArangoBackend {
     /// One claim query (`ACQUIRE` or `CLAIM_FAIR`); a grant when the lock
     /// came back owned by `owner`. A lost first-creation race (1210) or a
     /// write conflict (1200) means another caller took it.
-    async fn claim_with(
+    pub(crate) async fn claim_with(
         &self,
         what: &str,
         query: &'static str,

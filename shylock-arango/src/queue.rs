@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shylock_core::backend::{duration_to_millis, Deadline};
+use shylock_core::backend::{duration_to_millis, Deadline, Grant, QueueBackend};
 use shylock_core::Result;
 
 use crate::backend::{claim_vars, ArangoBackend};
@@ -16,8 +16,9 @@ use crate::queries;
 
 const CONFLICTS: [u16; 2] = [ERROR_UNIQUE_CONSTRAINT, ERROR_CONFLICT];
 
-impl ArangoBackend {
-    pub(crate) async fn enqueue_query(
+#[async_trait::async_trait]
+impl QueueBackend for ArangoBackend {
+    async fn enqueue(
         &self,
         name: &str,
         owner: &str,
@@ -35,7 +36,19 @@ impl ArangoBackend {
             .unwrap_or(0))
     }
 
-    pub(crate) async fn extend_ticket_query(
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let vars = claim_vars(name, owner, ttl);
+        self.claim_with("acquire (fair)", queries::CLAIM_FAIR, vars, owner, deadline)
+            .await
+    }
+
+    async fn extend_ticket(
         &self,
         name: &str,
         owner: &str,
@@ -61,12 +74,18 @@ impl ArangoBackend {
         Ok(!rows.is_empty())
     }
 
-    pub(crate) async fn leave_queue_query(
-        &self,
-        name: &str,
-        owner: &str,
-        deadline: Deadline,
-    ) -> Result<bool> {
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let left = self.leave_queue_query(name, owner, deadline).await?;
+        if left {
+            // The next in line may now be first.
+            self.inner().signals.notify(name);
+        }
+        Ok(left)
+    }
+}
+
+impl ArangoBackend {
+    async fn leave_queue_query(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         let vars = vec![("key", json!(document_key(name))), ("owner", json!(owner))];
         let rows: Vec<bool> = self
             .write_retrying(

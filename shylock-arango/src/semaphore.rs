@@ -4,12 +4,14 @@
 //! holder expiry, in seconds, for the TTL index); one AQL query per
 //! operation.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::json;
 use shylock_core::backend::{
-    duration_to_millis, permits_mismatch, system_time_from_millis, Deadline, Grant, SemaphoreInfo,
+    duration_to_millis, permits_mismatch, system_time_from_millis, Deadline, Grant,
+    SemaphoreBackend, SemaphoreInfo,
 };
 use shylock_core::{LockInfo, Result};
 
@@ -49,8 +51,9 @@ fn permits_of(value: Option<&serde_json::Value>) -> Option<u32> {
         .map(|v| v as u32)
 }
 
-impl ArangoBackend {
-    pub(crate) async fn claim_permit_query(
+#[async_trait::async_trait]
+impl SemaphoreBackend for ArangoBackend {
+    async fn claim_permit(
         &self,
         name: &str,
         owner: &str,
@@ -105,7 +108,7 @@ impl ArangoBackend {
         }
     }
 
-    pub(crate) async fn extend_permit_query(
+    async fn extend_permit(
         &self,
         name: &str,
         owner: &str,
@@ -134,32 +137,15 @@ impl ArangoBackend {
             .map(|ms| system_time_from_millis(ms as i64)))
     }
 
-    pub(crate) async fn release_permit_query(
-        &self,
-        name: &str,
-        owner: &str,
-        deadline: Deadline,
-    ) -> Result<bool> {
-        let vars = vec![("key", json!(semaphore_key(name))), ("owner", json!(owner))];
-        let rows: Vec<bool> = self
-            .write_retrying(
-                "release permit",
-                queries::RELEASE_PERMIT,
-                vars,
-                deadline,
-                &[ERROR_CONFLICT],
-                50,
-            )
-            .await
-            .map_err(QueryError::into_error)?;
-        Ok(!rows.is_empty())
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        let released = self.release_permit_query(name, owner, deadline).await?;
+        if released {
+            self.inner().permit_signals.notify(name);
+        }
+        Ok(released)
     }
 
-    pub(crate) async fn inspect_semaphore_query(
-        &self,
-        name: &str,
-        deadline: Deadline,
-    ) -> Result<SemaphoreInfo> {
+    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
         let vars = vec![("key", json!(semaphore_key(name)))];
         let rows: Vec<SemaphoreRow> = self
             .query(
@@ -190,5 +176,32 @@ impl ArangoBackend {
             permits_of(row.permits.as_ref()),
             holders,
         ))
+    }
+
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.inner().permit_signals.subscribe(name))
+    }
+}
+
+impl ArangoBackend {
+    async fn release_permit_query(
+        &self,
+        name: &str,
+        owner: &str,
+        deadline: Deadline,
+    ) -> Result<bool> {
+        let vars = vec![("key", json!(semaphore_key(name))), ("owner", json!(owner))];
+        let rows: Vec<bool> = self
+            .write_retrying(
+                "release permit",
+                queries::RELEASE_PERMIT,
+                vars,
+                deadline,
+                &[ERROR_CONFLICT],
+                50,
+            )
+            .await
+            .map_err(QueryError::into_error)?;
+        Ok(!rows.is_empty())
     }
 }

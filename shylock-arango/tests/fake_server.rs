@@ -31,16 +31,6 @@ async fn fake_backend() -> SharedBackend {
 
 shylock_core::conformance_tests!(fake_backend());
 
-mod semaphores {
-    use super::*;
-    shylock_core::semaphore_conformance_tests!(fake_backend());
-}
-
-mod queues {
-    use super::*;
-    shylock_core::queue_conformance_tests!(fake_backend());
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn jwt_login_works_and_debug_hides_the_password() {
     let fake = FakeArango::start().await;

@@ -37,11 +37,3 @@ shylock_core::conformance_tests!(
     real_arango(),
     ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"
 );
-
-mod queues {
-    use super::*;
-    shylock_core::queue_conformance_tests!(
-        real_arango(),
-        ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"
-    );
-}

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use shylock::backend::{list_all, Deadline};
+use shylock::backend::{list_all, semaphores_unsupported, Deadline};
 use shylock::{LockInfo, SharedBackend};
 
 use show::{details, lock_json, printable, semaphore_json, table, utc, Style};
@@ -309,7 +309,10 @@ async fn inspect(
     check_name(name)?;
     if semaphore {
         let deadline = Deadline::after(out.timeout);
-        let info = bounded(out, backend.inspect_semaphore(name, deadline)).await?;
+        let semaphores = backend
+            .semaphores()
+            .ok_or_else(|| Failure::from_error(semaphores_unsupported(backend.kind())))?;
+        let info = bounded(out, semaphores.inspect_semaphore(name, deadline)).await?;
         if out.json {
             println!("{}", semaphore_json(&info));
         } else if info.holders.is_empty() {

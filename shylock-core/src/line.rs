@@ -54,7 +54,7 @@ impl LocalSlot {
         // The backend may wake this waiter itself when its ticket is first
         // in line (whichever process released); the process's line wakes
         // it too, for releases made here.
-        let turn = backend.turn_signal(name, owner);
+        let turn = backend.queues().and_then(|q| q.turn_signal(name, owner));
         let backend_turn = turn.is_some();
         let notify = turn.unwrap_or_default();
         lock_lines()

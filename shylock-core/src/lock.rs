@@ -144,6 +144,7 @@ impl AsyncLock {
         } else {
             Target::Lock
         };
+        target.check(&backend)?;
         wait::acquire(
             self.name(),
             target,

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::backend::{
-    permits_mismatch, Backend, Deadline, Grant, LockInfo, ReleaseSignals, SemaphoreInfo,
+    permits_mismatch, Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals,
+    SemaphoreBackend, SemaphoreInfo,
 };
 use crate::error::Result;
 
@@ -161,91 +162,6 @@ impl Backend for MemoryBackend {
         "memory"
     }
 
-    async fn enqueue(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<u64> {
-        let mut state = self.state();
-        let now = Instant::now();
-        let queue = state.queue(name, now);
-        let deadline = now + ttl;
-        let place = match queue.iter().position(|t| t.owner == owner) {
-            Some(place) => {
-                queue[place].deadline = deadline;
-                place
-            }
-            None => {
-                queue.push(Ticket {
-                    owner: owner.to_owned(),
-                    deadline,
-                });
-                queue.len() - 1
-            }
-        };
-        Ok(place as u64)
-    }
-
-    async fn claim_fair(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        let mut state = self.state();
-        let queue = state.queue(name, Instant::now());
-        if queue.first().is_some_and(|t| t.owner != owner) {
-            return Ok(None);
-        }
-        let grant = state.claim(name, owner, ttl);
-        if grant.is_some() {
-            state
-                .queue(name, Instant::now())
-                .retain(|t| t.owner != owner);
-            state.tidy_queue(name);
-        }
-        Ok(grant)
-    }
-
-    async fn extend_ticket(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<bool> {
-        let mut state = self.state();
-        let now = Instant::now();
-        let ticket = state.queue(name, now).iter_mut().find(|t| t.owner == owner);
-        let found = match ticket {
-            Some(ticket) => {
-                ticket.deadline = now + ttl;
-                true
-            }
-            None => false,
-        };
-        state.tidy_queue(name);
-        Ok(found)
-    }
-
-    async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let mut state = self.state();
-        let queue = state.queue(name, Instant::now());
-        let before = queue.len();
-        queue.retain(|t| t.owner != owner);
-        let left = queue.len() < before;
-        state.tidy_queue(name);
-        drop(state);
-        if left {
-            // The next in line may now be first.
-            self.inner.signals.notify(name);
-        }
-        Ok(left)
-    }
-
     async fn claim(
         &self,
         name: &str,
@@ -333,6 +249,109 @@ impl Backend for MemoryBackend {
         Ok(removed.is_some_and(|e| e.live(now)))
     }
 
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        Some(self.inner.signals.subscribe(name))
+    }
+
+    fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
+        Some(self)
+    }
+
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueBackend for MemoryBackend {
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<u64> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let queue = state.queue(name, now);
+        let deadline = now + ttl;
+        let place = match queue.iter().position(|t| t.owner == owner) {
+            Some(place) => {
+                queue[place].deadline = deadline;
+                place
+            }
+            None => {
+                queue.push(Ticket {
+                    owner: owner.to_owned(),
+                    deadline,
+                });
+                queue.len() - 1
+            }
+        };
+        Ok(place as u64)
+    }
+
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let mut state = self.state();
+        let queue = state.queue(name, Instant::now());
+        if queue.first().is_some_and(|t| t.owner != owner) {
+            return Ok(None);
+        }
+        let grant = state.claim(name, owner, ttl);
+        if grant.is_some() {
+            state
+                .queue(name, Instant::now())
+                .retain(|t| t.owner != owner);
+            state.tidy_queue(name);
+        }
+        Ok(grant)
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<bool> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let ticket = state.queue(name, now).iter_mut().find(|t| t.owner == owner);
+        let found = match ticket {
+            Some(ticket) => {
+                ticket.deadline = now + ttl;
+                true
+            }
+            None => false,
+        };
+        state.tidy_queue(name);
+        Ok(found)
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+        let mut state = self.state();
+        let queue = state.queue(name, Instant::now());
+        let before = queue.len();
+        queue.retain(|t| t.owner != owner);
+        let left = queue.len() < before;
+        state.tidy_queue(name);
+        drop(state);
+        if left {
+            // The next in line may now be first.
+            self.inner.signals.notify(name);
+        }
+        Ok(left)
+    }
+}
+
+#[async_trait::async_trait]
+impl SemaphoreBackend for MemoryBackend {
     async fn claim_permit(
         &self,
         name: &str,
@@ -436,11 +455,7 @@ impl Backend for MemoryBackend {
         Ok(SemaphoreInfo::new(name, Some(sem.permits), holders))
     }
 
-    fn permit_release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        Some(self.inner.permit_signals.subscribe(name))
-    }
-
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        Some(self.inner.signals.subscribe(name))
+        Some(self.inner.permit_signals.subscribe(name))
     }
 }

@@ -11,7 +11,7 @@ use crate::guard::AsyncLockGuard;
 use crate::options::LockOptions;
 use crate::runtime::run;
 use crate::spec::Spec;
-use crate::target::Target;
+use crate::target::{semaphores, Target};
 use crate::wait::{self, Owner, Wait};
 
 /// A counting semaphore: at most `permits` holders of one name at a time,
@@ -114,13 +114,12 @@ impl AsyncSemaphore {
             });
         }
         let (backend, options) = self.spec.resolve()?;
-        Ok((
-            backend,
-            options,
-            Target::Permit {
-                permits: self.permits,
-            },
-        ))
+        // A backend without semaphores fails here, before any attempt.
+        let target = Target::Permit {
+            permits: self.permits,
+        };
+        target.check(&backend)?;
+        Ok((backend, options, target))
     }
 
     /// Waits until a permit is ours and returns its guard. Released permits
@@ -207,7 +206,11 @@ impl AsyncSemaphore {
         let (backend, options, _) = self.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
         deadline
-            .bound("inspect", backend.inspect_semaphore(self.name(), deadline))
+            .bound("inspect", async {
+                semaphores(&backend)?
+                    .inspect_semaphore(self.name(), deadline)
+                    .await
+            })
             .await
     }
 
@@ -225,10 +228,11 @@ impl AsyncSemaphore {
         let (backend, options, _) = self.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
         let freed = deadline
-            .bound(
-                "force_release",
-                backend.release_permit(self.name(), owner, deadline),
-            )
+            .bound("force_release", async {
+                semaphores(&backend)?
+                    .release_permit(self.name(), owner, deadline)
+                    .await
+            })
             .await?;
         tracing::warn!(semaphore = %self.name(), owner, freed, "permit force-released");
         Ok(freed)

@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::backend::{Backend, Deadline, Grant, LockInfo, SemaphoreInfo, SharedBackend};
+use crate::backend::{
+    queues_unsupported, semaphores_unsupported, Backend, Deadline, Grant, LockInfo, QueueBackend,
+    SemaphoreBackend, SemaphoreInfo, SharedBackend,
+};
 use crate::error::{Error, Result};
 
 /// Spreads lock and semaphore names over several backends ("shards"): each
@@ -115,6 +118,7 @@ fn jump(mut key: u64, buckets: usize) -> usize {
 }
 
 #[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Backend for ShardedBackend {
     fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
         self.shard(name).releases_watched_since(name)
@@ -184,10 +188,41 @@ impl Backend for ShardedBackend {
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.shard(name).release_signal(name)
     }
-    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.shard(name).turn_signal(name, owner)
+
+    /// Offered when every shard offers semaphores.
+    fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
+        let all = self.shards.iter().all(|s| s.semaphores().is_some());
+        all.then_some(self as &dyn SemaphoreBackend)
     }
 
+    /// Offered when every shard offers fair queues.
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        let all = self.shards.iter().all(|s| s.queues().is_some());
+        all.then_some(self as &dyn QueueBackend)
+    }
+}
+
+impl ShardedBackend {
+    /// The semaphores of the shard that owns `name`.
+    fn semaphores_of(&self, name: &str) -> Result<&dyn SemaphoreBackend> {
+        let shard = self.shard(name);
+        shard
+            .semaphores()
+            .ok_or_else(|| semaphores_unsupported(shard.kind()))
+    }
+
+    /// The fair queues of the shard that owns `name`.
+    fn queues_of(&self, name: &str) -> Result<&dyn QueueBackend> {
+        let shard = self.shard(name);
+        shard
+            .queues()
+            .ok_or_else(|| queues_unsupported(shard.kind()))
+    }
+}
+
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl SemaphoreBackend for ShardedBackend {
     async fn claim_permit(
         &self,
         name: &str,
@@ -196,7 +231,7 @@ impl Backend for ShardedBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        self.shard(name)
+        self.semaphores_of(name)?
             .claim_permit(name, owner, permits, ttl, deadline)
             .await
     }
@@ -208,23 +243,31 @@ impl Backend for ShardedBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
-        self.shard(name)
+        self.semaphores_of(name)?
             .extend_permit(name, owner, ttl, deadline)
             .await
     }
 
     async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        self.shard(name).release_permit(name, owner, deadline).await
+        self.semaphores_of(name)?
+            .release_permit(name, owner, deadline)
+            .await
     }
 
     async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
-        self.shard(name).inspect_semaphore(name, deadline).await
+        self.semaphores_of(name)?
+            .inspect_semaphore(name, deadline)
+            .await
     }
 
-    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.shard(name).permit_release_signal(name)
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.shard(name).semaphores()?.release_signal(name)
     }
+}
 
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl QueueBackend for ShardedBackend {
     async fn enqueue(
         &self,
         name: &str,
@@ -232,7 +275,9 @@ impl Backend for ShardedBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        self.shard(name).enqueue(name, owner, ttl, deadline).await
+        self.queues_of(name)?
+            .enqueue(name, owner, ttl, deadline)
+            .await
     }
 
     async fn claim_fair(
@@ -242,7 +287,7 @@ impl Backend for ShardedBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        self.shard(name)
+        self.queues_of(name)?
             .claim_fair(name, owner, ttl, deadline)
             .await
     }
@@ -254,13 +299,19 @@ impl Backend for ShardedBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<bool> {
-        self.shard(name)
+        self.queues_of(name)?
             .extend_ticket(name, owner, ttl, deadline)
             .await
     }
 
     async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        self.shard(name).leave_queue(name, owner, deadline).await
+        self.queues_of(name)?
+            .leave_queue(name, owner, deadline)
+            .await
+    }
+
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.shard(name).queues()?.turn_signal(name, owner)
     }
 }
 

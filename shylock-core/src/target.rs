@@ -5,8 +5,25 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::backend::{Deadline, Grant, SharedBackend};
+use crate::backend::{
+    queues_unsupported, semaphores_unsupported, Deadline, Grant, QueueBackend, SemaphoreBackend,
+    SharedBackend,
+};
 use crate::error::Result;
+
+/// The backend's semaphores, or the error saying it offers none.
+pub(crate) fn semaphores(backend: &SharedBackend) -> Result<&dyn SemaphoreBackend> {
+    backend
+        .semaphores()
+        .ok_or_else(|| semaphores_unsupported(backend.kind()))
+}
+
+/// The backend's fair queues, or the error saying it offers none.
+pub(crate) fn queues(backend: &SharedBackend) -> Result<&dyn QueueBackend> {
+    backend
+        .queues()
+        .ok_or_else(|| queues_unsupported(backend.kind()))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -38,9 +55,13 @@ impl Target {
     ) -> Result<Option<Grant>> {
         match self {
             Target::Lock => backend.claim(name, owner, ttl, deadline).await,
-            Target::Fair => backend.claim_fair(name, owner, ttl, deadline).await,
+            Target::Fair => {
+                queues(backend)?
+                    .claim_fair(name, owner, ttl, deadline)
+                    .await
+            }
             Target::Permit { permits } => {
-                backend
+                semaphores(backend)?
                     .claim_permit(name, owner, permits, ttl, deadline)
                     .await
             }
@@ -57,7 +78,11 @@ impl Target {
     ) -> Result<Option<SystemTime>> {
         match self {
             Target::Lock | Target::Fair => backend.extend(name, owner, ttl, deadline).await,
-            Target::Permit { .. } => backend.extend_permit(name, owner, ttl, deadline).await,
+            Target::Permit { .. } => {
+                semaphores(backend)?
+                    .extend_permit(name, owner, ttl, deadline)
+                    .await
+            }
         }
     }
 
@@ -70,7 +95,21 @@ impl Target {
     ) -> Result<bool> {
         match self {
             Target::Lock | Target::Fair => backend.release(name, owner, deadline).await,
-            Target::Permit { .. } => backend.release_permit(name, owner, deadline).await,
+            Target::Permit { .. } => {
+                semaphores(backend)?
+                    .release_permit(name, owner, deadline)
+                    .await
+            }
+        }
+    }
+
+    /// Fails at once, before any attempt, when the backend does not offer
+    /// what this target needs.
+    pub(crate) fn check(self, backend: &SharedBackend) -> Result<()> {
+        match self {
+            Target::Lock => Ok(()),
+            Target::Fair => queues(backend).map(drop),
+            Target::Permit { .. } => semaphores(backend).map(drop),
         }
     }
 
@@ -82,7 +121,7 @@ impl Target {
     ) -> Option<Arc<tokio::sync::Notify>> {
         match self {
             Target::Lock | Target::Fair => backend.release_signal(name),
-            Target::Permit { .. } => backend.permit_release_signal(name),
+            Target::Permit { .. } => backend.semaphores()?.release_signal(name),
         }
     }
 }

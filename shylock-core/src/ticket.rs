@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::guard::AsyncLockGuard;
 use crate::line::LocalSlot;
 use crate::options::LockOptions;
-use crate::target::Target;
+use crate::target::{queues, Target};
 use crate::wait::{self, Owner, Wait};
 
 /// A place in the line of waiters of a lock (fair mode): returned at once
@@ -81,6 +81,8 @@ impl AsyncTicket {
         backend: SharedBackend,
         options: LockOptions,
     ) -> Result<AsyncTicket> {
+        // A backend without lines fails here, before anything is sent.
+        queues(&backend)?;
         let owner = uuid::Uuid::new_v4().to_string();
         // In the process's line, and subscribed to the backend's turn
         // signal, before the place is asked for: a turn signalled between
@@ -94,7 +96,11 @@ impl AsyncTicket {
             tokio::spawn(async move {
                 let deadline = Deadline::after(timeout);
                 let result = deadline
-                    .bound("enqueue", backend.enqueue(&name, &owner, ttl, deadline))
+                    .bound("enqueue", async {
+                        queues(&backend)?
+                            .enqueue(&name, &owner, ttl, deadline)
+                            .await
+                    })
                     .await;
                 match result {
                     // Whoever drops the place unclaimed (this task, if the
@@ -212,12 +218,11 @@ impl AsyncTicket {
         state.slot.leave(true);
         let deadline = Deadline::after(state.options.operation_timeout);
         deadline
-            .bound(
-                "leave_queue",
-                state
-                    .backend
-                    .leave_queue(&state.name, &state.owner, deadline),
-            )
+            .bound("leave_queue", async {
+                queues(&state.backend)?
+                    .leave_queue(&state.name, &state.owner, deadline)
+                    .await
+            })
             .await
     }
 
@@ -314,7 +319,9 @@ impl Drop for Taken {
 async fn leave(backend: &SharedBackend, name: &str, owner: &str, timeout: Duration) {
     let deadline = Deadline::after(timeout);
     match deadline
-        .bound("leave_queue", backend.leave_queue(name, owner, deadline))
+        .bound("leave_queue", async {
+            queues(backend)?.leave_queue(name, owner, deadline).await
+        })
         .await
     {
         Ok(_) => tracing::debug!(lock = %name, "left the line"),
@@ -332,10 +339,11 @@ async fn keep_ticket(backend: SharedBackend, name: String, owner: String, option
         tokio::time::sleep(every).await;
         let deadline = Deadline::after(options.operation_timeout);
         let kept = deadline
-            .bound(
-                "extend_ticket",
-                backend.extend_ticket(&name, &owner, options.ttl, deadline),
-            )
+            .bound("extend_ticket", async {
+                queues(&backend)?
+                    .extend_ticket(&name, &owner, options.ttl, deadline)
+                    .await
+            })
             .await;
         match kept {
             Ok(true) => {}
@@ -343,10 +351,11 @@ async fn keep_ticket(backend: SharedBackend, name: String, owner: String, option
                 tracing::warn!(lock = %name, "the ticket expired while waiting; joining the line again at its end");
                 let deadline = Deadline::after(options.operation_timeout);
                 if let Err(error) = deadline
-                    .bound(
-                        "enqueue",
-                        backend.enqueue(&name, &owner, options.ttl, deadline),
-                    )
+                    .bound("enqueue", async {
+                        queues(&backend)?
+                            .enqueue(&name, &owner, options.ttl, deadline)
+                            .await
+                    })
                     .await
                 {
                     tracing::warn!(lock = %name, %error, "could not join the line again; retrying");

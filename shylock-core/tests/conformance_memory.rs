@@ -1,4 +1,5 @@
-//! The conformance suite against the in-process backend.
+//! The conformance suite (locks, semaphores, fair queues) against the
+//! in-process backend.
 
 use shylock_core::{MemoryBackend, SharedBackend};
 
@@ -7,11 +8,6 @@ async fn memory() -> SharedBackend {
 }
 
 shylock_core::conformance_tests!(memory());
-
-mod queues {
-    use super::*;
-    shylock_core::queue_conformance_tests!(memory());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mutual_exclusion_many_rounds() {

@@ -10,13 +10,3 @@ async fn sharded() -> SharedBackend {
 }
 
 shylock_core::conformance_tests!(sharded());
-
-mod queues {
-    use super::*;
-    shylock_core::queue_conformance_tests!(sharded());
-}
-
-mod semaphores {
-    use super::*;
-    shylock_core::semaphore_conformance_tests!(sharded());
-}

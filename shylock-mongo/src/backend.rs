@@ -6,7 +6,10 @@ use std::time::{Duration, SystemTime};
 use bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
-use shylock_core::backend::{duration_to_millis, prefix_upper_bound, Backend, Deadline, Grant};
+use shylock_core::backend::{
+    duration_to_millis, prefix_upper_bound, Backend, Deadline, Grant, QueueBackend,
+    SemaphoreBackend,
+};
 use shylock_core::{LockInfo, Result};
 
 use crate::error::{corrupt, is_duplicate_key, mongo_error, retry_rate_limited};
@@ -28,6 +31,13 @@ struct Inner {
     collection: Collection<Document>,
     namespace: String,
     watcher: ReleaseWatcher,
+}
+
+impl MongoBackend {
+    /// The process's release watcher of this collection.
+    pub(crate) fn watcher(&self) -> &ReleaseWatcher {
+        &self.inner.watcher
+    }
 }
 
 impl std::fmt::Debug for MongoBackend {
@@ -200,49 +210,6 @@ impl Backend for MongoBackend {
         .await
     }
 
-    async fn enqueue(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<u64> {
-        self.enqueue_op(name, owner, ttl, deadline).await
-    }
-
-    async fn claim_fair(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        let full_name = is_hashed(name).then_some(name);
-        let pipeline = queries::fair_acquire_pipeline(owner, duration_to_millis(ttl), full_name);
-        self.claim_with(
-            "acquire, fair (findOneAndUpdate)",
-            name,
-            owner,
-            pipeline,
-            deadline,
-        )
-        .await
-    }
-
-    async fn extend_ticket(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<bool> {
-        self.extend_ticket_op(name, owner, ttl, deadline).await
-    }
-
-    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        self.leave_queue_op(name, owner, deadline).await
-    }
-
     async fn extend(
         &self,
         name: &str,
@@ -354,51 +321,12 @@ impl Backend for MongoBackend {
         Some(self.inner.watcher.signals().subscribe(name))
     }
 
-    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
-        Some(self.inner.watcher.signals().subscribe_turn(name, owner))
+    fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
+        Some(self)
     }
 
-    async fn claim_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        permits: u32,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.claim_permit_once(name, owner, permits, ttl, deadline)
-            .await
-    }
-
-    async fn extend_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        self.extend_permit_once(name, owner, ttl, deadline).await
-    }
-
-    async fn release_permit(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let released = self.release_permit_once(name, owner).await?;
-        if released {
-            self.inner.watcher.permit_signals().notify(name);
-        }
-        Ok(released)
-    }
-
-    async fn inspect_semaphore(
-        &self,
-        name: &str,
-        deadline: Deadline,
-    ) -> Result<shylock_core::SemaphoreInfo> {
-        self.inspect_semaphore_once(name, deadline).await
-    }
-
-    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.watcher.ensure_running();
-        Some(self.inner.watcher.permit_signals().subscribe(name))
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
     }
 }
 
@@ -407,7 +335,7 @@ impl MongoBackend {
     /// `pipeline`; a grant when the document came back owned by `owner`.
     /// `findOneAndUpdate` of `name`'s document with `pipeline`, upserting,
     /// answering the new document's `projection`; rate limits retried.
-    async fn upsert_returning(
+    pub(crate) async fn upsert_returning(
         &self,
         name: &str,
         pipeline: &[Document],
@@ -456,89 +384,9 @@ impl MongoBackend {
     }
 }
 
-/// Fair queues: the line of waiters is an array `queue` of `{o, e}` in the
-/// lock's own document, so a fair claim and the removal of the winner's
-/// ticket are one atomic update.
 impl MongoBackend {
-    async fn enqueue_op(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<u64> {
-        let full_name = is_hashed(name).then_some(name);
-        let pipeline = queries::enqueue_pipeline(owner, duration_to_millis(ttl), full_name);
-        // Two first writers of a document race: the loser of the insert
-        // gets a duplicate key error (or, on some servers, no document) and
-        // tries again, when the document exists and is updated instead.
-        let mut attempts = 0;
-        let doc = loop {
-            attempts += 1;
-            let outcome = self
-                .upsert_returning(name, &pipeline, doc! { "queue": 1 }, deadline)
-                .await;
-            match outcome {
-                Ok(Some(doc)) => break doc,
-                Err(e) if is_duplicate_key(&e) && attempts < 5 => {}
-                Ok(None) if attempts < 5 => {}
-                Ok(None) => {
-                    return Err(corrupt(&format!("of {name:?} was not returned by enqueue")))
-                }
-                Err(e) => return Err(mongo_error("enqueue (findOneAndUpdate)", e)),
-            }
-            if deadline.remaining().is_zero() {
-                return Err(shylock_core::Error::backend_msg(
-                    "mongodb",
-                    shylock_core::ErrorKind::TimedOut,
-                    format!("enqueue on {name:?} kept racing with other first writers"),
-                ));
-            }
-        };
-        let queue = doc
-            .get_array("queue")
-            .map_err(|_| corrupt(&format!("of {name:?} has a queue that is not an array")))?;
-        queue
-            .iter()
-            .position(|t| {
-                t.as_document()
-                    .and_then(|t| t.get_str("o").ok())
-                    .is_some_and(|o| o == owner)
-            })
-            .map(|place| place as u64)
-            .ok_or_else(|| corrupt(&format!("of {name:?} lost the ticket enqueue just wrote")))
-    }
-
-    async fn extend_ticket_op(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<bool> {
-        let (filter, update) =
-            queries::extend_ticket(&document_id(name), owner, duration_to_millis(ttl));
-        let result = self
-            .update_one_op("extend ticket (updateOne)", filter, update)
-            .await?;
-        Ok(result.matched_count == 1)
-    }
-
-    async fn leave_queue_op(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let (filter, update) = queries::leave_queue(&document_id(name), owner);
-        let result = self
-            .update_one_op("leave queue (updateOne)", filter, update)
-            .await?;
-        let left = result.modified_count == 1;
-        if left {
-            // The next in line may now be first.
-            self.inner.watcher.signals().notify(name);
-        }
-        Ok(left)
-    }
-
     /// One `updateOne` on the lock collection (rate-limit errors retried).
-    async fn update_one_op(
+    pub(crate) async fn update_one_op(
         &self,
         what: &'static str,
         filter: Document,

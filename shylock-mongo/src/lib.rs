@@ -44,6 +44,7 @@ mod builder;
 mod error;
 mod key;
 pub mod queries;
+mod queue;
 mod semaphore;
 mod watcher;
 

@@ -13,11 +13,14 @@
 //! own permit (a retry), and appends a permit when fewer than N live
 //! holders are left and they were granted under the same N.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
-use shylock_core::backend::{duration_to_millis, permits_mismatch, Deadline, Grant, SemaphoreInfo};
+use shylock_core::backend::{
+    duration_to_millis, permits_mismatch, Deadline, Grant, SemaphoreBackend, SemaphoreInfo,
+};
 use shylock_core::{LockInfo, Result};
 
 use crate::backend::MongoBackend;
@@ -150,8 +153,9 @@ fn max_time(deadline: Deadline) -> Duration {
     deadline.remaining().max(Duration::from_millis(1))
 }
 
-impl MongoBackend {
-    pub(crate) async fn claim_permit_once(
+#[async_trait::async_trait]
+impl SemaphoreBackend for MongoBackend {
+    async fn claim_permit(
         &self,
         name: &str,
         owner: &str,
@@ -204,7 +208,7 @@ impl MongoBackend {
         }
     }
 
-    pub(crate) async fn extend_permit_once(
+    async fn extend_permit(
         &self,
         name: &str,
         owner: &str,
@@ -248,7 +252,7 @@ impl MongoBackend {
         }
     }
 
-    pub(crate) async fn release_permit_once(&self, name: &str, owner: &str) -> Result<bool> {
+    async fn release_permit(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
         let filter = doc! { "_id": semaphore_id(name), "holders.owner": owner };
         // A plain update (not a pipeline), so change streams log it as an
         // update whose `releases` field changed: what the release watcher
@@ -261,14 +265,14 @@ impl MongoBackend {
             retry_rate_limited(|| self.collection().update_one(filter.clone(), update.clone()))
                 .await
                 .map_err(|e| mongo_error("release permit (updateOne)", e))?;
-        Ok(result.matched_count == 1)
+        let released = result.matched_count == 1;
+        if released {
+            self.watcher().permit_signals().notify(name);
+        }
+        Ok(released)
     }
 
-    pub(crate) async fn inspect_semaphore_once(
-        &self,
-        name: &str,
-        deadline: Deadline,
-    ) -> Result<SemaphoreInfo> {
+    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
         use futures_util::TryStreamExt;
         let pipeline = vec![
             doc! { "$match": { "_id": semaphore_id(name) } },
@@ -308,5 +312,10 @@ impl MongoBackend {
             ));
         }
         Ok(SemaphoreInfo::new(name, permits, holders))
+    }
+
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.watcher().ensure_running();
+        Some(self.watcher().permit_signals().subscribe(name))
     }
 }

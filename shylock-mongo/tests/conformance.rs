@@ -37,12 +37,13 @@ async fn mongo() -> SharedBackend {
     backend.into()
 }
 
-shylock_core::conformance_tests!(mongo(), ignore = "needs MONGODB_URI");
-
-mod queues {
-    use super::*;
-    shylock_core::queue_conformance_tests!(mongo(), ignore = "needs MONGODB_URI");
-}
+// The semaphore cases run from semaphore.rs, last: they rewrite one
+// document thousands of times, which slows the SecantusDB test server.
+shylock_core::conformance_tests!(
+    mongo(),
+    ignore = "needs MONGODB_URI",
+    groups = [locks, queues]
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "needs MONGODB_URI"]
@@ -506,7 +507,11 @@ async fn sharded_mongo() -> SharedBackend {
 
 mod sharded {
     use super::*;
-    shylock_core::conformance_tests!(sharded_mongo(), ignore = "needs MONGODB_URI");
+    shylock_core::conformance_tests!(
+        sharded_mongo(),
+        ignore = "needs MONGODB_URI",
+        groups = [locks]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -33,4 +33,4 @@ async fn mongo() -> SharedBackend {
         .into()
 }
 
-shylock_core::semaphore_conformance_tests!(mongo(), ignore = "needs MONGODB_URI");
+shylock_core::conformance_tests!(mongo(), ignore = "needs MONGODB_URI", groups = [semaphores]);

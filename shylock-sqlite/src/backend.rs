@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
     duration_to_millis, prefix_upper_bound, system_time_from_millis, Backend, Deadline, Grant,
-    ReleaseSignals,
+    QueueBackend, ReleaseSignals, SemaphoreBackend,
 };
 use shylock_core::{Error, ErrorKind, LockInfo, Result};
 
@@ -216,7 +216,13 @@ impl SqliteBackend {
     }
 
     /// Starts waking this handle's waiters at other connections' commits.
-    fn watch(&self) {
+    /// Whether a file watcher reads the line at each commit (a file has
+    /// one; an in-memory database does not).
+    pub(crate) fn has_watcher(&self) -> bool {
+        self.inner.watcher.is_some()
+    }
+
+    pub(crate) fn watch(&self) {
         if let Some(watcher) = &self.inner.watcher {
             watcher.watch(&self.inner);
         }
@@ -376,87 +382,15 @@ impl Backend for SqliteBackend {
         Some(signal)
     }
 
-    fn turn_signal(&self, name: &str, owner: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        // Only a file has a watcher that reads the line at each commit.
-        self.inner.watcher.as_ref()?;
-        Some(self.inner.signals.subscribe_turn(name, owner))
-    }
-
     fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
         self.inner.watcher.as_ref().and_then(|w| w.since())
     }
 
-    async fn claim_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        permits: u32,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.claim_permit_tx(name, owner, permits, ttl, deadline)
-            .await
+    fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
+        Some(self)
     }
 
-    async fn extend_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        self.extend_permit_tx(name, owner, ttl, deadline).await
-    }
-
-    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        self.release_permit_tx(name, owner, deadline).await
-    }
-
-    async fn inspect_semaphore(
-        &self,
-        name: &str,
-        deadline: Deadline,
-    ) -> Result<shylock_core::SemaphoreInfo> {
-        self.inspect_semaphore_tx(name, deadline).await
-    }
-
-    fn permit_release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        let signal = self.inner.permit_signals.subscribe(name);
-        self.watch();
-        Some(signal)
-    }
-
-    async fn enqueue(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<u64> {
-        self.enqueue_tx(name, owner, ttl, deadline).await
-    }
-
-    async fn claim_fair(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.claim_fair_tx(name, owner, ttl, deadline).await
-    }
-
-    async fn extend_ticket(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<bool> {
-        self.extend_ticket_tx(name, owner, ttl, deadline).await
-    }
-
-    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        self.leave_queue_tx(name, owner, deadline).await
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
     }
 }

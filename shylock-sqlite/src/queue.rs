@@ -6,15 +6,18 @@
 use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
-use shylock_core::backend::{duration_to_millis, system_time_from_millis, Deadline, Grant};
+use shylock_core::backend::{
+    duration_to_millis, system_time_from_millis, Deadline, Grant, QueueBackend,
+};
 use shylock_core::Result;
 
 use crate::backend::{fence_of, now_ms, SqliteBackend};
 use crate::conn::with_conn;
 use crate::queries as sql;
 
-impl SqliteBackend {
-    pub(crate) async fn enqueue_tx(
+#[async_trait::async_trait]
+impl QueueBackend for SqliteBackend {
+    async fn enqueue(
         &self,
         name: &str,
         owner: &str,
@@ -47,7 +50,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(crate) async fn claim_fair_tx(
+    async fn claim_fair(
         &self,
         name: &str,
         owner: &str,
@@ -99,7 +102,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(crate) async fn extend_ticket_tx(
+    async fn extend_ticket(
         &self,
         name: &str,
         owner: &str,
@@ -119,12 +122,7 @@ impl SqliteBackend {
         Ok(found.is_some())
     }
 
-    pub(crate) async fn leave_queue_tx(
-        &self,
-        name: &str,
-        owner: &str,
-        deadline: Deadline,
-    ) -> Result<bool> {
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         let left = self
             .write_owned("leave queue", sql::TICKET_LEAVE, name, owner, deadline)
             .await?;
@@ -133,5 +131,13 @@ impl SqliteBackend {
             self.inner().signals.notify(name);
         }
         Ok(left)
+    }
+
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        // Only a file has a watcher that reads the line at each commit.
+        if !self.has_watcher() {
+            return None;
+        }
+        Some(self.inner().signals.subscribe_turn(name, owner))
     }
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
-    duration_to_millis, permits_mismatch, system_time_from_millis, Deadline, Grant, SemaphoreInfo,
+    duration_to_millis, permits_mismatch, system_time_from_millis, Deadline, Grant,
+    SemaphoreBackend, SemaphoreInfo,
 };
 use shylock_core::{LockInfo, Result};
 
@@ -24,8 +25,9 @@ enum Claimed {
     Mismatch(u32),
 }
 
-impl SqliteBackend {
-    pub(crate) async fn claim_permit_tx(
+#[async_trait::async_trait]
+impl SemaphoreBackend for SqliteBackend {
+    async fn claim_permit(
         &self,
         name: &str,
         owner: &str,
@@ -83,7 +85,7 @@ impl SqliteBackend {
         }
     }
 
-    pub(crate) async fn extend_permit_tx(
+    async fn extend_permit(
         &self,
         name: &str,
         owner: &str,
@@ -101,12 +103,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(crate) async fn release_permit_tx(
-        &self,
-        name: &str,
-        owner: &str,
-        deadline: Deadline,
-    ) -> Result<bool> {
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         let released = self
             .write_owned("release permit", sql::PERMIT_RELEASE, name, owner, deadline)
             .await?;
@@ -116,11 +113,7 @@ impl SqliteBackend {
         Ok(released)
     }
 
-    pub(crate) async fn inspect_semaphore_tx(
-        &self,
-        name: &str,
-        deadline: Deadline,
-    ) -> Result<SemaphoreInfo> {
+    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
         let owned = name.to_owned();
         let rows = with_conn(self.inner(), "inspect semaphore", deadline, move |conn| {
             let mut statement = conn.prepare_cached(sql::PERMITS_LIVE)?;
@@ -148,5 +141,11 @@ impl SqliteBackend {
             .and_then(|p| u32::try_from(p).ok());
         let holders = rows.into_iter().map(|(info, _)| info).collect();
         Ok(SemaphoreInfo::new(name, permits, holders))
+    }
+
+    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        let signal = self.inner().permit_signals.subscribe(name);
+        self.watch();
+        Some(signal)
     }
 }

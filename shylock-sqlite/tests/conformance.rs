@@ -12,14 +12,6 @@ async fn file_backend() -> SharedBackend {
 mod file {
     use super::*;
     shylock_core::conformance_tests!(file_backend());
-    mod semaphores {
-        use super::*;
-        shylock_core::semaphore_conformance_tests!(file_backend());
-    }
-    mod queues {
-        use super::*;
-        shylock_core::queue_conformance_tests!(file_backend());
-    }
 }
 
 mod in_memory {
@@ -28,14 +20,6 @@ mod in_memory {
         SqliteBackend::open_in_memory().unwrap().into()
     }
     shylock_core::conformance_tests!(memory_backend());
-    mod semaphores {
-        use super::*;
-        shylock_core::semaphore_conformance_tests!(memory_backend());
-    }
-    mod queues {
-        use super::*;
-        shylock_core::queue_conformance_tests!(memory_backend());
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -121,8 +105,4 @@ mod sharded {
             .into()
     }
     shylock_core::conformance_tests!(sharded_backend());
-    mod semaphores {
-        use super::*;
-        shylock_core::semaphore_conformance_tests!(sharded_backend());
-    }
 }

@@ -22,8 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use name::{validate_name, MAX_NAME_LEN};
-pub use queue::queues_unsupported;
-pub use semaphore::{permits_mismatch, semaphores_unsupported, SemaphoreInfo, MAX_PERMITS};
+pub use queue::{queues_unsupported, QueueBackend};
+pub use semaphore::{
+    permits_mismatch, semaphores_unsupported, SemaphoreBackend, SemaphoreInfo, MAX_PERMITS,
+};
 pub use signal::ReleaseSignals;
 pub use time::{duration_to_millis, prefix_upper_bound, system_time_from_millis, Deadline};
 
@@ -99,16 +101,20 @@ impl LockInfo {
 /// | [`inspect`](Self::inspect) / [`list`](Self::list) | live holders (unexpired, by the database's clock) | read only |
 /// | [`force_release`](Self::force_release) | remove whoever holds it | fencing tokens keep increasing afterwards |
 /// | [`release_signal`](Self::release_signal) | optional wake-up for waiters | never needed for correctness |
-/// | [`claim_permit`](Self::claim_permit) | take one of N permits of a semaphore if fewer than N live holders exist | atomic in one round trip (or one transaction); expired holders' permits reclaimed by the attempt itself; tokens strictly increase per semaphore across all its permits; a retry by the same owner keeps its permit; a different N while live holders exist is [`permits_mismatch`] |
-/// | [`extend_permit`](Self::extend_permit) / [`release_permit`](Self::release_permit) | as `extend` / `release`, per permit | owner-checked |
-/// | [`inspect_semaphore`](Self::inspect_semaphore) | live permit holders | read only |
-/// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place |
-/// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself |
-/// | [`extend_ticket`](Self::extend_ticket) / [`leave_queue`](Self::leave_queue) | keep or give up a place in line | owner-checked |
+/// | [`semaphores`](Self::semaphores) / [`queues`](Self::queues) | the capabilities beyond the single lock, if offered | `Some(self)` only when every operation of that trait is implemented |
 ///
-/// The semaphore operations have default implementations that fail with
-/// [`semaphores_unsupported`], and the fair-queue operations ones that fail
-/// with [`queues_unsupported`], so a backend may leave them out.
+/// # Capabilities
+///
+/// Semaphores ([`SemaphoreBackend`]) and fair queues ([`QueueBackend`]) are
+/// traits of their own whose operations are all required, reached through
+/// [`semaphores`](Self::semaphores) and [`queues`](Self::queues), which
+/// answer `None` ("not offered") by default. A backend offers a capability
+/// by implementing its trait and answering `Some(self)`; forgetting an
+/// operation is then a compile error, never a run-time surprise. The core
+/// turns `None` into a clear error before any attempt, and the conformance
+/// suite ([`conformance_tests!`](crate::conformance_tests)) runs the cases
+/// of every capability offered.
+///
 /// Semaphore names are a namespace of their own: a semaphore and a lock
 /// with the same name are independent.
 ///
@@ -197,33 +203,15 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// A signal notified when the fair waiter holding `owner`'s ticket for
-    /// `name` may now win: a release was seen while that ticket was first
-    /// in the line. Backends that see the line at each release (MongoDB's
-    /// change stream, SQLite's file watcher) answer it, so a release wakes
-    /// only the waiter that can win, in whichever process it is, instead of
-    /// one waiter in every process. A fair waiter subscribes before it asks
-    /// for its place, and one behind others waits for this signal before
-    /// its first attempt while releases are watched.
-    ///
-    /// `None` (the default): fair waiters are woken through
-    /// [`release_signal`](Self::release_signal) alone. Fair waiters always
-    /// listen to both, so a backend answering this one still notifies
-    /// `release_signal` for releases it makes itself.
-    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
-        let _ = (name, owner);
-        None
-    }
-
     /// Since when every release of `name` (a lock, or a permit of the
     /// semaphore `name`), made by any process, reaches
     /// [`release_signal`](Self::release_signal) /
-    /// [`permit_release_signal`](Self::permit_release_signal): for example
+    /// [`SemaphoreBackend::release_signal`]: for example
     /// since a change stream on the collection opened.
     /// `None` (the default) when releases elsewhere may go unnoticed.
     ///
     /// A fair waiter counts as reached when a backend that answers
-    /// [`turn_signal`](Self::turn_signal) notifies it there at the releases
+    /// [`QueueBackend::turn_signal`] notifies it there at the releases
     /// where it can win.
     ///
     /// While it answers, a waiter whose last attempt started after that
@@ -237,110 +225,20 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
         None
     }
 
-    /// Takes one of `permits` permits of semaphore `name` for `owner` for
-    /// `ttl` if fewer than `permits` live holders exist, or returns the
-    /// permit `owner` already holds (pushing its expiry). Returns `None`
-    /// when all permits are held by others. Holders whose leases expired
-    /// (by the database's clock) count as gone.
-    ///
-    /// # Errors
-    ///
-    /// [`permits_mismatch`] when live holders were granted under another
-    /// permit count.
-    async fn claim_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        permits: u32,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        let _ = (name, owner, permits, ttl, deadline);
-        Err(semaphores_unsupported("backend"))
-    }
-
-    /// Pushes the expiry of `owner`'s permit of semaphore `name` to now +
-    /// `ttl`; `None` when `owner` holds no live permit.
-    async fn extend_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        let _ = (name, owner, ttl, deadline);
-        Err(semaphores_unsupported("backend"))
-    }
-
-    /// Frees `owner`'s permit of semaphore `name`; whether it held one.
-    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        let _ = (name, owner, deadline);
-        Err(semaphores_unsupported("backend"))
-    }
-
-    /// As [`release_signal`](Self::release_signal), for permits of
-    /// semaphore `name` (notified when a permit may have been freed).
-    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        let _ = name;
+    /// This backend's semaphores, if it offers them: `Some(self)` in a
+    /// backend that implements [`SemaphoreBackend`]. `None` (the default):
+    /// [`AsyncSemaphore`](crate::AsyncSemaphore) fails at once with
+    /// [`semaphores_unsupported`].
+    fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
         None
     }
 
-    /// The live holders of semaphore `name` and the permit count they hold
-    /// under.
-    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
-        let _ = (name, deadline);
-        Err(semaphores_unsupported("backend"))
-    }
-
-    /// Puts `owner` in the line of waiters for lock `name` with a ticket
-    /// that lives for `ttl` (by the database's clock) unless extended, and
-    /// returns its place: how many live tickets are ahead of it (0: first).
-    /// An owner already in the line keeps its place and its ticket's
-    /// expiry is pushed. Expired tickets count as gone.
-    async fn enqueue(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<u64> {
-        let _ = (name, owner, ttl, deadline);
-        Err(queues_unsupported("backend"))
-    }
-
-    /// [`claim`](Self::claim) for a fair waiter: takes `name` for `owner`
-    /// only if it is free, expired or already `owner`'s **and** no live
-    /// ticket of another owner is ahead in the line (`owner`'s own ticket
-    /// is first, or the line is empty). A win removes `owner`'s ticket in
-    /// the same atomic step.
-    async fn claim_fair(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        let _ = (name, owner, ttl, deadline);
-        Err(queues_unsupported("backend"))
-    }
-
-    /// Pushes the expiry of `owner`'s ticket for `name` to now + `ttl`;
-    /// `false` if it has no live ticket (it expired or was never there).
-    async fn extend_ticket(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        deadline: Deadline,
-    ) -> Result<bool> {
-        let _ = (name, owner, ttl, deadline);
-        Err(queues_unsupported("backend"))
-    }
-
-    /// Removes `owner`'s ticket for `name`; whether there was one.
-    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        let _ = (name, owner, deadline);
-        Err(queues_unsupported("backend"))
+    /// This backend's fair queues, if it offers them: `Some(self)` in a
+    /// backend that implements [`QueueBackend`]. `None` (the default): fair
+    /// locks and [`AsyncLock::enqueue`](crate::AsyncLock::enqueue) fail at
+    /// once with [`queues_unsupported`].
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        None
     }
 }
 

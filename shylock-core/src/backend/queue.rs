@@ -1,6 +1,84 @@
-//! Helpers for the fair-queue operations of [`Backend`](super::Backend).
+//! The fair-queue capability: [`QueueBackend`] and its helpers.
 
-use crate::error::{Error, ErrorKind};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::{Deadline, Grant};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Lines of waiters in a store, for fair locks: waiters are granted a lock
+/// in the order they joined its line, across processes.
+///
+/// A backend offers them by implementing this trait and answering
+/// `Some(self)` from [`Backend::queues`](super::Backend::queues). Every
+/// operation follows the rules of the single-lock contract (see
+/// [`Backend`](super::Backend)):
+///
+/// | operation | does | must hold |
+/// |---|---|---|
+/// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place |
+/// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself |
+/// | [`extend_ticket`](Self::extend_ticket) / [`leave_queue`](Self::leave_queue) | keep or give up a place in line | owner-checked |
+/// | [`turn_signal`](Self::turn_signal) | optional wake-up for the waiter first in line | never needed for correctness |
+#[async_trait::async_trait]
+pub trait QueueBackend: Send + Sync {
+    /// Puts `owner` in the line of waiters for lock `name` with a ticket
+    /// that lives for `ttl` (by the database's clock) unless extended, and
+    /// returns its place: how many live tickets are ahead of it (0: first).
+    /// An owner already in the line keeps its place and its ticket's
+    /// expiry is pushed. Expired tickets count as gone.
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<u64>;
+
+    /// [`claim`](super::Backend::claim) for a fair waiter: takes `name` for
+    /// `owner` only if it is free, expired or already `owner`'s **and** no
+    /// live ticket of another owner is ahead in the line (`owner`'s own
+    /// ticket is first, or the line is empty). A win removes `owner`'s
+    /// ticket in the same atomic step.
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>>;
+
+    /// Pushes the expiry of `owner`'s ticket for `name` to now + `ttl`;
+    /// `false` if it has no live ticket (it expired or was never there).
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<bool>;
+
+    /// Removes `owner`'s ticket for `name`; whether there was one.
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool>;
+
+    /// A signal notified when the fair waiter holding `owner`'s ticket for
+    /// `name` may now win: a release was seen while that ticket was first
+    /// in the line. Backends that see the line at each release (MongoDB's
+    /// change stream, SQLite's file watcher) answer it, so a release wakes
+    /// only the waiter that can win, in whichever process it is, instead of
+    /// one waiter in every process. A fair waiter subscribes before it asks
+    /// for its place, and one behind others waits for this signal before
+    /// its first attempt while releases are watched.
+    ///
+    /// `None` (the default): fair waiters are woken through
+    /// [`Backend::release_signal`](super::Backend::release_signal) alone.
+    /// Fair waiters always listen to both, so a backend answering this one
+    /// still notifies `release_signal` for releases it makes itself.
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let _ = (name, owner);
+        None
+    }
+}
 
 /// The error of the default fair-queue operations: this backend keeps no
 /// line of waiters.
@@ -8,7 +86,7 @@ pub fn queues_unsupported(backend: &'static str) -> Error {
     Error::backend_msg(
         backend,
         ErrorKind::Misconfigured,
-        "this backend does not implement fair queues (Backend::enqueue and friends); use \
+        "this backend does not offer fair queues (Backend::queues answers None); use \
          LockOptions::fair(false), or the memory, SQLite, MongoDB or ArangoDB backend"
             .to_owned(),
     )

@@ -1,7 +1,74 @@
-//! Types and helpers for the semaphore operations of [`Backend`](super::Backend).
+//! The semaphore capability: [`SemaphoreBackend`], its types and helpers.
 
-use crate::backend::LockInfo;
-use crate::error::{Error, ErrorKind};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::backend::{Deadline, Grant, LockInfo};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Counting semaphores in a store: at most N live holders of one name.
+///
+/// A backend offers them by implementing this trait and answering
+/// `Some(self)` from [`Backend::semaphores`](super::Backend::semaphores).
+/// Every operation follows the rules of the single-lock contract (one
+/// attempt, atomic, the database's clock, answers rather than errors; see
+/// [`Backend`](super::Backend)):
+///
+/// | operation | does | must hold |
+/// |---|---|---|
+/// | [`claim_permit`](Self::claim_permit) | take one of N permits of a semaphore if fewer than N live holders exist | atomic in one round trip (or one transaction); expired holders' permits reclaimed by the attempt itself; tokens strictly increase per semaphore across all its permits; a retry by the same owner keeps its permit; a different N while live holders exist is [`permits_mismatch`] |
+/// | [`extend_permit`](Self::extend_permit) / [`release_permit`](Self::release_permit) | as `extend` / `release`, per permit | owner-checked |
+/// | [`inspect_semaphore`](Self::inspect_semaphore) | live permit holders | read only |
+/// | [`release_signal`](Self::release_signal) | optional wake-up for permit waiters | never needed for correctness |
+///
+/// Semaphore names are a namespace of their own: a semaphore and a lock
+/// with the same name are independent.
+#[async_trait::async_trait]
+pub trait SemaphoreBackend: Send + Sync {
+    /// Takes one of `permits` permits of semaphore `name` for `owner` for
+    /// `ttl` if fewer than `permits` live holders exist, or returns the
+    /// permit `owner` already holds (pushing its expiry). Returns `None`
+    /// when all permits are held by others. Holders whose leases expired
+    /// (by the database's clock) count as gone.
+    ///
+    /// # Errors
+    ///
+    /// [`permits_mismatch`] when live holders were granted under another
+    /// permit count.
+    async fn claim_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        permits: u32,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>>;
+
+    /// Pushes the expiry of `owner`'s permit of semaphore `name` to now +
+    /// `ttl`; `None` when `owner` holds no live permit.
+    async fn extend_permit(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>>;
+
+    /// Frees `owner`'s permit of semaphore `name`; whether it held one.
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool>;
+
+    /// The live holders of semaphore `name` and the permit count they hold
+    /// under.
+    async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo>;
+
+    /// As [`Backend::release_signal`](super::Backend::release_signal), for
+    /// permits of semaphore `name` (notified when a permit may have been
+    /// freed). `None` (the default): permit waiters poll with backoff.
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        let _ = name;
+        None
+    }
+}
 
 /// Most permits a semaphore may have. Every attempt reads all live holders
 /// of the semaphore in one record (MongoDB, ArangoDB) or one transaction
@@ -62,8 +129,8 @@ pub fn semaphores_unsupported(backend: &'static str) -> Error {
     Error::backend_msg(
         backend,
         ErrorKind::Misconfigured,
-        "this backend does not implement semaphores (Backend::claim_permit and friends); use \
-         the memory, SQLite, MongoDB or ArangoDB backend"
+        "this backend does not offer semaphores (Backend::semaphores answers None); use the \
+         memory, SQLite, MongoDB or ArangoDB backend"
             .to_owned(),
     )
 }

@@ -4,8 +4,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::backend::{Backend, Deadline, Grant, LockInfo, SemaphoreInfo, SharedBackend};
+use crate::backend::{
+    Backend, Deadline, Grant, LockInfo, QueueBackend, SemaphoreBackend, SemaphoreInfo,
+    SharedBackend,
+};
 use crate::error::Result;
+use crate::target::{queues, semaphores};
 
 /// Counts calls per operation; wraps a backend for tests that check how many
 /// round trips the core makes. Permit operations count with their lock
@@ -52,6 +56,7 @@ impl CountingBackend {
 }
 
 #[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Backend for CountingBackend {
     fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
         self.inner.releases_watched_since(name)
@@ -103,9 +108,19 @@ impl Backend for CountingBackend {
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.inner.release_signal(name)
     }
-    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.turn_signal(name, owner)
+    fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
+        self.inner.semaphores()?;
+        Some(self)
     }
+    fn queues(&self) -> Option<&dyn QueueBackend> {
+        self.inner.queues()?;
+        Some(self)
+    }
+}
+
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl SemaphoreBackend for CountingBackend {
     async fn claim_permit(
         &self,
         name: &str,
@@ -115,7 +130,7 @@ impl Backend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner
+        semaphores(&self.inner)?
             .claim_permit(name, owner, permits, ttl, deadline)
             .await
     }
@@ -127,19 +142,29 @@ impl Backend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
         self.extends.fetch_add(1, Ordering::SeqCst);
-        self.inner.extend_permit(name, owner, ttl, deadline).await
+        semaphores(&self.inner)?
+            .extend_permit(name, owner, ttl, deadline)
+            .await
     }
     async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         self.releases.fetch_add(1, Ordering::SeqCst);
-        self.inner.release_permit(name, owner, deadline).await
+        semaphores(&self.inner)?
+            .release_permit(name, owner, deadline)
+            .await
     }
     async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
-        self.inner.inspect_semaphore(name, deadline).await
+        semaphores(&self.inner)?
+            .inspect_semaphore(name, deadline)
+            .await
     }
-    fn permit_release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.permit_release_signal(name)
+    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.semaphores()?.release_signal(name)
     }
+}
 
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl QueueBackend for CountingBackend {
     async fn enqueue(
         &self,
         name: &str,
@@ -147,7 +172,9 @@ impl Backend for CountingBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        self.inner.enqueue(name, owner, ttl, deadline).await
+        queues(&self.inner)?
+            .enqueue(name, owner, ttl, deadline)
+            .await
     }
 
     async fn claim_fair(
@@ -158,7 +185,9 @@ impl Backend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        let answer = self.inner.claim_fair(name, owner, ttl, deadline).await;
+        let answer = queues(&self.inner)?
+            .claim_fair(name, owner, ttl, deadline)
+            .await;
         if let Ok(grant) = &answer {
             self.fair_claims
                 .lock()
@@ -175,10 +204,17 @@ impl Backend for CountingBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<bool> {
-        self.inner.extend_ticket(name, owner, ttl, deadline).await
+        queues(&self.inner)?
+            .extend_ticket(name, owner, ttl, deadline)
+            .await
     }
 
     async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        self.inner.leave_queue(name, owner, deadline).await
+        queues(&self.inner)?
+            .leave_queue(name, owner, deadline)
+            .await
+    }
+    fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.queues()?.turn_signal(name, owner)
     }
 }

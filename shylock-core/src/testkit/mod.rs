@@ -3,8 +3,8 @@
 //! Plain async functions that take a backend and panic when it breaks the
 //! [`Backend`](crate::backend::Backend) contract. Every backend crate runs
 //! all of them, most simply with
-//! [`conformance_tests!`](crate::conformance_tests), which turns the one
-//! list of cases into one `#[tokio::test]` each:
+//! [`conformance_tests!`](crate::conformance_tests), which turns the cases
+//! of every capability into one `#[tokio::test]` each:
 //!
 //! ```text
 //! async fn backend() -> shylock_core::SharedBackend {
@@ -120,39 +120,104 @@ where
     }
 }
 
-/// Calls `$callback!($($args)*; case, case, ...)` with the one list of
-/// conformance cases.
+/// Calls `$callback!($($args)*; case, case, ...)` with the list of
+/// conformance cases of one group: `locks` (the single-lock contract),
+/// `semaphores`, `queues`, or `one_permit_locks` (the lock cases that also
+/// apply to a one-permit semaphore: all but listing, which semaphores do
+/// not have).
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_cases {
-    ($callback:path; $($args:tt)*) => {
+    (locks; $callback:path; $($args:tt)*) => {
+        $crate::__conformance_cases!(@locks $callback; [$($args)*];
+            list_live_holders, generated_names_never_collide);
+    };
+    (one_permit_locks; $callback:path; $($args:tt)*) => {
+        $crate::__conformance_cases!(@locks $callback; [$($args)*];);
+    };
+    (@locks $callback:path; [$($args:tt)*]; $($listing:ident),*) => {
         $callback!($($args)*;
             mutual_exclusion, first_creation_race, try_acquire_while_held,
             owner_checked_release_and_extend, same_owner_reclaim_is_idempotent,
             expiry_frees_lock, expired_lease_cannot_be_extended, fencing_tokens_increase,
-            force_release, is_locked, list_live_holders, name_edge_cases,
+            force_release, is_locked, name_edge_cases,
             distinct_names_independent, waiter_gets_released_lock,
             release_wakes_waiter_at_once, wait_timeout, renewal_keeps_lock,
-            generated_names_never_collide, cancelled_acquires_leave_the_lock_free);
+            cancelled_acquires_leave_the_lock_free, $($listing),*);
+    };
+    (semaphores; $callback:path; $($args:tt)*) => {
+        $callback!($($args)*;
+            semaphore_limits_holders, semaphore_expired_permits_are_reclaimed,
+            semaphore_owner_checked, semaphore_reclaim_is_idempotent,
+            semaphore_permit_count_mismatch, semaphore_inspect_and_bad_input,
+            semaphore_release_wakes_waiter);
+    };
+    (queues; $callback:path; $($args:tt)*) => {
+        $callback!($($args)*;
+            fair_waiters_granted_in_arrival_order, expired_ticket_is_skipped,
+            tickets_are_owner_checked_and_idempotent,
+            fair_try_acquire_respects_the_line_and_others_barge,
+            cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket,
+            concurrent_first_enqueues_all_get_a_place);
     };
 }
 
-/// Generates one `#[tokio::test]` per conformance case.
+/// Generates one `#[tokio::test]` per conformance case, for every
+/// capability: the lock cases, the semaphore cases, the fair-queue cases,
+/// and (module `one_permit`) the lock cases run against a one-permit
+/// semaphore through [`OnePermit`]. Cases of a capability the backend does
+/// not offer ([`Backend::semaphores`](crate::backend::Backend::semaphores),
+/// [`Backend::queues`](crate::backend::Backend::queues) answer `None`) say
+/// so on stderr and check nothing else.
 ///
 /// `$make` is an expression evaluated once per case that yields a future of
 /// [`SharedBackend`]. With `ignore = "reason"` every case is marked
 /// `#[ignore]`: for suites that need a server, run with `--ignored` when it
-/// is there.
+/// is there. With `groups = [..]` only the named groups (`locks`,
+/// `semaphores`, `queues`) are generated, for a suite split over several
+/// test binaries.
+///
+/// ```text
+/// shylock_core::conformance_tests!(backend());
+/// shylock_core::conformance_tests!(server(), ignore = "needs MY_DB_URL");
+/// shylock_core::conformance_tests!(server(), ignore = "needs MY_DB_URL", groups = [semaphores]);
+/// ```
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::__conformance_cases!($crate::conformance_tests; @emit [] $make);
+        $crate::conformance_tests!(@groups [] $make; locks semaphores queues);
     };
     ($make:expr, ignore = $why:literal) => {
-        $crate::__conformance_cases!($crate::conformance_tests; @emit [#[ignore = $why]] $make);
+        $crate::conformance_tests!(@groups [#[ignore = $why]] $make; locks semaphores queues);
+    };
+    ($make:expr, groups = [$($group:ident),* $(,)?]) => {
+        $crate::conformance_tests!(@groups [] $make; $($group)*);
+    };
+    ($make:expr, ignore = $why:literal, groups = [$($group:ident),* $(,)?]) => {
+        $crate::conformance_tests!(@groups [#[ignore = $why]] $make; $($group)*);
+    };
+    (@groups $attrs:tt $make:expr; $($group:ident)*) => {
+        $( $crate::conformance_tests!(@group $group $attrs $make); )*
+    };
+    (@group locks $attrs:tt $make:expr) => {
+        $crate::__conformance_cases!(locks; $crate::conformance_tests; @emit $attrs $make);
+    };
+    (@group queues $attrs:tt $make:expr) => {
+        $crate::__conformance_cases!(queues; $crate::conformance_tests; @emit $attrs $make);
+    };
+    (@group semaphores $attrs:tt $make:expr) => {
+        $crate::__conformance_cases!(semaphores; $crate::conformance_tests; @emit $attrs $make);
+        mod one_permit {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::__conformance_cases!(one_permit_locks; $crate::conformance_tests; @emit_one_permit $attrs $make);
+        }
     };
     (@emit $attrs:tt $make:expr; $($case:ident),* $(,)?) => {
         $( $crate::conformance_tests!(@one $attrs $make; $case); )*
+    };
+    (@emit_one_permit $attrs:tt $make:expr; $($case:ident),* $(,)?) => {
+        $( $crate::conformance_tests!(@one_permit $attrs $make; $case); )*
     };
     (@one [$($attr:tt)*] $make:expr; $case:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -162,86 +227,25 @@ macro_rules! conformance_tests {
             $crate::testkit::$case(backend).await;
         }
     };
-}
-
-/// The semaphore cases, and the lock cases that apply to a one-permit
-/// semaphore (run through [`OnePermit`]).
-#[doc(hidden)]
-#[macro_export]
-macro_rules! __semaphore_cases {
-    ($callback:path; $($args:tt)*) => {
-        $callback!($($args)*;
-            semaphore_limits_holders, semaphore_expired_permits_are_reclaimed,
-            semaphore_owner_checked, semaphore_reclaim_is_idempotent,
-            semaphore_permit_count_mismatch, semaphore_inspect_and_bad_input,
-            semaphore_release_wakes_waiter;
-            mutual_exclusion, first_creation_race, try_acquire_while_held,
-            owner_checked_release_and_extend, same_owner_reclaim_is_idempotent,
-            expiry_frees_lock, expired_lease_cannot_be_extended, fencing_tokens_increase,
-            force_release, is_locked, name_edge_cases, distinct_names_independent,
-            waiter_gets_released_lock, release_wakes_waiter_at_once, wait_timeout,
-            renewal_keeps_lock, cancelled_acquires_leave_the_lock_free);
-    };
-}
-
-/// Generates the semaphore conformance tests: one `#[tokio::test]` per
-/// semaphore case, and a module `one_permit` with the lock cases run
-/// against a one-permit semaphore. Same arguments as
-/// [`conformance_tests!`](crate::conformance_tests).
-#[macro_export]
-macro_rules! semaphore_conformance_tests {
-    ($make:expr) => {
-        $crate::__semaphore_cases!($crate::semaphore_conformance_tests; @emit [] $make);
-    };
-    ($make:expr, ignore = $why:literal) => {
-        $crate::__semaphore_cases!($crate::semaphore_conformance_tests; @emit [#[ignore = $why]] $make);
-    };
-    (@emit $attrs:tt $make:expr; $($case:ident),* ; $($lock_case:ident),* $(,)?) => {
-        $( $crate::conformance_tests!(@one $attrs $make; $case); )*
-        mod one_permit {
-            #[allow(unused_imports)]
-            use super::*;
-            $( $crate::semaphore_conformance_tests!(@lock $attrs $make; $lock_case); )*
-        }
-    };
-    (@lock [$($attr:tt)*] $make:expr; $case:ident) => {
+    (@one_permit [$($attr:tt)*] $make:expr; $case:ident) => {
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         $($attr)*
         async fn $case() {
             let backend: $crate::SharedBackend = $make.await;
+            if backend.semaphores().is_none() {
+                eprintln!("one_permit::{}: not run, the {} backend offers no semaphores",
+                    stringify!($case), backend.kind());
+                return;
+            }
             $crate::testkit::$case($crate::testkit::OnePermit::wrap(backend)).await;
         }
     };
 }
 
-/// Generates the fair-queue conformance tests: one `#[tokio::test]` per
-/// case of [`Backend::enqueue`](crate::backend::Backend::enqueue) and
-/// friends. Same arguments as [`conformance_tests!`](crate::conformance_tests).
-#[macro_export]
-macro_rules! queue_conformance_tests {
-    ($make:expr) => {
-        $crate::queue_conformance_tests!(@emit [] $make);
-    };
-    ($make:expr, ignore = $why:literal) => {
-        $crate::queue_conformance_tests!(@emit [#[ignore = $why]] $make);
-    };
-    (@emit $attrs:tt $make:expr) => {
-        $crate::queue_conformance_tests!(@cases $attrs $make;
-            fair_waiters_granted_in_arrival_order, expired_ticket_is_skipped,
-            tickets_are_owner_checked_and_idempotent,
-            fair_try_acquire_respects_the_line_and_others_barge,
-            cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket,
-            concurrent_first_enqueues_all_get_a_place);
-    };
-    (@cases $attrs:tt $make:expr; $($case:ident),* $(,)?) => {
-        $( $crate::conformance_tests!(@one $attrs $make; $case); )*
-    };
-}
-
 macro_rules! define_run_all {
     (; $($case:ident),* $(,)?) => {
-        /// Runs every conformance case, in the order of the one list,
-        /// against backends made by `make` (one per case).
+        /// Runs every lock conformance case, in the order of the one
+        /// list, against backends made by `make` (one per case).
         pub async fn run_all<F, Fut>(mut make: F)
         where
             F: FnMut() -> Fut,
@@ -252,4 +256,4 @@ macro_rules! define_run_all {
     };
 }
 
-crate::__conformance_cases!(define_run_all;);
+crate::__conformance_cases!(locks; define_run_all;);

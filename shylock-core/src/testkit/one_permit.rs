@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::{Backend, Deadline, Grant, LockInfo, SharedBackend};
 use crate::error::Result;
+use crate::target::semaphores;
 
 /// Implements the lock operations of [`Backend`] with the semaphore
 /// operations of the wrapped backend and one permit. `list` fails with a
@@ -27,6 +28,7 @@ impl OnePermit {
 }
 
 #[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl Backend for OnePermit {
     fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
         self.inner.releases_watched_since(name)
@@ -43,7 +45,9 @@ impl Backend for OnePermit {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        self.inner.claim_permit(name, owner, 1, ttl, deadline).await
+        semaphores(&self.inner)?
+            .claim_permit(name, owner, 1, ttl, deadline)
+            .await
     }
 
     async fn extend(
@@ -53,15 +57,21 @@ impl Backend for OnePermit {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
-        self.inner.extend_permit(name, owner, ttl, deadline).await
+        semaphores(&self.inner)?
+            .extend_permit(name, owner, ttl, deadline)
+            .await
     }
 
     async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        self.inner.release_permit(name, owner, deadline).await
+        semaphores(&self.inner)?
+            .release_permit(name, owner, deadline)
+            .await
     }
 
     async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
-        let info = self.inner.inspect_semaphore(name, deadline).await?;
+        let info = semaphores(&self.inner)?
+            .inspect_semaphore(name, deadline)
+            .await?;
         assert!(
             info.holders.len() <= 1,
             "a one-permit semaphore has two holders: {info:?}"
@@ -84,11 +94,12 @@ impl Backend for OnePermit {
     }
 
     async fn force_release(&self, name: &str, deadline: Deadline) -> Result<bool> {
-        let info = self.inner.inspect_semaphore(name, deadline).await?;
+        let info = semaphores(&self.inner)?
+            .inspect_semaphore(name, deadline)
+            .await?;
         let mut freed = false;
         for holder in info.holders {
-            freed |= self
-                .inner
+            freed |= semaphores(&self.inner)?
                 .release_permit(name, &holder.owner, deadline)
                 .await?;
         }
@@ -96,6 +107,16 @@ impl Backend for OnePermit {
     }
 
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.permit_release_signal(name)
+        self.inner.semaphores()?.release_signal(name)
+    }
+
+    /// A semaphore of one permit has no line of its own.
+    fn queues(&self) -> Option<&dyn crate::backend::QueueBackend> {
+        None
+    }
+
+    /// Its semaphores are the wrapped backend's.
+    fn semaphores(&self) -> Option<&dyn crate::backend::SemaphoreBackend> {
+        self.inner.semaphores()
     }
 }

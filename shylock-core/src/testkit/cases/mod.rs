@@ -19,7 +19,47 @@ pub use waiting::*;
 
 use std::time::Duration;
 
+use crate::backend::{QueueBackend, SemaphoreBackend, SharedBackend};
 use crate::options::LockOptions;
+
+/// Whether `backend` offers semaphores; a semaphore case run against a
+/// backend that offers none says so on stderr and checks nothing else.
+pub(super) fn offers_semaphores(backend: &SharedBackend, case: &str) -> bool {
+    let offered = backend.semaphores().is_some();
+    if !offered {
+        eprintln!(
+            "{case}: not run, the {} backend offers no semaphores",
+            backend.kind()
+        );
+    }
+    offered
+}
+
+/// Whether `backend` offers fair queues (as [`offers_semaphores`]).
+pub(super) fn offers_queues(backend: &SharedBackend, case: &str) -> bool {
+    let offered = backend.queues().is_some();
+    if !offered {
+        eprintln!(
+            "{case}: not run, the {} backend offers no fair queues",
+            backend.kind()
+        );
+    }
+    offered
+}
+
+/// The backend's semaphores (checked by [`offers_semaphores`] first).
+pub(super) fn sems(backend: &SharedBackend) -> &dyn SemaphoreBackend {
+    backend
+        .semaphores()
+        .expect("the case checked that the backend offers semaphores")
+}
+
+/// The backend's fair queues (checked by [`offers_queues`] first).
+pub(super) fn lines(backend: &SharedBackend) -> &dyn QueueBackend {
+    backend
+        .queues()
+        .expect("the case checked that the backend offers fair queues")
+}
 
 /// Options for suite locks: long ttl so only the cases about expiry see it,
 /// and a backoff starting at 1 ms; releases wake waiters through the

@@ -10,7 +10,7 @@ use crate::backend::SharedBackend;
 use crate::lock::AsyncLock;
 use crate::testkit::{op_deadline, owner, unique_name, wait_for};
 
-use super::suite_options;
+use super::{lines, offers_queues, suite_options};
 
 fn fair_lock(name: &str, backend: &SharedBackend) -> AsyncLock {
     AsyncLock::with_backend(name, backend.clone()).with_options(suite_options().fair(true))
@@ -19,6 +19,9 @@ fn fair_lock(name: &str, backend: &SharedBackend) -> AsyncLock {
 /// Waiters that joined the line one after another are granted the lock in
 /// that order, whatever order their `wait()` calls run in.
 pub async fn fair_waiters_granted_in_arrival_order(backend: SharedBackend) {
+    if !offers_queues(&backend, "fair_waiters_granted_in_arrival_order") {
+        return;
+    }
     let name = unique_name("fair-order");
     let lock = fair_lock(&name, &backend);
     let holder = lock.acquire().await.unwrap();
@@ -62,12 +65,15 @@ pub async fn fair_waiters_granted_in_arrival_order(backend: SharedBackend) {
 /// A ticket whose lease ran out (its waiter crashed) is skipped, but not
 /// before it ran out.
 pub async fn expired_ticket_is_skipped(backend: SharedBackend) {
+    if !offers_queues(&backend, "expired_ticket_is_skipped") {
+        return;
+    }
     let name = unique_name("fair-expired");
     let ghost = owner();
     let ttl = Duration::from_millis(800);
     let joined = Instant::now();
     assert_eq!(
-        backend
+        lines(&backend)
             .enqueue(&name, &ghost, ttl, op_deadline())
             .await
             .unwrap(),
@@ -75,14 +81,14 @@ pub async fn expired_ticket_is_skipped(backend: SharedBackend) {
     );
     let next = owner();
     assert_eq!(
-        backend
+        lines(&backend)
             .enqueue(&name, &next, Duration::from_secs(30), op_deadline())
             .await
             .unwrap(),
         1
     );
     // The lock is free, but the first ticket is not ours.
-    let early = backend
+    let early = lines(&backend)
         .claim_fair(&name, &next, Duration::from_secs(30), op_deadline())
         .await
         .unwrap();
@@ -95,7 +101,7 @@ pub async fn expired_ticket_is_skipped(backend: SharedBackend) {
     let won = wait_for(Duration::from_secs(20), || {
         let (backend, name, next) = (backend.clone(), name.clone(), next.clone());
         async move {
-            backend
+            lines(&backend)
                 .claim_fair(&name, &next, Duration::from_secs(30), op_deadline())
                 .await
                 .unwrap()
@@ -105,14 +111,14 @@ pub async fn expired_ticket_is_skipped(backend: SharedBackend) {
     assert!(won.is_some(), "the expired ticket was never skipped");
     assert!(joined.elapsed() >= ttl - Duration::from_millis(50));
     assert!(
-        !backend
+        !lines(&backend)
             .extend_ticket(&name, &ghost, ttl, op_deadline())
             .await
             .unwrap(),
         "an expired ticket cannot be extended"
     );
     assert!(
-        !backend
+        !lines(&backend)
             .leave_queue(&name, &next, op_deadline())
             .await
             .unwrap(),
@@ -123,51 +129,60 @@ pub async fn expired_ticket_is_skipped(backend: SharedBackend) {
 /// Tickets are owner-checked, a second `enqueue` by one owner keeps its
 /// place, and leaving the line lets the next one in.
 pub async fn tickets_are_owner_checked_and_idempotent(backend: SharedBackend) {
+    if !offers_queues(&backend, "tickets_are_owner_checked_and_idempotent") {
+        return;
+    }
     let name = unique_name("fair-tickets");
     let ttl = Duration::from_secs(30);
     let (a, b) = (owner(), owner());
     assert_eq!(
-        backend
+        lines(&backend)
             .enqueue(&name, &a, ttl, op_deadline())
             .await
             .unwrap(),
         0
     );
     assert_eq!(
-        backend
+        lines(&backend)
             .enqueue(&name, &b, ttl, op_deadline())
             .await
             .unwrap(),
         1
     );
     assert_eq!(
-        backend
+        lines(&backend)
             .enqueue(&name, &a, ttl, op_deadline())
             .await
             .unwrap(),
         0,
         "a retry keeps its place"
     );
-    assert!(backend
+    assert!(lines(&backend)
         .extend_ticket(&name, &a, ttl, op_deadline())
         .await
         .unwrap());
-    assert!(!backend
+    assert!(!lines(&backend)
         .extend_ticket(&name, &owner(), ttl, op_deadline())
         .await
         .unwrap());
-    assert!(!backend
+    assert!(!lines(&backend)
         .leave_queue(&name, &owner(), op_deadline())
         .await
         .unwrap());
-    assert!(backend
+    assert!(lines(&backend)
         .claim_fair(&name, &b, ttl, op_deadline())
         .await
         .unwrap()
         .is_none());
-    assert!(backend.leave_queue(&name, &a, op_deadline()).await.unwrap());
-    assert!(!backend.leave_queue(&name, &a, op_deadline()).await.unwrap());
-    let grant = backend
+    assert!(lines(&backend)
+        .leave_queue(&name, &a, op_deadline())
+        .await
+        .unwrap());
+    assert!(!lines(&backend)
+        .leave_queue(&name, &a, op_deadline())
+        .await
+        .unwrap());
+    let grant = lines(&backend)
         .claim_fair(&name, &b, ttl, op_deadline())
         .await
         .unwrap();
@@ -179,9 +194,15 @@ pub async fn tickets_are_owner_checked_and_idempotent(backend: SharedBackend) {
 /// A fair `try_acquire` waits for nobody, but does not jump the line; a
 /// lock used without `fair` barges in whenever the lock is free.
 pub async fn fair_try_acquire_respects_the_line_and_others_barge(backend: SharedBackend) {
+    if !offers_queues(
+        &backend,
+        "fair_try_acquire_respects_the_line_and_others_barge",
+    ) {
+        return;
+    }
     let name = unique_name("fair-barge");
     let queued = owner();
-    backend
+    lines(&backend)
         .enqueue(&name, &queued, Duration::from_secs(30), op_deadline())
         .await
         .unwrap();
@@ -195,7 +216,7 @@ pub async fn fair_try_acquire_respects_the_line_and_others_barge(backend: Shared
     let barged = plain.try_acquire().await.unwrap();
     assert!(barged.is_some(), "a non-fair acquirer takes a free lock");
     barged.unwrap().release().await.unwrap();
-    assert!(backend
+    assert!(lines(&backend)
         .leave_queue(&name, &queued, op_deadline())
         .await
         .unwrap());
@@ -207,6 +228,9 @@ pub async fn fair_try_acquire_respects_the_line_and_others_barge(backend: Shared
 /// Cancelled `enqueue` and `wait` calls, and dropped tickets, leave no
 /// ticket behind: afterwards the line is empty.
 pub async fn cancelled_tickets_leave_the_line(backend: SharedBackend) {
+    if !offers_queues(&backend, "cancelled_tickets_leave_the_line") {
+        return;
+    }
     let name = unique_name("fair-cancel");
     let lock = fair_lock(&name, &backend);
     let holder = lock.acquire().await.unwrap();
@@ -242,6 +266,9 @@ pub async fn cancelled_tickets_leave_the_line(backend: SharedBackend) {
 /// `acquire()` with `fair(true)` waits in line, and a wait timeout leaves
 /// the line.
 pub async fn fair_acquire_and_timeout_leave_no_ticket(backend: SharedBackend) {
+    if !offers_queues(&backend, "fair_acquire_and_timeout_leave_no_ticket") {
+        return;
+    }
     let name = unique_name("fair-timeout");
     let lock = fair_lock(&name, &backend);
     let holder = lock.acquire().await.unwrap();
@@ -276,12 +303,15 @@ pub async fn fair_acquire_and_timeout_leave_no_ticket(backend: SharedBackend) {
 /// Waiters that join a new line at the same moment (the first writers of
 /// its record race) all get a place, each a different one.
 pub async fn concurrent_first_enqueues_all_get_a_place(backend: SharedBackend) {
+    if !offers_queues(&backend, "concurrent_first_enqueues_all_get_a_place") {
+        return;
+    }
     let name = unique_name("fair-first");
     let joins: Vec<_> = (0..8)
         .map(|_| {
             let (backend, name) = (backend.clone(), name.clone());
             tokio::spawn(async move {
-                backend
+                lines(&backend)
                     .enqueue(&name, &owner(), Duration::from_secs(30), op_deadline())
                     .await
             })
@@ -304,6 +334,9 @@ pub async fn a_release_wakes_only_the_first_in_line(
     holder_side: SharedBackend,
     waiter_side: SharedBackend,
 ) {
+    if !offers_queues(&waiter_side, "a_release_wakes_only_the_first_in_line") {
+        return;
+    }
     let name = unique_name("turns");
     let ttl = Duration::from_secs(30);
     assert!(holder_side
@@ -311,15 +344,15 @@ pub async fn a_release_wakes_only_the_first_in_line(
         .await
         .unwrap()
         .is_some());
-    let first = waiter_side
+    let first = lines(&waiter_side)
         .turn_signal(&name, "first")
         .expect("the backend answers turn_signal");
-    let second = waiter_side.turn_signal(&name, "second").unwrap();
+    let second = lines(&waiter_side).turn_signal(&name, "second").unwrap();
     // A waiter of the default kind (this also starts the watcher), which a
     // line keeps asleep.
     let plain = waiter_side.release_signal(&name).unwrap();
     for (owner, place) in [("first", 0), ("second", 1)] {
-        let got = waiter_side
+        let got = lines(&waiter_side)
             .enqueue(&name, owner, ttl, op_deadline())
             .await
             .unwrap();
@@ -354,7 +387,7 @@ pub async fn a_release_wakes_only_the_first_in_line(
     assert!(idle(second_woken.as_mut()), "the second in line was woken");
     assert!(idle(plain_woken.as_mut()), "a non-fair waiter was woken");
     // The first in line wins; its release wakes the second.
-    assert!(waiter_side
+    assert!(lines(&waiter_side)
         .claim_fair(&name, "first", ttl, op_deadline())
         .await
         .unwrap()
@@ -367,7 +400,7 @@ pub async fn a_release_wakes_only_the_first_in_line(
         .await
         .expect("the release did not wake the next in line");
     assert!(idle(plain_woken.as_mut()), "a non-fair waiter was woken");
-    assert!(waiter_side
+    assert!(lines(&waiter_side)
         .leave_queue(&name, "second", op_deadline())
         .await
         .unwrap());
@@ -383,6 +416,12 @@ pub async fn a_waiter_behind_others_tries_only_at_its_turn(
     holder_side: SharedBackend,
     waiter_side: SharedBackend,
 ) {
+    if !offers_queues(
+        &waiter_side,
+        "a_waiter_behind_others_tries_only_at_its_turn",
+    ) {
+        return;
+    }
     let name = unique_name("turn-first");
     let ttl = Duration::from_secs(30);
     let counting = crate::testkit::CountingBackend::new(waiter_side);

@@ -13,7 +13,7 @@ use crate::options::{LockOptions, Renewal};
 use crate::semaphore::AsyncSemaphore;
 use crate::testkit::{op_deadline, owner, unique_name, wait_for};
 
-use super::suite_options;
+use super::{offers_semaphores, sems, suite_options};
 
 /// One acquisition in a semaphore history: the sequence number taken just
 /// before `acquire()` was called, the one taken just after `release()`
@@ -66,6 +66,9 @@ pub async fn semaphore_limits_holders_rounds(
     permits: u32,
     rounds: usize,
 ) {
+    if !offers_semaphores(&backend, "semaphore_limits_holders_rounds") {
+        return;
+    }
     let sem = AsyncSemaphore::with_backend(unique_name("sem"), permits, backend)
         .with_options(suite_options());
     let inside = Arc::new(AtomicUsize::new(0));
@@ -116,6 +119,9 @@ pub async fn semaphore_limits_holders_rounds(
 /// [`semaphore_limits_holders_rounds`] with 32 tasks × 3 permits × 200
 /// rounds (or `SHYLOCK_SEMAPHORE_ROUNDS` rounds, for slow test servers).
 pub async fn semaphore_limits_holders(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_limits_holders") {
+        return;
+    }
     let rounds = std::env::var("SHYLOCK_SEMAPHORE_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -127,22 +133,25 @@ pub async fn semaphore_limits_holders(backend: SharedBackend) {
 /// not before their ttl, with no cleanup in between; the expired holders
 /// can neither extend nor release them any more.
 pub async fn semaphore_expired_permits_are_reclaimed(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_expired_permits_are_reclaimed") {
+        return;
+    }
     let name = unique_name("sem-expiry");
     let ttl = Duration::from_millis(400);
     let (a, b, c) = (owner(), owner(), owner());
     let started = Instant::now();
-    let ga = backend
+    let ga = sems(&backend)
         .claim_permit(&name, &a, 2, ttl, op_deadline())
         .await
         .unwrap()
         .expect("first permit refused");
-    let gb = backend
+    let gb = sems(&backend)
         .claim_permit(&name, &b, 2, ttl, op_deadline())
         .await
         .unwrap()
         .expect("second permit refused");
     assert!(gb.fencing_token > ga.fencing_token);
-    let early = backend
+    let early = sems(&backend)
         .claim_permit(&name, &c, 2, ttl, op_deadline())
         .await
         .unwrap();
@@ -152,7 +161,7 @@ pub async fn semaphore_expired_permits_are_reclaimed(backend: SharedBackend) {
     let gc = wait_for(Duration::from_secs(10), || {
         let (backend, name, c) = (backend.clone(), name.clone(), c.clone());
         async move {
-            backend
+            sems(&backend)
                 .claim_permit(&name, &c, 2, ttl, op_deadline())
                 .await
                 .unwrap()
@@ -165,16 +174,16 @@ pub async fn semaphore_expired_permits_are_reclaimed(backend: SharedBackend) {
         "a permit was reclaimed before its ttl"
     );
     assert!(gc.fencing_token > gb.fencing_token);
-    assert!(backend
+    assert!(sems(&backend)
         .extend_permit(&name, &a, ttl, op_deadline())
         .await
         .unwrap()
         .is_none());
-    assert!(!backend
+    assert!(!sems(&backend)
         .release_permit(&name, &a, op_deadline())
         .await
         .unwrap());
-    assert!(backend
+    assert!(sems(&backend)
         .release_permit(&name, &c, op_deadline())
         .await
         .unwrap());
@@ -183,33 +192,36 @@ pub async fn semaphore_expired_permits_are_reclaimed(backend: SharedBackend) {
 /// Another owner can neither release nor extend a permit; the holder can,
 /// once.
 pub async fn semaphore_owner_checked(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_owner_checked") {
+        return;
+    }
     let name = unique_name("sem-owner");
     let ttl = Duration::from_secs(30);
     let (a, other) = (owner(), owner());
-    backend
+    sems(&backend)
         .claim_permit(&name, &a, 2, ttl, op_deadline())
         .await
         .unwrap()
         .expect("free permit refused");
-    assert!(!backend
+    assert!(!sems(&backend)
         .release_permit(&name, &other, op_deadline())
         .await
         .unwrap());
-    assert!(backend
+    assert!(sems(&backend)
         .extend_permit(&name, &other, ttl, op_deadline())
         .await
         .unwrap()
         .is_none());
-    assert!(backend
+    assert!(sems(&backend)
         .extend_permit(&name, &a, ttl, op_deadline())
         .await
         .unwrap()
         .is_some());
-    assert!(backend
+    assert!(sems(&backend)
         .release_permit(&name, &a, op_deadline())
         .await
         .unwrap());
-    assert!(!backend
+    assert!(!sems(&backend)
         .release_permit(&name, &a, op_deadline())
         .await
         .unwrap());
@@ -218,21 +230,24 @@ pub async fn semaphore_owner_checked(backend: SharedBackend) {
 /// A claim by an owner that already holds a permit (a retried request)
 /// returns that permit with its token instead of taking a second one.
 pub async fn semaphore_reclaim_is_idempotent(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_reclaim_is_idempotent") {
+        return;
+    }
     let name = unique_name("sem-retry");
     let ttl = Duration::from_secs(30);
     let a = owner();
-    let first = backend
+    let first = sems(&backend)
         .claim_permit(&name, &a, 2, ttl, op_deadline())
         .await
         .unwrap()
         .expect("free permit refused");
-    let again = backend
+    let again = sems(&backend)
         .claim_permit(&name, &a, 2, ttl, op_deadline())
         .await
         .unwrap()
         .expect("a retry by the holder was refused");
     assert_eq!(again.fencing_token, first.fencing_token);
-    let info = backend
+    let info = sems(&backend)
         .inspect_semaphore(&name, op_deadline())
         .await
         .unwrap();
@@ -241,7 +256,7 @@ pub async fn semaphore_reclaim_is_idempotent(backend: SharedBackend) {
         1,
         "a retry took a second permit: {info:?}"
     );
-    assert!(backend
+    assert!(sems(&backend)
         .release_permit(&name, &a, op_deadline())
         .await
         .unwrap());
@@ -251,41 +266,44 @@ pub async fn semaphore_reclaim_is_idempotent(backend: SharedBackend) {
 /// is `InvalidOptions` naming both counts; once it has none, the new count
 /// applies.
 pub async fn semaphore_permit_count_mismatch(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_permit_count_mismatch") {
+        return;
+    }
     let name = unique_name("sem-count");
     let ttl = Duration::from_secs(30);
     let (a, b) = (owner(), owner());
-    backend
+    sems(&backend)
         .claim_permit(&name, &a, 3, ttl, op_deadline())
         .await
         .unwrap()
         .expect("free permit refused");
-    let err = backend
+    let err = sems(&backend)
         .claim_permit(&name, &b, 5, ttl, op_deadline())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::InvalidOptions { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains('3') && text.contains('5'), "{text}");
-    let info = backend
+    let info = sems(&backend)
         .inspect_semaphore(&name, op_deadline())
         .await
         .unwrap();
     assert_eq!(info.permits, Some(3));
-    assert!(backend
+    assert!(sems(&backend)
         .release_permit(&name, &a, op_deadline())
         .await
         .unwrap());
-    backend
+    sems(&backend)
         .claim_permit(&name, &b, 5, ttl, op_deadline())
         .await
         .unwrap()
         .expect("the new count did not apply once the semaphore was free");
-    let info = backend
+    let info = sems(&backend)
         .inspect_semaphore(&name, op_deadline())
         .await
         .unwrap();
     assert_eq!(info.permits, Some(5));
-    assert!(backend
+    assert!(sems(&backend)
         .release_permit(&name, &b, op_deadline())
         .await
         .unwrap());
@@ -294,6 +312,9 @@ pub async fn semaphore_permit_count_mismatch(backend: SharedBackend) {
 /// `inspect` lists live holders in grant order with the stored count;
 /// `available` counts free permits; bad permit counts are `InvalidOptions`.
 pub async fn semaphore_inspect_and_bad_input(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_inspect_and_bad_input") {
+        return;
+    }
     let name = unique_name("sem-inspect");
     let sem = AsyncSemaphore::with_backend(&name, 3, backend.clone()).with_options(suite_options());
     assert_eq!(sem.available().await.unwrap(), 3);
@@ -332,6 +353,9 @@ pub async fn semaphore_inspect_and_bad_input(backend: SharedBackend) {
 /// only the backend's permit release signal explains a handoff within a
 /// few seconds.
 pub async fn semaphore_release_wakes_waiter(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_release_wakes_waiter") {
+        return;
+    }
     let name = unique_name("sem-wake");
     let slow = LockOptions::default()
         .ttl(Duration::from_secs(120))
