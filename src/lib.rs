@@ -38,14 +38,16 @@
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Everything shylock-core exports at its root (tests/public_types.rs checks).
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
     release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
-    AsyncReentrantLock, AsyncSemaphore, BlockingMultiLockGuard, BlockingReentrantGuard, Campaign,
-    Election, Error, ErrorKind, LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend,
-    MultiLock, MultiLockGuard, ReentrantGuard, ReentrantLock, ReleaseAllReport, Renewal, Result,
-    Role, Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, DEFAULT_CLOCK_DRIFT_PPM,
-    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
+    AsyncReentrantLock, AsyncSemaphore, AsyncTicket, BlockingMultiLockGuard,
+    BlockingReentrantGuard, BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock,
+    LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard, ReentrantGuard,
+    ReentrantLock, ReleaseAllReport, Renewal, Result, Role, Semaphore, SemaphoreInfo,
+    ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT,
+    MAX_PERMITS, MAX_TTL,
 };
 
 pub use shylock_core::metrics;
