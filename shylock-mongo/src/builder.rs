@@ -38,6 +38,8 @@ pub struct MongoBackendBuilder {
     read_concern: ReadConcern,
     watch_releases: bool,
     share_release_watcher: bool,
+    /// The client was created here, on shylock's background runtime.
+    own_client: bool,
 }
 
 impl MongoBackendBuilder {
@@ -181,6 +183,7 @@ impl MongoBackendBuilder {
             namespace,
             self.watch_releases,
             share,
+            self.own_client,
         ))
     }
 }
@@ -228,11 +231,19 @@ impl MongoBackend {
             read_concern: ReadConcern::majority(),
             watch_releases: true,
             share_release_watcher: true,
+            own_client: false,
         }
     }
 
     /// A backend with default settings on `database` (creates the TTL
     /// index).
+    ///
+    /// The database's client keeps working only while the runtime that
+    /// created it runs (the driver runs its monitors and connection pool
+    /// there); after that runtime shuts down, operations fail with an error
+    /// that says so. For a backend that outlives its runtime, use
+    /// [`connect`](Self::connect) or a client from
+    /// [`client_blocking`](Self::client_blocking).
     pub async fn new(database: Database) -> Result<Self> {
         Self::builder(database).build().await
     }
@@ -242,12 +253,21 @@ impl MongoBackend {
     /// after [`DEFAULT_SERVER_SELECTION_TIMEOUT`] (5 s) instead of the
     /// driver's 30 s.
     ///
+    /// The client is created on shylock's background runtime (see
+    /// [`background_runtime`](shylock_core::background_runtime)), where the
+    /// driver runs its monitors and connection pool: the backend works from
+    /// any runtime and from threads without one, also after the runtime
+    /// that called `connect` has shut down (one backend shared by several
+    /// `#[tokio::test]`s, say).
+    ///
     /// # Errors
     ///
     /// [`Error::Backend`] for an invalid URI or an unreachable server.
     pub async fn connect(uri: &str, database: &str) -> Result<Self> {
-        let client = client_for(uri).await?;
-        Self::new(client.database(database)).await
+        let client = client_on_background_runtime(uri).await?;
+        let mut builder = Self::builder(client.database(database));
+        builder.own_client = true;
+        builder.build().await
     }
 
     /// [`connect`](Self::connect) for programs without async: the client is
@@ -305,6 +325,21 @@ impl MongoBackend {
             client_for(&uri).await
         })
     }
+}
+
+/// [`client_for`] run on shylock's background runtime: the driver's
+/// monitors and connection pool run where the client was created and stop
+/// with that runtime, so a client created there serves every runtime of
+/// the process, and threads with none, for as long as the process lives
+/// (what the driver's own blocking API does with its global runtime).
+async fn client_on_background_runtime(uri: &str) -> Result<Client> {
+    let uri = uri.to_owned();
+    shylock_core::background_runtime()?
+        .spawn(async move { client_for(&uri).await })
+        .await
+        .map_err(|_| Error::Panicked {
+            operation: "creating the MongoDB client",
+        })?
 }
 
 /// A client for `uri`, with a 5 s server selection timeout unless the URI
