@@ -5,16 +5,36 @@
 //! it, a crashed holder's lock frees itself after its ttl, and nobody can
 //! release a lock that is not theirs.
 //!
-//! Backends (each behind a cargo feature):
+//! ```toml
+//! [dependencies]
+//! shylock = "0.1"            # or: { version = "0.1", features = ["mongo"] }
+//! tokio = { version = "1", features = ["rt-multi-thread", "macros"] }
+//! ```
+//!
+//! The async types need a tokio runtime; the blocking ones ([`Lock`],
+//! [`Semaphore`], ...) run their work on shylock's own
+//! ([`background_runtime`]) and need none.
+//!
+//! # Backends
+//!
+//! Each behind a cargo feature:
 //!
 //! | feature | backend | store |
 //! |---|---|---|
 //! | (always) | [`MemoryBackend`] | this process only |
-//! | `sqlite` (default) | [`SqliteBackend`] | a file shared by the processes of one machine |
+//! | `sqlite` (default) | `SqliteBackend` | a file shared by the processes of one machine |
 //! | `mongo` | `MongoBackend` | a MongoDB collection (replica sets and sharded clusters too) |
 //! | `arango` | `ArangoBackend` | an ArangoDB collection |
 //!
+//! Other features: `macros` (default) for [`#[locked]`](macro@locked),
+//! `metrics` for the [`metrics`] facade, `testkit` for the conformance
+//! suite of [`backend`] authors.
+//!
 //! # Examples
+//!
+//! Configure a default backend once, then lock by name anywhere: an async
+//! guard (in a web handler, say), or `try_acquire` to skip work another
+//! process is already doing (a cron job):
 //!
 //! ```
 //! use shylock::{AsyncLock, MemoryBackend};
@@ -24,28 +44,64 @@
 //! shylock::configure(MemoryBackend::new())?;
 //!
 //! let guard = AsyncLock::new("orders/42").acquire().await?;
-//! // ... exclusive work ...
+//! // ... exclusive work; send guard.fencing_token() along with writes ...
 //! guard.release().await?;
 //!
 //! // Skip instead of waiting when another replica runs the job:
 //! match AsyncLock::new("nightly-report").try_acquire().await? {
-//!     Some(_guard) => { /* run it */ }
+//!     Some(guard) => {
+//!         // ... run it ...
+//!         guard.release().await?;
+//!     }
 //!     None => { /* someone else is running it */ }
 //! }
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! Blocking code uses [`Lock`], with the same methods minus `.await`:
+//!
+//! ```
+//! use shylock::{Lock, MemoryBackend};
+//!
+//! # fn main() -> shylock::Result<()> {
+//! let backend = MemoryBackend::new();
+//! let lock = Lock::with_backend("invoices/export", backend);
+//! let guard = lock.acquire()?;
+//! assert!(lock.try_acquire()?.is_none(), "held until released");
+//! guard.release()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Fencing tokens
+//!
+//! [`AsyncLockGuard::fencing_token`] is a `u64`, strictly greater for each
+//! new holder of a name than for all before it; its values are
+//! backend-specific (SQLite counts 1, 2, 3, ... per name; MongoDB and
+//! ArangoDB use `max(previous + 1, server time in milliseconds)`, so store
+//! it in 64 bits).
+//!
+//! # More
+//!
+//! The [`guide`] covers the other lock shapes ([`AsyncSemaphore`],
+//! [`AsyncMultiLock`], [`AsyncReentrantLock`], fair waiting with
+//! [`AsyncTicket`], [`Election`], `#[locked]`), operating shylock (the
+//! `shylock` command, metrics, tracing, [`release_all`] at shutdown),
+//! errors, failure behaviour and each backend in detail.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+// Everything shylock-core exports at its root (tests/public_types.rs checks).
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
     release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
-    AsyncReentrantLock, AsyncSemaphore, BlockingMultiLockGuard, BlockingReentrantGuard, Campaign,
-    Election, Error, ErrorKind, LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend,
-    MultiLock, MultiLockGuard, ReentrantGuard, ReentrantLock, ReleaseAllReport, Renewal, Result,
-    Role, Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, DEFAULT_CLOCK_DRIFT_PPM,
-    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
+    AsyncReentrantLock, AsyncSemaphore, AsyncTicket, BlockingMultiLockGuard,
+    BlockingReentrantGuard, BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock,
+    LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard, ReentrantGuard,
+    ReentrantLock, ReleaseAllReport, Renewal, Result, Role, Semaphore, SemaphoreInfo,
+    ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT,
+    MAX_PERMITS, MAX_TTL,
 };
 
 pub use shylock_core::metrics;
@@ -152,6 +208,19 @@ pub mod backend {
     #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
     pub use shylock_core::testkit;
 }
+
+/// The guide: the lock shapes beyond the single lock, operating shylock,
+/// errors and failure behaviour, and each backend in detail (`GUIDE.md` in
+/// the repository).
+#[cfg_attr(
+    all(feature = "sqlite", feature = "mongo", feature = "arango"),
+    doc = include_str!("../GUIDE.md")
+)]
+#[cfg_attr(
+    not(all(feature = "sqlite", feature = "mongo", feature = "arango")),
+    doc = "Built with features `sqlite`, `mongo` and `arango` (as on docs.rs), this page holds the guide; it is also `GUIDE.md` in the repository."
+)]
+pub mod guide {}
 
 /// The README's examples, compiled as doctests.
 #[cfg(all(doctest, feature = "mongo", feature = "arango", feature = "sqlite"))]

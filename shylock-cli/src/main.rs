@@ -70,12 +70,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Lists the live holders, optionally of names starting with PREFIX.
+    /// Lists the live holders of locks, optionally of names starting with
+    /// PREFIX. Semaphores and the lines of fair waiters are not listed (the
+    /// stores offer no way to list them): `inspect NAME` shows a semaphore.
     List {
         /// Only names starting with this.
         prefix: Option<String>,
     },
-    /// Shows who holds one lock (exit 1 when nobody does).
+    /// Shows who holds one lock, or, when no lock of that name is held,
+    /// the holders of the semaphore of that name (exit 1 when nobody holds
+    /// either).
     Inspect {
         /// The lock name.
         name: String,
@@ -263,6 +267,7 @@ async fn list(backend: &SharedBackend, prefix: &str, out: &Output) -> Result<(),
         println!("{}", serde_json::Value::Array(rows));
     } else if rows.is_empty() {
         println!("no locks held{}", prefix_note(prefix));
+        eprintln!("note: semaphores are not listed; `shylock inspect NAME` shows one");
     } else {
         print!("{}", table(&rows, out.style));
     }
@@ -313,46 +318,67 @@ async fn inspect(
             .semaphores()
             .ok_or_else(|| Failure::from_error(semaphores_unsupported(backend.kind())))?;
         let info = bounded(out, semaphores.inspect_semaphore(name, deadline)).await?;
+        return show_semaphore(&info, out);
+    }
+    if let Some(info) = holder(backend, name, out).await? {
         if out.json {
-            println!("{}", semaphore_json(&info));
-        } else if info.holders.is_empty() {
-            println!("semaphore {} has no holders", printable(name));
+            println!("{}", lock_json(&info));
         } else {
-            let permits = info.permits.map_or("?".to_owned(), |p| p.to_string());
-            println!(
-                "semaphore {}: {} of {permits} permits held",
-                printable(name),
-                info.holders.len()
-            );
-            print!("{}", table(&info.holders, out.style));
-        }
-        if info.holders.is_empty() {
-            return Err(Failure::not_found(format!(
-                "nobody holds a permit of {}",
-                printable(name)
-            )));
+            print!("{}", details(&info));
         }
         return Ok(());
     }
-    match holder(backend, name, out).await? {
-        Some(info) => {
-            if out.json {
-                println!("{}", lock_json(&info));
-            } else {
-                print!("{}", details(&info));
-            }
-            Ok(())
-        }
-        None => {
-            if out.json {
-                println!("{}", json!({ "name": name, "held": false }));
-            }
-            Err(Failure::not_found(format!(
-                "{} is not held",
-                printable(name)
-            )))
-        }
+    // Locks and semaphores are kept apart; a name that is no held lock may
+    // be a semaphore.
+    let deadline = Deadline::after(out.timeout);
+    let looked = match backend.semaphores() {
+        Some(semaphores) => Some(bounded(out, semaphores.inspect_semaphore(name, deadline)).await),
+        None => None,
+    };
+    let not_held = match looked {
+        Some(Ok(info)) if !info.holders.is_empty() => return show_semaphore(&info, out),
+        Some(Ok(_)) => format!(
+            "{} is not held: no lock or semaphore of that name has a live holder",
+            printable(name)
+        ),
+        // This store cannot say (no semaphores, or the semaphore read
+        // failed): the lock is not held, and a semaphore is for the
+        // operator to ask about.
+        Some(Err(_)) | None => format!(
+            "{} is not held; if it is a semaphore, use `shylock inspect {} --semaphore`",
+            printable(name),
+            printable(name)
+        ),
+    };
+    if out.json {
+        println!("{}", json!({ "name": name, "held": false }));
     }
+    Err(Failure::not_found(not_held))
+}
+
+/// A semaphore's permit count and holders; exit 1 when nobody holds one.
+fn show_semaphore(info: &shylock::SemaphoreInfo, out: &Output) -> Result<(), Failure> {
+    let name = &info.name;
+    if out.json {
+        println!("{}", semaphore_json(info));
+    } else if info.holders.is_empty() {
+        println!("semaphore {} has no holders", printable(name));
+    } else {
+        let permits = info.permits.map_or("?".to_owned(), |p| p.to_string());
+        println!(
+            "semaphore {}: {} of {permits} permits held",
+            printable(name),
+            info.holders.len()
+        );
+        print!("{}", table(&info.holders, out.style));
+    }
+    if info.holders.is_empty() {
+        return Err(Failure::not_found(format!(
+            "nobody holds a permit of {}",
+            printable(name)
+        )));
+    }
+    Ok(())
 }
 
 async fn release(

@@ -187,6 +187,30 @@ async fn sqlite_list_inspect_and_release() {
     assert!(out.contains(p1.owner()) && out.contains(p2.owner()));
     let (code, _, _) = run(shylock(&store).args(["inspect", "empty", "--semaphore"]));
     assert_eq!(code, 1);
+
+    // An operator who does not know it is a semaphore finds it by name.
+    let (code, out, err) = run(shylock(&store).args(["inspect", "pool"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("semaphore pool: 2 of 3 permits held"),
+        "{out}"
+    );
+    assert!(out.contains(p1.owner()) && out.contains(p2.owner()));
+    let (code, out, _) = run(shylock(&store).args(["inspect", "pool", "--json"]));
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["permits"], 3);
+    // `list` shows locks only, and says where semaphores are.
+    let (code, out, err) = run(shylock(&store).args(["list", "pool"]));
+    assert_eq!((code, out.trim()), (0, "no locks held under \"pool\""));
+    assert!(err.contains("shylock inspect NAME"), "{err}");
+    p1.release().await.unwrap();
+    p2.release().await.unwrap();
+    let (code, _, err) = run(shylock(&store).args(["inspect", "pool"]));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("no lock or semaphore of that name has a live holder"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,5 +437,19 @@ async fn mongo_list_inspect_and_release() {
         .await
         .unwrap()
         .into();
-    operate_on(&uri, backend, &["--database", &database], &[]).await;
+    operate_on(&uri, backend.clone(), &["--database", &database], &[]).await;
+
+    // A semaphore found by its name alone.
+    let permit = AsyncSemaphore::with_backend("pool", 3, backend)
+        .acquire()
+        .await
+        .unwrap();
+    let (code, out, err) = run(shylock(&uri).args(["--database", &database, "inspect", "pool"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("semaphore pool: 1 of 3 permits held"),
+        "{out}"
+    );
+    assert!(out.contains(permit.owner()), "{out}");
+    permit.release().await.unwrap();
 }

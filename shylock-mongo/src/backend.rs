@@ -1,5 +1,6 @@
 //! [`MongoBackend`] and the six operations, one round trip each.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -10,7 +11,7 @@ use shylock_core::backend::{
     duration_to_millis, prefix_upper_bound, Backend, Deadline, Grant, QueueBackend,
     SemaphoreBackend,
 };
-use shylock_core::{LockInfo, Result};
+use shylock_core::{Error, ErrorKind, LockInfo, Result};
 
 use crate::error::{corrupt, is_duplicate_key, mongo_error, retry_rate_limited};
 use crate::key::{document_id, is_hashed};
@@ -31,6 +32,47 @@ struct Inner {
     collection: Collection<Document>,
     namespace: String,
     watcher: ReleaseWatcher,
+    /// For a client the caller created: whether the runtime that built
+    /// this backend (where such a client usually lives) has shut down.
+    client_runtime: Option<RuntimeWatch>,
+}
+
+/// Learns when a runtime shuts down: a task that never finishes is dropped
+/// with its runtime, and its guard sets the flag.
+struct RuntimeWatch {
+    gone: Arc<AtomicBool>,
+    task: tokio::task::AbortHandle,
+}
+
+impl RuntimeWatch {
+    /// Watches the current runtime, if there is one.
+    fn current() -> Option<Self> {
+        struct SetOnDrop(Arc<AtomicBool>);
+        impl Drop for SetOnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::SeqCst);
+            }
+        }
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        let gone = Arc::new(AtomicBool::new(false));
+        let guard = SetOnDrop(gone.clone());
+        let task = handle.spawn(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await;
+        });
+        Some(RuntimeWatch {
+            gone,
+            task: task.abort_handle(),
+        })
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(watch) = &self.client_runtime {
+            watch.task.abort();
+        }
+    }
 }
 
 impl MongoBackend {
@@ -54,14 +96,49 @@ impl MongoBackend {
         namespace: String,
         watch_releases: bool,
         share_watcher: Option<String>,
+        own_client: bool,
     ) -> Self {
         MongoBackend {
             inner: Arc::new(Inner {
                 watcher: ReleaseWatcher::new(collection.clone(), watch_releases, share_watcher),
                 collection,
                 namespace,
+                client_runtime: if own_client {
+                    None
+                } else {
+                    RuntimeWatch::current()
+                },
             }),
         }
+    }
+
+    /// `error`, saying what happened when the server seems unreachable
+    /// because the runtime of the caller's client has shut down: the
+    /// driver's connections and monitors run on the runtime that created
+    /// the client and end with it.
+    pub(crate) fn explain<T>(&self, mut result: Result<T>) -> Result<T> {
+        let gone = self
+            .inner
+            .client_runtime
+            .as_ref()
+            .is_some_and(|watch| watch.gone.load(Ordering::SeqCst));
+        if let (
+            true,
+            Err(Error::Backend {
+                kind: ErrorKind::Unavailable,
+                message,
+                ..
+            }),
+        ) = (gone, &mut result)
+        {
+            message.push_str(
+                "; the tokio runtime this backend was built on has shut down, and a MongoDB \
+                 client stops working with the runtime that created it: create the client with \
+                 MongoBackend::client_blocking or use MongoBackend::connect (their clients live \
+                 on shylock's background runtime), or keep that runtime running",
+            );
+        }
+        result
     }
 
     /// The `database.collection` this backend uses.
@@ -198,16 +275,21 @@ impl Backend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let full_name = is_hashed(name).then_some(name);
-        let pipeline = queries::acquire_pipeline(owner, duration_to_millis(ttl), full_name);
-        self.claim_with(
-            "acquire (findOneAndUpdate)",
-            name,
-            owner,
-            pipeline,
-            deadline,
+        self.explain(
+            async {
+                let full_name = is_hashed(name).then_some(name);
+                let pipeline = queries::acquire_pipeline(owner, duration_to_millis(ttl), full_name);
+                self.claim_with(
+                    "acquire (findOneAndUpdate)",
+                    name,
+                    owner,
+                    pipeline,
+                    deadline,
+                )
+                .await
+            }
+            .await,
         )
-        .await
     }
 
     async fn extend(
@@ -217,49 +299,65 @@ impl Backend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
-        let (filter, update) = queries::extend(&document_id(name), owner, duration_to_millis(ttl));
-        let doc = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .find_one_and_update(filter.clone(), update.clone())
-                .return_document(ReturnDocument::After)
-                .projection(doc! { "expiresAt": 1 })
-                .max_time(max_time(deadline))
-        })
-        .await
-        .map_err(|e| mongo_error("extend (findOneAndUpdate)", e))?;
-        doc.map(|d| expires_of(name, &d)).transpose()
+        self.explain(
+            async {
+                let (filter, update) =
+                    queries::extend(&document_id(name), owner, duration_to_millis(ttl));
+                let doc = retry_rate_limited(|| {
+                    self.inner
+                        .collection
+                        .find_one_and_update(filter.clone(), update.clone())
+                        .return_document(ReturnDocument::After)
+                        .projection(doc! { "expiresAt": 1 })
+                        .max_time(max_time(deadline))
+                })
+                .await
+                .map_err(|e| mongo_error("extend (findOneAndUpdate)", e))?;
+                doc.map(|d| expires_of(name, &d)).transpose()
+            }
+            .await,
+        )
     }
 
     async fn release(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let (filter, update) = queries::release(&document_id(name), owner);
-        let result = self
-            .update_one_op("release (updateOne)", filter, update)
-            .await?;
-        let released = result.matched_count == 1;
-        if released {
-            self.inner.watcher.signals().notify(name);
-        }
-        Ok(released)
+        self.explain(
+            async {
+                let (filter, update) = queries::release(&document_id(name), owner);
+                let result = self
+                    .update_one_op("release (updateOne)", filter, update)
+                    .await?;
+                let released = result.matched_count == 1;
+                if released {
+                    self.inner.watcher.signals().notify(name);
+                }
+                Ok(released)
+            }
+            .await,
+        )
     }
 
     async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
-        let doc = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .find_one(queries::inspect(&document_id(name)))
-                .projection(queries::lease_projection())
-                .max_time(max_time(deadline))
-        })
-        .await
-        .map_err(|e| mongo_error("inspect (find)", e))?;
-        match doc {
-            Some(d) => {
-                check_name(name, &d)?;
-                info_of(name.to_owned(), &d).map(Some)
+        self.explain(
+            async {
+                let doc = retry_rate_limited(|| {
+                    self.inner
+                        .collection
+                        .find_one(queries::inspect(&document_id(name)))
+                        .projection(queries::lease_projection())
+                        .max_time(max_time(deadline))
+                })
+                .await
+                .map_err(|e| mongo_error("inspect (find)", e))?;
+                match doc {
+                    Some(d) => {
+                        check_name(name, &d)?;
+                        info_of(name.to_owned(), &d).map(Some)
+                    }
+                    None => Ok(None),
+                }
             }
-            None => Ok(None),
-        }
+            .await,
+        )
     }
 
     async fn list(
@@ -269,51 +367,61 @@ impl Backend for MongoBackend {
         limit: usize,
         deadline: Deadline,
     ) -> Result<Vec<LockInfo>> {
-        let upper = prefix_upper_bound(prefix);
-        let limit = limit.max(1);
-        // Names up to MAX_PLAIN_ID bytes are their own `_id`; longer ones
-        // sit under a digest with a `name` field. One sorted page of each,
-        // merged in byte order.
-        let plain = self
-            .find_page(
-                queries::list(prefix, upper.as_deref(), after),
-                "_id",
-                limit,
-                deadline,
-            )
-            .await?;
-        let hashed = self
-            .find_page(
-                queries::list_hashed(prefix, upper.as_deref(), after),
-                "name",
-                limit,
-                deadline,
-            )
-            .await?;
-        let mut all = plain
-            .iter()
-            .chain(&hashed)
-            .map(|d| info_of(name_of(d)?, d))
-            .collect::<Result<Vec<_>>>()?;
-        all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
-        all.truncate(limit);
-        Ok(all)
+        self.explain(
+            async {
+                let upper = prefix_upper_bound(prefix);
+                let limit = limit.max(1);
+                // Names up to MAX_PLAIN_ID bytes are their own `_id`; longer ones
+                // sit under a digest with a `name` field. One sorted page of each,
+                // merged in byte order.
+                let plain = self
+                    .find_page(
+                        queries::list(prefix, upper.as_deref(), after),
+                        "_id",
+                        limit,
+                        deadline,
+                    )
+                    .await?;
+                let hashed = self
+                    .find_page(
+                        queries::list_hashed(prefix, upper.as_deref(), after),
+                        "name",
+                        limit,
+                        deadline,
+                    )
+                    .await?;
+                let mut all = plain
+                    .iter()
+                    .chain(&hashed)
+                    .map(|d| info_of(name_of(d)?, d))
+                    .collect::<Result<Vec<_>>>()?;
+                all.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+                all.truncate(limit);
+                Ok(all)
+            }
+            .await,
+        )
     }
 
     async fn force_release(&self, name: &str, _deadline: Deadline) -> Result<bool> {
-        let (filter, update) = queries::force_release(&document_id(name));
-        let result = retry_rate_limited(|| {
-            self.inner
-                .collection
-                .update_one(filter.clone(), update.clone())
-        })
-        .await
-        .map_err(|e| mongo_error("force_release (updateOne)", e))?;
-        let freed = result.matched_count == 1;
-        if freed {
-            self.inner.watcher.signals().notify(name);
-        }
-        Ok(freed)
+        self.explain(
+            async {
+                let (filter, update) = queries::force_release(&document_id(name));
+                let result = retry_rate_limited(|| {
+                    self.inner
+                        .collection
+                        .update_one(filter.clone(), update.clone())
+                })
+                .await
+                .map_err(|e| mongo_error("force_release (updateOne)", e))?;
+                let freed = result.matched_count == 1;
+                if freed {
+                    self.inner.watcher.signals().notify(name);
+                }
+                Ok(freed)
+            }
+            .await,
+        )
     }
 
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {

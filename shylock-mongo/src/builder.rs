@@ -10,7 +10,9 @@ use mongodb::{Client, Database, IndexModel};
 use shylock_core::{Error, ErrorKind, Result};
 
 use crate::backend::MongoBackend;
-use crate::error::{error_code, mongo_error, retry_rate_limited};
+use mongodb::error::ErrorKind as DriverKind;
+
+use crate::error::{error_code, kind_of, mongo_error, retry_rate_limited};
 
 /// Server selection timeout that [`MongoBackend::connect`] sets when the URI
 /// does not set `serverSelectionTimeoutMS` (the driver's own default is 30 s).
@@ -36,6 +38,8 @@ pub struct MongoBackendBuilder {
     read_concern: ReadConcern,
     watch_releases: bool,
     share_release_watcher: bool,
+    /// The client was created here, on shylock's background runtime.
+    own_client: bool,
 }
 
 impl MongoBackendBuilder {
@@ -179,6 +183,7 @@ impl MongoBackendBuilder {
             namespace,
             self.watch_releases,
             share,
+            self.own_client,
         ))
     }
 }
@@ -226,11 +231,19 @@ impl MongoBackend {
             read_concern: ReadConcern::majority(),
             watch_releases: true,
             share_release_watcher: true,
+            own_client: false,
         }
     }
 
     /// A backend with default settings on `database` (creates the TTL
     /// index).
+    ///
+    /// The database's client keeps working only while the runtime that
+    /// created it runs (the driver runs its monitors and connection pool
+    /// there); after that runtime shuts down, operations fail with an error
+    /// that says so. For a backend that outlives its runtime, use
+    /// [`connect`](Self::connect) or a client from
+    /// [`client_blocking`](Self::client_blocking).
     pub async fn new(database: Database) -> Result<Self> {
         Self::builder(database).build().await
     }
@@ -240,12 +253,21 @@ impl MongoBackend {
     /// after [`DEFAULT_SERVER_SELECTION_TIMEOUT`] (5 s) instead of the
     /// driver's 30 s.
     ///
+    /// The client is created on shylock's background runtime (see
+    /// [`background_runtime`](shylock_core::background_runtime)), where the
+    /// driver runs its monitors and connection pool: the backend works from
+    /// any runtime and from threads without one, also after the runtime
+    /// that called `connect` has shut down (one backend shared by several
+    /// `#[tokio::test]`s, say).
+    ///
     /// # Errors
     ///
     /// [`Error::Backend`] for an invalid URI or an unreachable server.
     pub async fn connect(uri: &str, database: &str) -> Result<Self> {
-        let client = client_for(uri).await?;
-        Self::new(client.database(database)).await
+        let client = client_on_background_runtime(uri).await?;
+        let mut builder = Self::builder(client.database(database));
+        builder.own_client = true;
+        builder.build().await
     }
 
     /// [`connect`](Self::connect) for programs without async: the client is
@@ -305,6 +327,21 @@ impl MongoBackend {
     }
 }
 
+/// [`client_for`] run on shylock's background runtime: the driver's
+/// monitors and connection pool run where the client was created and stop
+/// with that runtime, so a client created there serves every runtime of
+/// the process, and threads with none, for as long as the process lives
+/// (what the driver's own blocking API does with its global runtime).
+async fn client_on_background_runtime(uri: &str) -> Result<Client> {
+    let uri = uri.to_owned();
+    shylock_core::background_runtime()?
+        .spawn(async move { client_for(&uri).await })
+        .await
+        .map_err(|_| Error::Panicked {
+            operation: "creating the MongoDB client",
+        })?
+}
+
 /// A client for `uri`, with a 5 s server selection timeout unless the URI
 /// sets one. Must run inside a runtime (the driver starts its monitors on
 /// it).
@@ -321,22 +358,11 @@ async fn client_for(uri: &str) -> Result<Client> {
     Client::with_options(options).map_err(|e| mongo_error("creating the MongoDB client", e))
 }
 
-/// The error for a TTL index the server refused, with what to do about it.
+/// The error for a failed TTL index creation, with what to do about it.
 fn index_error(namespace: &str, error: mongodb::error::Error) -> Error {
-    let hint = match error_code(&error) {
-        Some(85 | 86) => {
-            "an index on expiresAt already exists with other options or another name: keep \
-             its grace (set ttl_grace to match), change it with collMod, or drop it"
-        }
-        Some(67 | 2 | 115) | None => {
-            "the platform may restrict TTL indexes (e.g. Cosmos DB allows them only on _ts \
-             without a capability): build with create_indexes(false) and remove old lock \
-             documents yourself"
-        }
-        _ => "check the user may create indexes, or build with create_indexes(false)",
-    };
+    let hint = index_hint(&error);
     let mut err = mongo_error(&format!("creating the TTL index on {namespace}"), error);
-    if let Error::Backend { message, kind, .. } = &mut err {
+    if let (Some(hint), Error::Backend { message, kind, .. }) = (hint, &mut err) {
         message.push_str("; ");
         message.push_str(hint);
         if *kind == ErrorKind::Other {
@@ -344,4 +370,87 @@ fn index_error(namespace: &str, error: mongodb::error::Error) -> Error {
         }
     }
     err
+}
+
+/// What to do about a TTL index the server refused, chosen by the error's
+/// kind: `None` when the server was not reached or did not finish (the
+/// connection's own hint applies then, never an index hint), and an index
+/// hint only for the server's answer to `createIndexes`.
+fn index_hint(error: &mongodb::error::Error) -> Option<&'static str> {
+    if !matches!(&*error.kind, DriverKind::Command(_) | DriverKind::Write(_)) {
+        return None;
+    }
+    match kind_of(error) {
+        ErrorKind::Unavailable | ErrorKind::TimedOut => return None,
+        ErrorKind::Unauthenticated => {
+            return Some(
+                "check the user may create indexes on this collection, or build with \
+                 create_indexes(false)",
+            )
+        }
+        _ => {}
+    }
+    Some(match error_code(error) {
+        Some(85 | 86) => {
+            "an index on expiresAt already exists with other options or another name: keep \
+             its grace (set ttl_grace to match), change it with collMod, or drop it"
+        }
+        // CannotCreateIndex, BadValue, CommandNotSupported: what platforms
+        // that restrict TTL indexes answer.
+        Some(67 | 2 | 115) => {
+            "the platform may restrict TTL indexes (e.g. Cosmos DB allows them only on _ts \
+             without a capability): build with create_indexes(false) and remove old lock \
+             documents yourself"
+        }
+        _ => "check the user may create indexes, or build with create_indexes(false)",
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command_error(code: i32) -> mongodb::error::Error {
+        let command = bson::from_document(doc! {
+            "code": code, "codeName": "Test", "errmsg": "refused by the test"
+        })
+        .unwrap();
+        mongodb::error::Error::from(DriverKind::Command(command))
+    }
+
+    #[test]
+    fn refused_connections_get_no_index_hint() {
+        let refused = mongodb::error::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(index_hint(&refused), None);
+        let message = index_error("app.shylock", refused).to_string();
+        assert!(message.contains("the connection failed"), "{message}");
+        assert!(!message.contains("Cosmos"), "{message}");
+        assert!(!message.contains("TTL indexes"), "{message}");
+    }
+
+    #[test]
+    fn unavailable_servers_get_no_index_hint() {
+        // Not primary, shutting down, rate limited, maxTimeMS expired.
+        for code in [10107, 91, 11600, 16500, 50] {
+            assert_eq!(index_hint(&command_error(code)), None, "code {code}");
+        }
+    }
+
+    #[test]
+    fn only_an_index_refusal_gets_the_ttl_platform_hint() {
+        for code in [67, 2, 115] {
+            let message = index_error("app.shylock", command_error(code)).to_string();
+            assert!(message.contains("restrict TTL indexes"), "{message}");
+        }
+        let conflict = index_hint(&command_error(85)).unwrap();
+        assert!(conflict.contains("already exists"), "{conflict}");
+        let unauthorized = index_hint(&command_error(13)).unwrap();
+        assert!(
+            unauthorized.contains("may create indexes"),
+            "{unauthorized}"
+        );
+        assert!(!unauthorized.contains("Cosmos"), "{unauthorized}");
+        let other = index_hint(&command_error(12345)).unwrap();
+        assert!(!other.contains("Cosmos"), "{other}");
+    }
 }

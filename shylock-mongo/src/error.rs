@@ -58,6 +58,12 @@ pub(crate) fn kind_of(error: &mongodb::error::Error) -> ErrorKind {
 pub(crate) fn mongo_error(what: &str, error: mongodb::error::Error) -> Error {
     let kind = kind_of(&error);
     let hint = match &*error.kind {
+        // The driver reports why servers were not selectable only in this
+        // message; a refused connection is the common first-run mistake.
+        DriverKind::ServerSelection { message, .. } if message.contains("refused") => {
+            "; the server refused the connection: check the host and port in the URI and that \
+             MongoDB is running there"
+        }
         DriverKind::ServerSelection { .. } => {
             "; no server answered within the server selection timeout: check the URI, that \
              MongoDB is running and reachable, and the TLS and auth settings"

@@ -23,46 +23,55 @@ impl QueueBackend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        let full_name = is_hashed(name).then_some(name);
-        let pipeline = queries::enqueue_pipeline(owner, duration_to_millis(ttl), full_name);
-        // Two first writers of a document race: the loser of the insert
-        // gets a duplicate key error (or, on some servers, no document) and
-        // tries again, when the document exists and is updated instead.
-        let mut attempts = 0;
-        let doc = loop {
-            attempts += 1;
-            let outcome = self
-                .upsert_returning(name, &pipeline, doc! { "queue": 1 }, deadline)
-                .await;
-            match outcome {
-                Ok(Some(doc)) => break doc,
-                Err(e) if is_duplicate_key(&e) && attempts < 5 => {}
-                Ok(None) if attempts < 5 => {}
-                Ok(None) => {
-                    return Err(corrupt(&format!("of {name:?} was not returned by enqueue")))
-                }
-                Err(e) => return Err(mongo_error("enqueue (findOneAndUpdate)", e)),
+        self.explain(
+            async {
+                let full_name = is_hashed(name).then_some(name);
+                let pipeline = queries::enqueue_pipeline(owner, duration_to_millis(ttl), full_name);
+                // Two first writers of a document race: the loser of the insert
+                // gets a duplicate key error (or, on some servers, no document) and
+                // tries again, when the document exists and is updated instead.
+                let mut attempts = 0;
+                let doc = loop {
+                    attempts += 1;
+                    let outcome = self
+                        .upsert_returning(name, &pipeline, doc! { "queue": 1 }, deadline)
+                        .await;
+                    match outcome {
+                        Ok(Some(doc)) => break doc,
+                        Err(e) if is_duplicate_key(&e) && attempts < 5 => {}
+                        Ok(None) if attempts < 5 => {}
+                        Ok(None) => {
+                            return Err(corrupt(&format!(
+                                "of {name:?} was not returned by enqueue"
+                            )))
+                        }
+                        Err(e) => return Err(mongo_error("enqueue (findOneAndUpdate)", e)),
+                    }
+                    if deadline.remaining().is_zero() {
+                        return Err(shylock_core::Error::backend_msg(
+                            "mongodb",
+                            shylock_core::ErrorKind::TimedOut,
+                            format!("enqueue on {name:?} kept racing with other first writers"),
+                        ));
+                    }
+                };
+                let queue = doc.get_array("queue").map_err(|_| {
+                    corrupt(&format!("of {name:?} has a queue that is not an array"))
+                })?;
+                queue
+                    .iter()
+                    .position(|t| {
+                        t.as_document()
+                            .and_then(|t| t.get_str("o").ok())
+                            .is_some_and(|o| o == owner)
+                    })
+                    .map(|place| place as u64)
+                    .ok_or_else(|| {
+                        corrupt(&format!("of {name:?} lost the ticket enqueue just wrote"))
+                    })
             }
-            if deadline.remaining().is_zero() {
-                return Err(shylock_core::Error::backend_msg(
-                    "mongodb",
-                    shylock_core::ErrorKind::TimedOut,
-                    format!("enqueue on {name:?} kept racing with other first writers"),
-                ));
-            }
-        };
-        let queue = doc
-            .get_array("queue")
-            .map_err(|_| corrupt(&format!("of {name:?} has a queue that is not an array")))?;
-        queue
-            .iter()
-            .position(|t| {
-                t.as_document()
-                    .and_then(|t| t.get_str("o").ok())
-                    .is_some_and(|o| o == owner)
-            })
-            .map(|place| place as u64)
-            .ok_or_else(|| corrupt(&format!("of {name:?} lost the ticket enqueue just wrote")))
+            .await,
+        )
     }
 
     async fn claim_fair(
@@ -72,16 +81,22 @@ impl QueueBackend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let full_name = is_hashed(name).then_some(name);
-        let pipeline = queries::fair_acquire_pipeline(owner, duration_to_millis(ttl), full_name);
-        self.claim_with(
-            "acquire, fair (findOneAndUpdate)",
-            name,
-            owner,
-            pipeline,
-            deadline,
+        self.explain(
+            async {
+                let full_name = is_hashed(name).then_some(name);
+                let pipeline =
+                    queries::fair_acquire_pipeline(owner, duration_to_millis(ttl), full_name);
+                self.claim_with(
+                    "acquire, fair (findOneAndUpdate)",
+                    name,
+                    owner,
+                    pipeline,
+                    deadline,
+                )
+                .await
+            }
+            .await,
         )
-        .await
     }
 
     async fn extend_ticket(
@@ -91,25 +106,35 @@ impl QueueBackend for MongoBackend {
         ttl: Duration,
         _deadline: Deadline,
     ) -> Result<bool> {
-        let (filter, update) =
-            queries::extend_ticket(&document_id(name), owner, duration_to_millis(ttl));
-        let result = self
-            .update_one_op("extend ticket (updateOne)", filter, update)
-            .await?;
-        Ok(result.matched_count == 1)
+        self.explain(
+            async {
+                let (filter, update) =
+                    queries::extend_ticket(&document_id(name), owner, duration_to_millis(ttl));
+                let result = self
+                    .update_one_op("extend ticket (updateOne)", filter, update)
+                    .await?;
+                Ok(result.matched_count == 1)
+            }
+            .await,
+        )
     }
 
     async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let (filter, update) = queries::leave_queue(&document_id(name), owner);
-        let result = self
-            .update_one_op("leave queue (updateOne)", filter, update)
-            .await?;
-        let left = result.modified_count == 1;
-        if left {
-            // The next in line may now be first.
-            self.watcher().signals().notify(name);
-        }
-        Ok(left)
+        self.explain(
+            async {
+                let (filter, update) = queries::leave_queue(&document_id(name), owner);
+                let result = self
+                    .update_one_op("leave queue (updateOne)", filter, update)
+                    .await?;
+                let left = result.modified_count == 1;
+                if left {
+                    // The next in line may now be first.
+                    self.watcher().signals().notify(name);
+                }
+                Ok(left)
+            }
+            .await,
+        )
     }
 
     fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {

@@ -163,49 +163,55 @@ impl SemaphoreBackend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let full_name = is_hashed(name).then_some(name);
-        let pipeline = claim_permit_pipeline(owner, permits, duration_to_millis(ttl), full_name);
-        let id = semaphore_id(name);
-        // A first-creation race loses with a duplicate key; the document
-        // exists then, so one more attempt decides.
-        let mut attempts = 0;
-        let doc = loop {
-            attempts += 1;
-            let outcome = retry_rate_limited(|| {
-                self.collection()
-                    .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
-                    .upsert(true)
-                    .return_document(ReturnDocument::After)
-                    .projection(doc! { "holders": 1, "permits": 1 })
-                    .max_time(max_time(deadline))
-            })
-            .await;
-            match outcome {
-                Ok(Some(doc)) => break doc,
-                Ok(None) => return Ok(None),
-                Err(e) if is_duplicate_key(&e) && attempts < 2 => continue,
-                Err(e) if is_duplicate_key(&e) => return Ok(None),
-                Err(e) => return Err(mongo_error("acquire permit (findOneAndUpdate)", e)),
+        self.explain(
+            async {
+                let full_name = is_hashed(name).then_some(name);
+                let pipeline =
+                    claim_permit_pipeline(owner, permits, duration_to_millis(ttl), full_name);
+                let id = semaphore_id(name);
+                // A first-creation race loses with a duplicate key; the document
+                // exists then, so one more attempt decides.
+                let mut attempts = 0;
+                let doc = loop {
+                    attempts += 1;
+                    let outcome = retry_rate_limited(|| {
+                        self.collection()
+                            .find_one_and_update(doc! { "_id": id.clone() }, pipeline.clone())
+                            .upsert(true)
+                            .return_document(ReturnDocument::After)
+                            .projection(doc! { "holders": 1, "permits": 1 })
+                            .max_time(max_time(deadline))
+                    })
+                    .await;
+                    match outcome {
+                        Ok(Some(doc)) => break doc,
+                        Ok(None) => return Ok(None),
+                        Err(e) if is_duplicate_key(&e) && attempts < 2 => continue,
+                        Err(e) if is_duplicate_key(&e) => return Ok(None),
+                        Err(e) => return Err(mongo_error("acquire permit (findOneAndUpdate)", e)),
+                    }
+                };
+                if let Some(holder) = holder_of(&doc, owner) {
+                    return Ok(Some(Grant::new(
+                        fence_of(name, &holder)?,
+                        expires_of(name, &holder)?,
+                    )));
+                }
+                let busy = doc.get_array("holders").is_ok_and(|h| !h.is_empty());
+                let stored = match doc.get("permits") {
+                    Some(Bson::Int64(v)) => u32::try_from(*v).ok(),
+                    Some(Bson::Int32(v)) => u32::try_from(*v).ok(),
+                    _ => None,
+                };
+                match stored {
+                    Some(stored) if busy && stored != permits => {
+                        Err(permits_mismatch(name, stored, permits))
+                    }
+                    _ => Ok(None),
+                }
             }
-        };
-        if let Some(holder) = holder_of(&doc, owner) {
-            return Ok(Some(Grant::new(
-                fence_of(name, &holder)?,
-                expires_of(name, &holder)?,
-            )));
-        }
-        let busy = doc.get_array("holders").is_ok_and(|h| !h.is_empty());
-        let stored = match doc.get("permits") {
-            Some(Bson::Int64(v)) => u32::try_from(*v).ok(),
-            Some(Bson::Int32(v)) => u32::try_from(*v).ok(),
-            _ => None,
-        };
-        match stored {
-            Some(stored) if busy && stored != permits => {
-                Err(permits_mismatch(name, stored, permits))
-            }
-            _ => Ok(None),
-        }
+            .await,
+        )
     }
 
     async fn extend_permit(
@@ -215,103 +221,119 @@ impl SemaphoreBackend for MongoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
-        let literal = doc! { "$literal": owner };
-        let mine_live = doc! { "$and": [{ "$eq": ["$$h.owner", literal.clone()] }, holder_live()] };
-        let filter = doc! {
-            "_id": semaphore_id(name),
-            "$expr": { "$anyElementTrue": [{ "$map": {
-                "input": { "$cond": [{ "$isArray": "$holders" }, "$holders", []] },
-                "as": "h",
-                "in": mine_live,
-            }}]},
-        };
-        let update = vec![
-            doc! { "$set": { "holders": { "$map": {
-                "input": "$holders",
-                "as": "h",
-                "in": { "$cond": [
-                    { "$eq": ["$$h.owner", literal] },
-                    { "$mergeObjects": ["$$h", { "expiresAt": { "$add": ["$$NOW", duration_to_millis(ttl)] } }] },
-                    "$$h",
-                ]},
-            }}}},
-            doc! { "$set": { "expiresAt": latest_expiry() } },
-        ];
-        let doc = retry_rate_limited(|| {
-            self.collection()
-                .find_one_and_update(filter.clone(), update.clone())
-                .return_document(ReturnDocument::After)
-                .projection(doc! { "holders": 1 })
-                .max_time(max_time(deadline))
-        })
-        .await
-        .map_err(|e| mongo_error("extend permit (findOneAndUpdate)", e))?;
-        match doc.as_ref().and_then(|d| holder_of(d, owner)) {
-            Some(holder) => expires_of(name, &holder).map(Some),
-            None => Ok(None),
-        }
+        self.explain(
+            async {
+            let literal = doc! { "$literal": owner };
+            let mine_live = doc! { "$and": [{ "$eq": ["$$h.owner", literal.clone()] }, holder_live()] };
+            let filter = doc! {
+                "_id": semaphore_id(name),
+                "$expr": { "$anyElementTrue": [{ "$map": {
+                    "input": { "$cond": [{ "$isArray": "$holders" }, "$holders", []] },
+                    "as": "h",
+                    "in": mine_live,
+                }}]},
+            };
+            let update = vec![
+                doc! { "$set": { "holders": { "$map": {
+                    "input": "$holders",
+                    "as": "h",
+                    "in": { "$cond": [
+                        { "$eq": ["$$h.owner", literal] },
+                        { "$mergeObjects": ["$$h", { "expiresAt": { "$add": ["$$NOW", duration_to_millis(ttl)] } }] },
+                        "$$h",
+                    ]},
+                }}}},
+                doc! { "$set": { "expiresAt": latest_expiry() } },
+            ];
+            let doc = retry_rate_limited(|| {
+                self.collection()
+                    .find_one_and_update(filter.clone(), update.clone())
+                    .return_document(ReturnDocument::After)
+                    .projection(doc! { "holders": 1 })
+                    .max_time(max_time(deadline))
+            })
+            .await
+            .map_err(|e| mongo_error("extend permit (findOneAndUpdate)", e))?;
+            match doc.as_ref().and_then(|d| holder_of(d, owner)) {
+                Some(holder) => expires_of(name, &holder).map(Some),
+                None => Ok(None),
+            }
+            }
+            .await,
+        )
     }
 
     async fn release_permit(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let filter = doc! { "_id": semaphore_id(name), "holders.owner": owner };
-        // A plain update (not a pipeline), so change streams log it as an
-        // update whose `releases` field changed: what the release watcher
-        // wakes permit waiters on.
-        let update = doc! {
-            "$pull": { "holders": { "owner": owner } },
-            "$inc": { "releases": 1_i64 },
-        };
-        let result =
-            retry_rate_limited(|| self.collection().update_one(filter.clone(), update.clone()))
+        self.explain(
+            async {
+                let filter = doc! { "_id": semaphore_id(name), "holders.owner": owner };
+                // A plain update (not a pipeline), so change streams log it as an
+                // update whose `releases` field changed: what the release watcher
+                // wakes permit waiters on.
+                let update = doc! {
+                    "$pull": { "holders": { "owner": owner } },
+                    "$inc": { "releases": 1_i64 },
+                };
+                let result = retry_rate_limited(|| {
+                    self.collection().update_one(filter.clone(), update.clone())
+                })
                 .await
                 .map_err(|e| mongo_error("release permit (updateOne)", e))?;
-        let released = result.matched_count == 1;
-        if released {
-            self.watcher().permit_signals().notify(name);
-        }
-        Ok(released)
+                let released = result.matched_count == 1;
+                if released {
+                    self.watcher().permit_signals().notify(name);
+                }
+                Ok(released)
+            }
+            .await,
+        )
     }
 
     async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo> {
-        use futures_util::TryStreamExt;
-        let pipeline = vec![
-            doc! { "$match": { "_id": semaphore_id(name) } },
-            doc! { "$project": { "permits": 1, "holders": live_holders() } },
-        ];
-        let cursor = retry_rate_limited(|| {
-            self.collection()
-                .aggregate(pipeline.clone())
-                .max_time(max_time(deadline))
-        })
-        .await
-        .map_err(|e| mongo_error("inspect semaphore (aggregate)", e))?;
-        let docs: Vec<Document> = cursor
-            .try_collect()
-            .await
-            .map_err(|e| mongo_error("inspect semaphore (aggregate)", e))?;
-        let Some(doc) = docs.into_iter().next() else {
-            return Ok(SemaphoreInfo::new(name, None, Vec::new()));
-        };
-        let permits = match doc.get("permits") {
-            Some(Bson::Int64(v)) => u32::try_from(*v).ok(),
-            Some(Bson::Int32(v)) => u32::try_from(*v).ok(),
-            _ => None,
-        };
-        let mut holders = Vec::new();
-        for holder in doc
-            .get_array("holders")
-            .map(|a| a.iter().filter_map(Bson::as_document).collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            let owner = holder.get_str("owner").unwrap_or_default().to_owned();
-            holders.push(LockInfo::new(
-                name,
-                owner,
-                fence_of(name, holder)?,
-                expires_of(name, holder)?,
-            ));
-        }
-        Ok(SemaphoreInfo::new(name, permits, holders))
+        self.explain(
+            async {
+                use futures_util::TryStreamExt;
+                let pipeline = vec![
+                    doc! { "$match": { "_id": semaphore_id(name) } },
+                    doc! { "$project": { "permits": 1, "holders": live_holders() } },
+                ];
+                let cursor = retry_rate_limited(|| {
+                    self.collection()
+                        .aggregate(pipeline.clone())
+                        .max_time(max_time(deadline))
+                })
+                .await
+                .map_err(|e| mongo_error("inspect semaphore (aggregate)", e))?;
+                let docs: Vec<Document> = cursor
+                    .try_collect()
+                    .await
+                    .map_err(|e| mongo_error("inspect semaphore (aggregate)", e))?;
+                let Some(doc) = docs.into_iter().next() else {
+                    return Ok(SemaphoreInfo::new(name, None, Vec::new()));
+                };
+                let permits = match doc.get("permits") {
+                    Some(Bson::Int64(v)) => u32::try_from(*v).ok(),
+                    Some(Bson::Int32(v)) => u32::try_from(*v).ok(),
+                    _ => None,
+                };
+                let mut holders = Vec::new();
+                for holder in doc
+                    .get_array("holders")
+                    .map(|a| a.iter().filter_map(Bson::as_document).collect::<Vec<_>>())
+                    .unwrap_or_default()
+                {
+                    let owner = holder.get_str("owner").unwrap_or_default().to_owned();
+                    holders.push(LockInfo::new(
+                        name,
+                        owner,
+                        fence_of(name, holder)?,
+                        expires_of(name, holder)?,
+                    ));
+                }
+                Ok(SemaphoreInfo::new(name, permits, holders))
+            }
+            .await,
+        )
     }
 
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
