@@ -9,8 +9,8 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{duration_to_millis, system_time_from_millis, Deadline, Grant};
 use shylock_core::Result;
 
-use crate::backend::{fence_of, now_ms, SqliteBackend};
-use crate::conn::with_conn;
+use crate::backend::SqliteBackend;
+use crate::conn::{fence_of, now_ms, with_conn};
 use crate::queries as sql;
 
 impl SqliteBackend {
