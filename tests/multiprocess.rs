@@ -11,7 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use shylock::{AsyncLock, AsyncMultiLock, AsyncSemaphore, Election, LockOptions, SharedBackend};
-use shylock_core::testkit::{check_hold_log, read_hold_log, unique_name, HoldKind, HoldLog};
+use shylock_core::testkit::{
+    check_hold_log, read_hold_log, unique_name, HoldEvent, HoldKind, HoldLog,
+};
 
 /// Builds the backend named by `spec` (`sqlite:<path>` or `mongo:<uri>|<db>`).
 async fn backend_from_spec(spec: &str) -> SharedBackend {
@@ -455,6 +457,25 @@ impl Race {
         }
     }
 
+    /// Waits (at most 60 s) until at least `count` critical sections have
+    /// begun in the hold log and returns their begin lines; `what` is the
+    /// failure message.
+    fn begins(&self, count: usize, what: &str) -> Vec<HoldEvent> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let begun: Vec<HoldEvent> = read_hold_log(&self.log)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.kind == HoldKind::Begin)
+                .collect();
+            if begun.len() >= count {
+                return begun;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// The command line of a child process (not started yet).
     fn command(&self, id: &str, rounds: usize, ttl_ms: u64) -> Command {
         let mut cmd = Command::new(std::env::current_exe().unwrap());
@@ -587,26 +608,15 @@ async fn killed_holder_frees_after_ttl(kind: Kind, spec: String, dir: &Path) {
     let others: Vec<Child> = (1..kind.holders())
         .map(|i| kind.spawn(&race, &format!("h{i}"), TTL_MS, true))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let victim_token = loop {
-        let events = read_hold_log(&race.log).unwrap_or_default();
-        let begun: Vec<_> = events
-            .iter()
-            .filter(|e| e.kind == HoldKind::Begin)
-            .collect();
-        if begun.len() == kind.holders() {
-            break begun
-                .iter()
-                .find(|e| e.worker == "victim")
-                .unwrap()
-                .fencing_token;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the holders never got their {kind:?} leases"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let begun = race.begins(
+        kind.holders(),
+        &format!("the holders never got their {kind:?} leases"),
+    );
+    let victim_token = begun
+        .iter()
+        .find(|e| e.worker == "victim")
+        .unwrap()
+        .fencing_token;
     victim.kill().unwrap(); // SIGKILL
     victim.wait().unwrap();
     // With its process gone nothing renews the lease: its expiry is final.
@@ -653,15 +663,7 @@ async fn paused_holder_learns_it_lost(spec: String, dir: &Path) {
     cmd.env("SHYLOCK_CHILD_MODE", "until-lost")
         .env("SHYLOCK_CHILD_RESULT", &result);
     let holder = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first_token = loop {
-        let events = read_hold_log(&race.log).unwrap_or_default();
-        if let Some(e) = events.first() {
-            break e.fencing_token;
-        }
-        assert!(Instant::now() < deadline, "the holder never got the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let first_token = race.begins(1, "the holder never got the lock")[0].fencing_token;
     signal(holder.id(), "STOP");
     let backend = backend_from_spec(&spec).await;
     let lock = AsyncLock::with_backend(race.lock.clone(), backend)
@@ -701,30 +703,13 @@ async fn candidates_never_lead_at_once(spec: String, dir: &Path) {
             (id, cmd.spawn().unwrap())
         })
         .collect();
-    let begins = |log: &Path| -> Vec<shylock_core::testkit::HoldEvent> {
-        read_hold_log(log)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e.kind == HoldKind::Begin)
-            .collect()
-    };
-    let wait_begin = |count: usize, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let b = begins(&race.log);
-            if b.len() >= count {
-                return b[count - 1].clone();
-            }
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let wait_begin = |count: usize, what: &str| race.begins(count, what)[count - 1].clone();
     let first = wait_begin(1, "nobody was elected");
     let pid_of = |children: &Vec<(String, Child)>, id: &str| {
         children.iter().find(|(c, _)| c == id).unwrap().1.id()
     };
     // SIGKILL the leader.
-    let killed_at = SystemTime::now();
+    let killed_ms = unix_ms(SystemTime::now());
     let index = children
         .iter()
         .position(|(c, _)| *c == first.worker)
@@ -733,10 +718,6 @@ async fn candidates_never_lead_at_once(spec: String, dir: &Path) {
     victim.kill().unwrap();
     victim.wait().unwrap();
     let second = wait_begin(2, "nobody took over from the killed leader");
-    let killed_ms = killed_at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     let failover = Duration::from_millis(second.at_ms.saturating_sub(killed_ms));
     println!(
         "election {label}: failover after kill -9 of the leader: {failover:?} (ttl {TTL_MS} ms)"
@@ -748,10 +729,7 @@ async fn candidates_never_lead_at_once(spec: String, dir: &Path) {
     assert!(second.fencing_token > first.fencing_token);
     // SIGSTOP the new leader past its ttl.
     signal(pid_of(&children, &second.worker), "STOP");
-    let stopped_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let stopped_ms = unix_ms(SystemTime::now());
     let third = wait_begin(3, "nobody took over from the paused leader");
     assert_ne!(third.worker, second.worker);
     assert!(third.fencing_token > second.fencing_token);
@@ -795,11 +773,7 @@ async fn sigterm_releases_at_once(spec: String, dir: &Path) {
     cmd.env("SHYLOCK_CHILD_MODE", "sigterm")
         .env("SHYLOCK_CHILD_RESULT", &result);
     let holder = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_hold_log(&race.log).unwrap_or_default().is_empty() {
-        assert!(Instant::now() < deadline, "the holder never got the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    race.begins(1, "the holder never got the lock");
     let backend = backend_from_spec(&spec).await;
     let lock = AsyncLock::with_backend(race.lock.clone(), backend);
     assert!(lock.try_acquire().await.unwrap().is_none());
