@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use shylock::{AsyncLock, AsyncMultiLock, AsyncSemaphore, Election, LockOptions, SharedBackend};
 use shylock_core::testkit::{
-    check_hold_log, read_hold_log, required_env, unique_name, unique_store_name, HoldKind, HoldLog,
+    check_hold_log, read_hold_log, unique_name, HoldEvent, HoldKind, HoldLog,
 };
 
 /// Builds the backend named by `spec` (`sqlite:<path>` or `mongo:<uri>|<db>`).
@@ -457,12 +457,23 @@ impl Race {
         }
     }
 
-    fn spawn(&self, id: &str, rounds: usize, ttl_ms: u64, hold_forever: bool) -> Child {
-        let mut cmd = self.command(id, rounds, ttl_ms);
-        if hold_forever {
-            cmd.env("SHYLOCK_CHILD_HOLD_FOREVER", "1");
+    /// Waits (at most 60 s) until at least `count` critical sections have
+    /// begun in the hold log and returns their begin lines; `what` is the
+    /// failure message.
+    fn begins(&self, count: usize, what: &str) -> Vec<HoldEvent> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let begun: Vec<HoldEvent> = read_hold_log(&self.log)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|e| e.kind == HoldKind::Begin)
+                .collect();
+            if begun.len() >= count {
+                return begun;
+            }
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(5));
         }
-        cmd.spawn().unwrap()
     }
 
     /// The command line of a child process (not started yet).
@@ -516,7 +527,11 @@ async fn processes_never_overlap(spec: String, dir: &Path) {
     const ROUNDS: usize = 15;
     let race = Race::new(spec, dir);
     let children = (0..PROCESSES)
-        .map(|i| race.spawn(&format!("p{i}"), ROUNDS, 10_000, false))
+        .map(|i| {
+            race.command(&format!("p{i}"), ROUNDS, 10_000)
+                .spawn()
+                .unwrap()
+        })
         .collect();
     wait_all(children, Duration::from_secs(120));
     let events = read_hold_log(&race.log).unwrap();
@@ -525,52 +540,116 @@ async fn processes_never_overlap(spec: String, dir: &Path) {
     assert!(report.is_exclusive(), "{report:?}");
 }
 
-/// A holder killed with SIGKILL keeps the lock until its lease expires,
-/// then another process gets it: not earlier, and not never.
-async fn killed_holder_frees_after_ttl(spec: String, dir: &Path) {
+/// What a killed holder held: the lock, or a permit of a 3-permit
+/// semaphore (two more holders keep the other two permits meanwhile).
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Lock,
+    Permit,
+}
+
+impl Kind {
+    const PERMITS: u32 = 3;
+
+    /// A child of `race` that takes one lease of this kind (and with
+    /// `hold_forever` never gives it back).
+    fn spawn(self, race: &Race, id: &str, ttl_ms: u64, hold_forever: bool) -> Child {
+        let mut cmd = race.command(id, 1, ttl_ms);
+        if let Kind::Permit = self {
+            cmd.env("SHYLOCK_CHILD_PERMITS", Self::PERMITS.to_string());
+        }
+        if hold_forever {
+            cmd.env("SHYLOCK_CHILD_HOLD_FOREVER", "1");
+        }
+        cmd.spawn().unwrap()
+    }
+
+    /// How many holders there are before the kill, the victim included.
+    fn holders(self) -> usize {
+        match self {
+            Kind::Lock => 1,
+            Kind::Permit => Self::PERMITS as usize,
+        }
+    }
+
+    /// When the lease with `token` of `name` expires, as the store says.
+    async fn expiry(self, backend: SharedBackend, name: &str, token: u64) -> SystemTime {
+        match self {
+            Kind::Lock => {
+                AsyncLock::with_backend(name, backend)
+                    .inspect()
+                    .await
+                    .unwrap()
+                    .expect("the killed holder's lock vanished at once")
+                    .expires_at
+            }
+            Kind::Permit => {
+                AsyncSemaphore::with_backend(name, Self::PERMITS, backend)
+                    .inspect()
+                    .await
+                    .unwrap()
+                    .holders
+                    .iter()
+                    .find(|h| h.fencing_token == token)
+                    .expect("the killed holder's permit vanished at once")
+                    .expires_at
+            }
+        }
+    }
+}
+
+/// A holder killed with SIGKILL keeps its lease (the lock, or its permit
+/// while the other permits stay held) until the lease expires, then
+/// another process gets it: not earlier, and not never.
+async fn killed_holder_frees_after_ttl(kind: Kind, spec: String, dir: &Path) {
     const TTL_MS: u64 = 1500;
     let race = Race::new(spec.clone(), dir);
-    let mut victim = race.spawn("victim", 1, TTL_MS, true);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !read_hold_log(&race.log)
-        .map(|e| e.iter().any(|e| e.kind == HoldKind::Begin))
-        .unwrap_or(false)
-    {
-        assert!(Instant::now() < deadline, "the victim never got the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut victim = kind.spawn(&race, "victim", TTL_MS, true);
+    let others: Vec<Child> = (1..kind.holders())
+        .map(|i| kind.spawn(&race, &format!("h{i}"), TTL_MS, true))
+        .collect();
+    let begun = race.begins(
+        kind.holders(),
+        &format!("the holders never got their {kind:?} leases"),
+    );
+    let victim_token = begun
+        .iter()
+        .find(|e| e.worker == "victim")
+        .unwrap()
+        .fencing_token;
     victim.kill().unwrap(); // SIGKILL
     victim.wait().unwrap();
-    let backend = backend_from_spec(&spec).await;
-    let lock = AsyncLock::with_backend(race.lock.clone(), backend);
     // With its process gone nothing renews the lease: its expiry is final.
-    let expires_at = lock
-        .inspect()
-        .await
-        .unwrap()
-        .expect("the killed holder's lock vanished at once")
-        .expires_at;
-    let survivor = race.spawn("survivor", 1, TTL_MS, false);
+    let backend = backend_from_spec(&spec).await;
+    let expires_at = kind.expiry(backend, &race.lock, victim_token).await;
+    let survivor = kind.spawn(&race, "survivor", TTL_MS, false);
     wait_all(vec![survivor], Duration::from_secs(30));
     let events = read_hold_log(&race.log).unwrap();
     let takeover = events
         .iter()
         .find(|e| e.worker == "survivor" && e.kind == HoldKind::Begin)
-        .expect("the survivor never got the lock");
+        .expect("the survivor never got the killed holder's lease");
     let takeover_at = SystemTime::UNIX_EPOCH + Duration::from_millis(takeover.at_ms);
     // The log has ms resolution; allow that much.
     assert!(
         takeover_at + Duration::from_millis(1) >= expires_at,
-        "lock taken over before the killed holder's lease expired"
+        "{kind:?} taken over before the killed holder's lease expired"
     );
     let late = takeover_at.duration_since(expires_at).unwrap_or_default();
     assert!(
         late < Duration::from_secs(10),
         "takeover came {late:?} after expiry"
     );
-    let report = check_hold_log(&events, &["victim"]);
-    assert!(report.is_exclusive(), "{report:?}");
-    assert_eq!(report.acquisitions, 2);
+    assert!(takeover.fencing_token > victim_token);
+    if let Kind::Lock = kind {
+        let report = check_hold_log(&events, &["victim"]);
+        assert!(report.is_exclusive(), "{report:?}");
+        assert_eq!(report.acquisitions, 2);
+    }
+    for mut other in others {
+        other.kill().unwrap();
+        other.wait().unwrap();
+    }
 }
 
 /// A holder process paused with SIGSTOP past its ttl: another process
@@ -584,15 +663,7 @@ async fn paused_holder_learns_it_lost(spec: String, dir: &Path) {
     cmd.env("SHYLOCK_CHILD_MODE", "until-lost")
         .env("SHYLOCK_CHILD_RESULT", &result);
     let holder = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let first_token = loop {
-        let events = read_hold_log(&race.log).unwrap_or_default();
-        if let Some(e) = events.first() {
-            break e.fencing_token;
-        }
-        assert!(Instant::now() < deadline, "the holder never got the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let first_token = race.begins(1, "the holder never got the lock")[0].fencing_token;
     signal(holder.id(), "STOP");
     let backend = backend_from_spec(&spec).await;
     let lock = AsyncLock::with_backend(race.lock.clone(), backend)
@@ -615,86 +686,14 @@ async fn paused_holder_learns_it_lost(spec: String, dir: &Path) {
     taken.release().await.unwrap();
 }
 
-/// Four processes on a 3-permit semaphore: three take a permit and hold
-/// it; one of them is killed with SIGKILL; the fourth gets the killed
-/// holder's permit after its ttl, not before (and not never).
-async fn killed_permit_holder_frees_after_ttl(spec: String, dir: &Path) {
-    const TTL_MS: u64 = 1500;
-    let race = Race::new(spec.clone(), dir);
-    let holder = |id: &str| {
-        let mut cmd = race.command(id, 1, TTL_MS);
-        cmd.env("SHYLOCK_CHILD_PERMITS", "3")
-            .env("SHYLOCK_CHILD_HOLD_FOREVER", "1");
-        cmd.spawn().unwrap()
-    };
-    let mut victim = holder("victim");
-    let mut others = vec![holder("h1"), holder("h2")];
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let victim_token = loop {
-        let events = read_hold_log(&race.log).unwrap_or_default();
-        let begun: Vec<_> = events
-            .iter()
-            .filter(|e| e.kind == HoldKind::Begin)
-            .collect();
-        if begun.len() == 3 {
-            break begun
-                .iter()
-                .find(|e| e.worker == "victim")
-                .unwrap()
-                .fencing_token;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the three holders never got their permits"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    victim.kill().unwrap(); // SIGKILL
-    victim.wait().unwrap();
-    let backend = backend_from_spec(&spec).await;
-    let semaphore = AsyncSemaphore::with_backend(race.lock.clone(), 3, backend);
-    // With its process gone nothing renews the permit: its expiry is final.
-    let expires_at = semaphore
-        .inspect()
-        .await
-        .unwrap()
-        .holders
-        .iter()
-        .find(|h| h.fencing_token == victim_token)
-        .expect("the killed holder's permit vanished at once")
-        .expires_at;
-    let mut survivor = race.command("survivor", 1, TTL_MS);
-    survivor.env("SHYLOCK_CHILD_PERMITS", "3");
-    wait_all(vec![survivor.spawn().unwrap()], Duration::from_secs(30));
-    let events = read_hold_log(&race.log).unwrap();
-    let takeover = events
-        .iter()
-        .find(|e| e.worker == "survivor" && e.kind == HoldKind::Begin)
-        .expect("the survivor never got a permit");
-    let takeover_at = SystemTime::UNIX_EPOCH + Duration::from_millis(takeover.at_ms);
-    assert!(
-        takeover_at + Duration::from_millis(1) >= expires_at,
-        "a permit was taken before the killed holder's lease expired"
-    );
-    let late = takeover_at.duration_since(expires_at).unwrap_or_default();
-    assert!(
-        late < Duration::from_secs(10),
-        "takeover came {late:?} after expiry"
-    );
-    assert!(takeover.fencing_token > victim_token);
-    for mut other in others.drain(..) {
-        other.kill().unwrap();
-        other.wait().unwrap();
-    }
-}
-
 /// Three candidate processes: the leader is killed with SIGKILL, then the
 /// next leader is paused with SIGSTOP past its ttl and resumed. Never two
 /// leaders at once (history-checked), terms strictly increase, failover
 /// within the ttl plus a backoff step (and scheduling), and the resumed
 /// leader's work is cancelled instead of going on.
-async fn candidates_never_lead_at_once(label: &str, spec: String, dir: &Path) {
+async fn candidates_never_lead_at_once(spec: String, dir: &Path) {
     const TTL_MS: u64 = 1500;
+    let label = label_of(&spec);
     let race = Race::new(spec, dir);
     let mut children: Vec<(String, Child)> = (0..3)
         .map(|i| {
@@ -704,30 +703,13 @@ async fn candidates_never_lead_at_once(label: &str, spec: String, dir: &Path) {
             (id, cmd.spawn().unwrap())
         })
         .collect();
-    let begins = |log: &Path| -> Vec<shylock_core::testkit::HoldEvent> {
-        read_hold_log(log)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|e| e.kind == HoldKind::Begin)
-            .collect()
-    };
-    let wait_begin = |count: usize, what: &str| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let b = begins(&race.log);
-            if b.len() >= count {
-                return b[count - 1].clone();
-            }
-            assert!(Instant::now() < deadline, "{what}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
+    let wait_begin = |count: usize, what: &str| race.begins(count, what)[count - 1].clone();
     let first = wait_begin(1, "nobody was elected");
     let pid_of = |children: &Vec<(String, Child)>, id: &str| {
         children.iter().find(|(c, _)| c == id).unwrap().1.id()
     };
     // SIGKILL the leader.
-    let killed_at = SystemTime::now();
+    let killed_ms = unix_ms(SystemTime::now());
     let index = children
         .iter()
         .position(|(c, _)| *c == first.worker)
@@ -736,10 +718,6 @@ async fn candidates_never_lead_at_once(label: &str, spec: String, dir: &Path) {
     victim.kill().unwrap();
     victim.wait().unwrap();
     let second = wait_begin(2, "nobody took over from the killed leader");
-    let killed_ms = killed_at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
     let failover = Duration::from_millis(second.at_ms.saturating_sub(killed_ms));
     println!(
         "election {label}: failover after kill -9 of the leader: {failover:?} (ttl {TTL_MS} ms)"
@@ -751,10 +729,7 @@ async fn candidates_never_lead_at_once(label: &str, spec: String, dir: &Path) {
     assert!(second.fencing_token > first.fencing_token);
     // SIGSTOP the new leader past its ttl.
     signal(pid_of(&children, &second.worker), "STOP");
-    let stopped_ms = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let stopped_ms = unix_ms(SystemTime::now());
     let third = wait_begin(3, "nobody took over from the paused leader");
     assert_ne!(third.worker, second.worker);
     assert!(third.fencing_token > second.fencing_token);
@@ -798,11 +773,7 @@ async fn sigterm_releases_at_once(spec: String, dir: &Path) {
     cmd.env("SHYLOCK_CHILD_MODE", "sigterm")
         .env("SHYLOCK_CHILD_RESULT", &result);
     let holder = cmd.spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while read_hold_log(&race.log).unwrap_or_default().is_empty() {
-        assert!(Instant::now() < deadline, "the holder never got the lock");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    race.begins(1, "the holder never got the lock");
     let backend = backend_from_spec(&spec).await;
     let lock = AsyncLock::with_backend(race.lock.clone(), backend);
     assert!(lock.try_acquire().await.unwrap().is_none());
@@ -837,7 +808,7 @@ fn signal(pid: u32, signal: &str) {
 /// 20 s; set it higher for a long run). Every name's history is checked:
 /// no overlaps, fencing tokens strictly increasing. Prints p50/p99 of the
 /// time `acquire()` took.
-async fn soak(label: &str, spec: String, dir: &Path) {
+async fn soak(spec: String, dir: &Path) {
     const PROCESSES: usize = 3;
     const TASKS: usize = 4;
     const NAMES: usize = 16;
@@ -847,6 +818,7 @@ async fn soak(label: &str, spec: String, dir: &Path) {
         .unwrap_or(20);
     let logs = dir.join(format!("soak-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&logs).unwrap();
+    let label = label_of(&spec);
     let race = Race::new(spec, dir);
     let children = (0..PROCESSES)
         .map(|p| {
@@ -888,10 +860,12 @@ async fn soak(label: &str, spec: String, dir: &Path) {
     );
 }
 
-/// 4 processes × `rounds` random overlapping subsets of 6 names as
-/// multi-locks: all finish (no deadlock), and no name ever has two holders.
-async fn multi_locks_never_deadlock(spec: String, dir: &Path, rounds: usize) {
+/// 4 processes × 100 (30 over the network) random overlapping subsets of
+/// 6 names as multi-locks: all finish (no deadlock), and no name ever has
+/// two holders.
+async fn multi_locks_never_deadlock(spec: String, dir: &Path) {
     const NAMES: usize = 6;
+    let rounds = if label_of(&spec) == "sqlite" { 100 } else { 30 };
     let logs = dir.join(format!("multi-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&logs).unwrap();
     let race = Race::new(spec, dir);
@@ -931,133 +905,65 @@ fn sqlite_spec() -> (String, PathBuf) {
     (format!("sqlite:{}", dir.join("locks.db").display()), dir)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_processes_never_overlap() {
-    let (spec, dir) = sqlite_spec();
-    processes_never_overlap(spec, &dir).await;
+/// The backend a spec names (`sqlite`, `mongo`), for messages.
+fn label_of(spec: &str) -> String {
+    spec.split(':').next().unwrap_or(spec).to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_killed_holder_frees_after_ttl() {
-    let (spec, dir) = sqlite_spec();
-    killed_holder_frees_after_ttl(spec, &dir).await;
+/// One test of a scenario per backend: `$sqlite` on a lock file in a fresh
+/// directory, `$mongo` (ignored: it needs `MONGODB_URI`) on a fresh
+/// database. The scenario gets its `$arg`s, then the backend's spec and a
+/// directory for logs.
+macro_rules! on_each_backend {
+    ($($sqlite:ident, $mongo:ident => $scenario:ident($($arg:expr),*);)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let (spec, dir) = sqlite_spec();
+            $scenario($($arg,)* spec, &dir).await;
+        }
+
+        #[cfg(feature = "mongo")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs MONGODB_URI"]
+        async fn $mongo() {
+            $scenario($($arg,)* mongo_spec(), &temp_dir()).await;
+        }
+    )*};
 }
 
 /// `mongo:<uri>|<db>` for a fresh database; panics when no server is
-/// configured (these tests are `#[ignore]`d and run only when one is).
+/// configured (the tests that use it are `#[ignore]`d and run only when
+/// one is).
 #[cfg(feature = "mongo")]
 fn mongo_spec() -> String {
+    use shylock_core::testkit::{required_env, unique_store_name};
     let uri = required_env("MONGODB_URI");
     format!("mongo:{uri}|{}", unique_store_name("shylock_mp"))
 }
 
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_processes_never_overlap() {
-    processes_never_overlap(mongo_spec(), &temp_dir()).await;
+on_each_backend! {
+    sqlite_processes_never_overlap, mongo_processes_never_overlap
+        => processes_never_overlap();
+    sqlite_killed_holder_frees_after_ttl, mongo_killed_holder_frees_after_ttl
+        => killed_holder_frees_after_ttl(Kind::Lock);
+    sqlite_killed_permit_holder_frees_after_ttl, mongo_killed_permit_holder_frees_after_ttl
+        => killed_holder_frees_after_ttl(Kind::Permit);
+    sqlite_paused_holder_learns_it_lost, mongo_paused_holder_learns_it_lost
+        => paused_holder_learns_it_lost();
+    sqlite_soak, mongo_soak => soak();
+    sqlite_candidates_never_lead_at_once, mongo_candidates_never_lead_at_once
+        => candidates_never_lead_at_once();
+    sqlite_multi_locks_never_deadlock, mongo_multi_locks_never_deadlock
+        => multi_locks_never_deadlock();
+    sqlite_fair_processes_keep_arrival_order, mongo_fair_processes_keep_arrival_order
+        => fair_processes_keep_arrival_order();
+    sqlite_killed_queued_waiter_is_skipped, mongo_killed_queued_waiter_is_skipped
+        => killed_queued_waiter_is_skipped();
 }
 
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_killed_holder_frees_after_ttl() {
-    killed_holder_frees_after_ttl(mongo_spec(), &temp_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_paused_holder_learns_it_lost() {
-    let (spec, dir) = sqlite_spec();
-    paused_holder_learns_it_lost(spec, &dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_soak() {
-    let (spec, dir) = sqlite_spec();
-    soak("sqlite", spec, &dir).await;
-}
-
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_paused_holder_learns_it_lost() {
-    paused_holder_learns_it_lost(mongo_spec(), &temp_dir()).await;
-}
-
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_soak() {
-    soak("mongo", mongo_spec(), &temp_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_killed_permit_holder_frees_after_ttl() {
-    let (spec, dir) = sqlite_spec();
-    killed_permit_holder_frees_after_ttl(spec, &dir).await;
-}
-
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_killed_permit_holder_frees_after_ttl() {
-    killed_permit_holder_frees_after_ttl(mongo_spec(), &temp_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_candidates_never_lead_at_once() {
-    let (spec, dir) = sqlite_spec();
-    candidates_never_lead_at_once("sqlite", spec, &dir).await;
-}
-
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_candidates_never_lead_at_once() {
-    candidates_never_lead_at_once("mongo", mongo_spec(), &temp_dir()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_multi_locks_never_deadlock() {
-    let (spec, dir) = sqlite_spec();
-    multi_locks_never_deadlock(spec, &dir, 100).await;
-}
-
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_multi_locks_never_deadlock() {
-    multi_locks_never_deadlock(mongo_spec(), &temp_dir(), 30).await;
-}
-
+// SIGTERM handling is the core's, the same on every backend.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_sigterm_releases_at_once() {
     let (spec, dir) = sqlite_spec();
     sigterm_releases_at_once(spec, &dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_fair_processes_keep_arrival_order() {
-    let (spec, dir) = sqlite_spec();
-    fair_processes_keep_arrival_order(spec, &dir).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_killed_queued_waiter_is_skipped() {
-    let (spec, dir) = sqlite_spec();
-    killed_queued_waiter_is_skipped(spec, &dir).await;
-}
-
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_fair_processes_keep_arrival_order() {
-    fair_processes_keep_arrival_order(mongo_spec(), &temp_dir()).await;
-}
-
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_killed_queued_waiter_is_skipped() {
-    killed_queued_waiter_is_skipped(mongo_spec(), &temp_dir()).await;
 }

@@ -13,7 +13,7 @@ use shylock_core::backend::{
 };
 use shylock_core::{LockInfo, Result};
 
-use crate::client::HttpClient;
+use crate::client::{HttpClient, Login};
 use crate::error::{
     error_num, is_unauthorized, timeout_error, QueryError, ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT,
 };
@@ -33,7 +33,7 @@ pub(crate) struct Inner {
     /// The database handle and its generation (bumped by each login).
     pub(crate) db: std::sync::RwLock<(u64, Database<HttpClient>)>,
     /// With JWT: how to log in again once the token has expired.
-    pub(crate) relogin: Option<crate::builder::Login>,
+    pub(crate) relogin: Option<Login>,
     pub(crate) relogin_lock: tokio::sync::Mutex<()>,
     pub(crate) collection: String,
     pub(crate) timeout: Duration,
@@ -105,7 +105,7 @@ impl ArangoBackend {
     /// `generation` failed.
     async fn relogin(
         &self,
-        login: &crate::builder::Login,
+        login: &Login,
         generation: u64,
         deadline: Deadline,
     ) -> std::result::Result<(), arangors::ClientError> {

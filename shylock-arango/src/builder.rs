@@ -9,7 +9,7 @@ use shylock_core::backend::ReleaseSignals;
 use shylock_core::Result;
 
 use crate::backend::{ArangoBackend, Inner};
-use crate::client::HttpClient;
+use crate::client::{HttpClient, Login};
 use crate::error::{
     annotate, arango_error, error_num, timeout_error, with_timeout, ERROR_DUPLICATE_NAME,
 };
@@ -19,26 +19,6 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long after expiry the TTL index removes a lock document by default.
 pub const DEFAULT_TTL_GRACE: Duration = Duration::from_secs(3600);
-
-/// What it takes to log in again with JWT once a token has expired.
-pub(crate) struct Login {
-    url: String,
-    user: String,
-    password: String,
-    database: String,
-}
-
-impl Login {
-    /// `POST /_open/auth`, then opens the database with the new token.
-    pub(crate) async fn connect(
-        &self,
-    ) -> std::result::Result<arangors::Database<HttpClient>, arangors::ClientError> {
-        let connection =
-            GenericConnection::<HttpClient>::establish_jwt(&self.url, &self.user, &self.password)
-                .await?;
-        connection.db(&self.database).await
-    }
-}
 
 #[derive(Clone)]
 enum Auth {

@@ -1,11 +1,13 @@
 //! The HTTP client arangors talks through: reqwest with rustls and a
 //! request timeout, so no system TLS library is needed and a dead server
-//! cannot hang a request forever.
+//! cannot hang a request forever; and the JWT login the backend repeats
+//! when its token expires. A leaf: it uses nothing else of this crate, so
+//! the builder and the backend can both use it without using each other.
 
 use std::time::Duration;
 
 use arangors::client::ClientExt;
-use arangors::ClientError;
+use arangors::{ClientError, GenericConnection};
 use http::{HeaderMap, HeaderValue};
 
 /// Upper bound on one HTTP request; the backend's per-operation timeout
@@ -68,5 +70,25 @@ impl ClientExt for HttpClient {
         builder
             .body(body)
             .map_err(|e| ClientError::HttpClient(e.to_string()))
+    }
+}
+
+/// What it takes to log in again with JWT once a token has expired.
+pub(crate) struct Login {
+    pub(crate) url: String,
+    pub(crate) user: String,
+    pub(crate) password: String,
+    pub(crate) database: String,
+}
+
+impl Login {
+    /// `POST /_open/auth`, then opens the database with the new token.
+    pub(crate) async fn connect(
+        &self,
+    ) -> std::result::Result<arangors::Database<HttpClient>, arangors::ClientError> {
+        let connection =
+            GenericConnection::<HttpClient>::establish_jwt(&self.url, &self.user, &self.password)
+                .await?;
+        connection.db(&self.database).await
     }
 }

@@ -48,6 +48,7 @@ mod election;
 mod error;
 mod global;
 mod guard;
+mod join;
 mod lease;
 mod line;
 mod lock;

@@ -166,7 +166,7 @@ impl Backend for ShardedBackend {
         limit: usize,
         deadline: Deadline,
     ) -> Result<Vec<LockInfo>> {
-        let pages = futures_join_all(
+        let pages = crate::join::join_all(
             self.shards
                 .iter()
                 .map(|shard| shard.list(prefix, after, limit, deadline)),
@@ -313,35 +313,6 @@ impl QueueBackend for ShardedBackend {
     fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.shard(name).queues()?.turn_signal(name, owner)
     }
-}
-
-/// Runs the futures concurrently and collects their outputs in order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut pinned: Vec<std::pin::Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in pinned.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *output = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub async fn release_all(timeout: Duration) -> ReleaseAllReport {
     }
     let mut report = ReleaseAllReport::default();
     let releases = live.iter().map(|(shared, backend)| shared.release(backend));
-    let outcomes = tokio::time::timeout(timeout, join_all(releases)).await;
+    let outcomes = tokio::time::timeout(timeout, crate::join::join_all(releases)).await;
     match outcomes {
         Ok(outcomes) => {
             for outcome in outcomes {
@@ -95,34 +95,4 @@ pub async fn release_all(timeout: Duration) -> ReleaseAllReport {
 pub fn release_all_blocking(timeout: Duration) -> ReleaseAllReport {
     crate::runtime::run("release_all", async move { Ok(release_all(timeout).await) })
         .unwrap_or_default()
-}
-
-async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.map(Box::pin).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    // Concurrently: poll all, collect in order.
-    let mut pending: Vec<Option<std::pin::Pin<Box<F>>>> = handles.into_iter().map(Some).collect();
-    let mut done: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut waiting = false;
-        for (slot, out) in pending.iter_mut().zip(done.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *out = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => waiting = true,
-                }
-            }
-        }
-        if waiting {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.extend(done.into_iter().map(|o| o.expect("finished")));
-    outputs
 }

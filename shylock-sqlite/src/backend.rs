@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
@@ -11,11 +11,9 @@ use shylock_core::backend::{
 };
 use shylock_core::{Error, ErrorKind, LockInfo, Result};
 
-use crate::conn::{count_statements, with_conn};
+use crate::conn::{count_statements, fence_of, kind_of, now_ms, with_conn, Inner, BACKEND};
 use crate::queries as sql;
 use crate::watch::FileWatcher;
-
-pub(crate) const BACKEND: &str = "sqlite";
 
 /// How long a write waits for another process's transaction before failing.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -27,14 +25,6 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct SqliteBackend {
     inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) conn: Mutex<Connection>,
-    pub(crate) location: String,
-    pub(crate) busy_timeout: Duration,
-    pub(crate) signals: ReleaseSignals,
-    pub(crate) permit_signals: ReleaseSignals,
     /// Wakes waiters at commits by other connections (files only).
     watcher: Option<Arc<FileWatcher>>,
 }
@@ -45,17 +35,6 @@ impl std::fmt::Debug for SqliteBackend {
             .field("location", &self.inner.location)
             .finish()
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-pub(crate) fn fence_of(value: i64) -> u64 {
-    u64::try_from(value).unwrap_or(0)
 }
 
 impl SqliteBackend {
@@ -102,7 +81,7 @@ impl SqliteBackend {
         let fail = |what: &str, e: rusqlite::Error| {
             Error::backend(
                 BACKEND,
-                crate::conn::kind_of(&e),
+                kind_of(&e),
                 format!("could not set up lock database {location:?} ({what})"),
                 e,
             )
@@ -155,8 +134,8 @@ impl SqliteBackend {
                 busy_timeout: DEFAULT_BUSY_TIMEOUT,
                 signals: ReleaseSignals::new(),
                 permit_signals: ReleaseSignals::new(),
-                watcher,
             }),
+            watcher,
         })
     }
 
@@ -219,11 +198,11 @@ impl SqliteBackend {
     /// Whether a file watcher reads the line at each commit (a file has
     /// one; an in-memory database does not).
     pub(crate) fn has_watcher(&self) -> bool {
-        self.inner.watcher.is_some()
+        self.watcher.is_some()
     }
 
     pub(crate) fn watch(&self) {
-        if let Some(watcher) = &self.inner.watcher {
+        if let Some(watcher) = &self.watcher {
             watcher.watch(&self.inner);
         }
     }
@@ -383,7 +362,7 @@ impl Backend for SqliteBackend {
     }
 
     fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
-        self.inner.watcher.as_ref().and_then(|w| w.since())
+        self.watcher.as_ref().and_then(|w| w.since())
     }
 
     fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {

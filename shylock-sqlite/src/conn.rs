@@ -1,14 +1,41 @@
-//! Running statements on the shared connection without stalling the
-//! runtime, and what their errors mean.
+//! The state every clone of a backend shares, running statements on its
+//! connection without stalling the runtime, and what their errors mean.
+//! A leaf: it uses nothing else of this crate, so the backend, its
+//! capabilities and the file watcher can all use it.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode};
-use shylock_core::backend::Deadline;
+use shylock_core::backend::{Deadline, ReleaseSignals};
 use shylock_core::{Error, ErrorKind, Result};
 
-use crate::backend::{Inner, BACKEND};
+pub(crate) const BACKEND: &str = "sqlite";
+
+/// What the clones of one `SqliteBackend` share: the connection and the
+/// signals its waiters wait on.
+pub(crate) struct Inner {
+    pub(crate) conn: Mutex<Connection>,
+    pub(crate) location: String,
+    pub(crate) busy_timeout: Duration,
+    pub(crate) signals: ReleaseSignals,
+    pub(crate) permit_signals: ReleaseSignals,
+}
+
+/// Now in milliseconds since the Unix epoch: this machine's clock, which
+/// is the lock file's.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A stored fence as a fencing token (a negative one, never written by
+/// this backend, as 0).
+pub(crate) fn fence_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
 
 /// The kind of a SQLite error.
 pub(crate) fn kind_of(error: &rusqlite::Error) -> ErrorKind {

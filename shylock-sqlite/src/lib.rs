@@ -35,8 +35,14 @@
 
 mod backend;
 mod conn;
+// The statements are this crate's own; only the benchmark program
+// (feature `bench`) runs some of them directly.
+#[cfg(feature = "bench")]
 #[doc(hidden)]
 pub mod queries;
+#[cfg(not(feature = "bench"))]
+#[allow(unreachable_pub)]
+mod queries;
 mod queue;
 mod semaphore;
 mod watch;

@@ -1,5 +1,6 @@
-//! Every statement the backend sends, public so benchmarks and tests can
-//! replay the same database work without the library. Not a stable API.
+//! Every statement the backend sends; public with the `bench` feature so
+//! the benchmark can replay the same database work without the library.
+//! Not a stable API.
 //!
 //! Times are whole milliseconds, truncated, so a lease stored as
 //! `now + ttl` expires only once the clock is strictly past it: it never

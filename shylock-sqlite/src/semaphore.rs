@@ -15,8 +15,8 @@ use shylock_core::backend::{
 };
 use shylock_core::{LockInfo, Result};
 
-use crate::backend::{fence_of, now_ms, SqliteBackend};
-use crate::conn::with_conn;
+use crate::backend::SqliteBackend;
+use crate::conn::{fence_of, now_ms, with_conn};
 use crate::queries as sql;
 
 enum Claimed {

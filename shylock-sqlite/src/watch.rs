@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::backend::{now_ms, Inner};
-use crate::conn::count_statements;
+use crate::conn::{count_statements, now_ms, Inner};
 use crate::queries as sql;
 
 /// How often the watcher looks at the file while this process has waiters.
