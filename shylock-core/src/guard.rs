@@ -153,8 +153,8 @@ impl AsyncLockGuard {
     ///
     /// # Errors
     ///
-    /// [`Error::LockLost`] if the lock is no longer ours;
-    /// [`Error::InvalidOptions`] for a ttl out of range; [`Error::Backend`]
+    /// [`Error::LockLost`](crate::Error::LockLost) if the lock is no longer ours;
+    /// [`Error::InvalidOptions`](crate::Error::InvalidOptions) for a ttl out of range; [`Error::Backend`](crate::Error::Backend)
     /// if the database failed or did not answer in time (the lease is then
     /// unchanged).
     ///
@@ -200,10 +200,10 @@ impl AsyncLockGuard {
     ///
     /// # Errors
     ///
-    /// [`Error::LockLost`] when the lock was no longer ours, or the guard
+    /// [`Error::LockLost`](crate::Error::LockLost) when the lock was no longer ours, or the guard
     /// was already lost (its lease ran out): the work done under it was not
     /// protected all along. Another owner's lock is never freed;
-    /// [`Error::Backend`] when the database failed or did not answer in
+    /// [`Error::Backend`](crate::Error::Backend) when the database failed or did not answer in
     /// time (the lock then expires after its ttl).
     ///
     /// # Cancel safety

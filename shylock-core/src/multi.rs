@@ -104,7 +104,7 @@ impl AsyncMultiLock {
     ///
     /// # Errors
     ///
-    /// As [`AsyncLock::acquire`]; [`Error::Timeout`] names the first lock
+    /// As [`AsyncLock::acquire`](crate::AsyncLock::acquire); [`Error::Timeout`] names the first lock
     /// of the set.
     ///
     /// # Cancel safety

@@ -128,12 +128,12 @@ impl AsyncSemaphore {
     ///
     /// # Errors
     ///
-    /// As [`AsyncLock::acquire`], plus [`Error::InvalidOptions`] for a
+    /// As [`AsyncLock::acquire`](crate::AsyncLock::acquire), plus [`Error::InvalidOptions`] for a
     /// permit count out of range or different from the live holders'.
     ///
     /// # Cancel safety
     ///
-    /// Cancel safe, as [`AsyncLock::acquire`]: a permit won by an abandoned
+    /// Cancel safe, as [`AsyncLock::acquire`](crate::AsyncLock::acquire): a permit won by an abandoned
     /// attempt is released at once.
     pub async fn acquire(&self) -> Result<AsyncLockGuard> {
         let (backend, options, target) = self.resolve()?;

@@ -76,7 +76,7 @@ pub trait SemaphoreBackend: Send + Sync {
 /// would grow large.
 pub const MAX_PERMITS: u32 = 1000;
 
-/// A semaphore's state, as [`Backend::inspect_semaphore`](super::Backend::inspect_semaphore)
+/// A semaphore's state, as [`SemaphoreBackend::inspect_semaphore`]
 /// reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 ///
 /// Fair waiters can also be woken one by one, by their place in the line:
 /// [`subscribe_turn`](Self::subscribe_turn) backs
-/// [`Backend::turn_signal`](super::Backend::turn_signal), and
+/// [`QueueBackend::turn_signal`](super::QueueBackend::turn_signal), and
 /// [`notify_turn`](Self::notify_turn) wakes the waiter holding a given
 /// ticket when a backend learns that ticket is first in line.
 #[derive(Debug, Default)]

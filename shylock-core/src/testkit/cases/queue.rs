@@ -325,7 +325,7 @@ pub async fn concurrent_first_enqueues_all_get_a_place(backend: SharedBackend) {
     assert_eq!(places, (0..8).collect::<Vec<u64>>(), "one place each");
 }
 
-/// For backends that answer [`Backend::turn_signal`](crate::backend::Backend::turn_signal)
+/// For backends that answer [`QueueBackend::turn_signal`](crate::backend::QueueBackend::turn_signal)
 /// and see releases made elsewhere: a release made through `holder_side`
 /// (another process, or a handle standing in for one) wakes only the fair
 /// waiter first in line on `waiter_side`, not the second nor a non-fair
@@ -406,7 +406,7 @@ pub async fn a_release_wakes_only_the_first_in_line(
         .unwrap());
 }
 
-/// For backends that answer [`Backend::turn_signal`](crate::backend::Backend::turn_signal)
+/// For backends that answer [`QueueBackend::turn_signal`](crate::backend::QueueBackend::turn_signal)
 /// and watch releases: a fair waiter that joined the line behind another,
 /// while releases were watched, makes no attempt before its turn (each
 /// such attempt could only lose, and on MongoDB it is a write the server
