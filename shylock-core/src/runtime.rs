@@ -25,9 +25,12 @@ pub fn background_runtime() -> Result<&'static tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
-    // If another thread won the race its runtime is kept and ours dropped
-    // (we are not inside any runtime here, so dropping it is fine).
-    let _ = RUNTIME.set(rt);
+    // If another thread won the race its runtime is kept and ours shut
+    // down without waiting: this may run inside an async context (a
+    // backend built from a task), where dropping a runtime panics.
+    if let Err(ours) = RUNTIME.set(rt) {
+        ours.shutdown_background();
+    }
     RUNTIME
         .get()
         .ok_or_else(|| Error::Runtime(std::io::Error::other("runtime vanished")))
@@ -58,5 +61,26 @@ pub(crate) fn run<T: Send + 'static>(
     match rx.recv() {
         Ok(result) => result,
         Err(_) => Err(Error::Panicked { operation }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many tasks asking for the runtime at once, from inside async code:
+    /// the losers of the first-use race shut their runtime down without
+    /// the panic a plain drop gives in an async context.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn first_use_from_many_tasks_at_once() {
+        let tasks: Vec<_> = (0..16)
+            .map(|_| tokio::spawn(async { background_runtime().map(|rt| rt as *const _ as usize) }))
+            .collect();
+        let mut seen = Vec::new();
+        for task in tasks {
+            seen.push(task.await.expect("no panic").expect("a runtime"));
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 1, "every caller gets the one runtime");
     }
 }
