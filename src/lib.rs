@@ -11,8 +11,8 @@
 //! tokio = { version = "1", features = ["rt-multi-thread", "macros"] }
 //! ```
 //!
-//! The async types need a tokio runtime; the blocking ones ([`Lock`],
-//! [`Semaphore`], ...) run their work on shylock's own
+//! The async types need a tokio runtime; the blocking ones in [`blocking`]
+//! ([`Lock`], [`Semaphore`], ...) run their work on shylock's own
 //! ([`background_runtime`]) and need none.
 //!
 //! # Backends
@@ -96,14 +96,20 @@
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
     release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
-    AsyncReentrantLock, AsyncSemaphore, AsyncTicket, BlockingMultiLockGuard,
-    BlockingReentrantGuard, BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock,
-    LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard, ReentrantGuard,
-    ReentrantLock, ReleaseAllReport, Renewal, Result, Role, Semaphore, SemaphoreInfo,
-    ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT,
-    MAX_PERMITS, MAX_TTL,
+    AsyncMultiLockGuard, AsyncReentrantGuard, AsyncReentrantLock, AsyncSemaphore, AsyncTicket,
+    BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock, LockGuard, LockInfo,
+    LockOptions, MemoryBackend, MultiLock, ReentrantLock, ReleaseAllReport, Renewal, Result, Role,
+    Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM,
+    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
 };
 
+// The old guard names, deprecated for one release.
+#[allow(deprecated)]
+pub use shylock_core::{
+    BlockingMultiLockGuard, BlockingReentrantGuard, MultiLockGuard, ReentrantGuard,
+};
+
+pub use shylock_core::blocking;
 pub use shylock_core::metrics;
 
 /// Holds a distributed lock for the whole function (feature `macros`, on

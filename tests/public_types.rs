@@ -18,13 +18,11 @@ fn _core(
     _: shylock::AsyncSemaphore,
     _: shylock::Semaphore,
     _: shylock::AsyncMultiLock,
+    _: shylock::AsyncMultiLockGuard,
     _: shylock::MultiLock,
-    _: shylock::MultiLockGuard,
-    _: shylock::BlockingMultiLockGuard,
     _: shylock::AsyncReentrantLock,
+    _: shylock::AsyncReentrantGuard,
     _: shylock::ReentrantLock,
-    _: shylock::ReentrantGuard,
-    _: shylock::BlockingReentrantGuard,
     _: shylock::Election,
     _: shylock::Campaign,
     _: shylock::LeaderInfo,
@@ -42,6 +40,56 @@ fn _core(
     _: shylock::SharedBackend,
     _: shylock::ReleaseAllReport,
 ) {
+}
+
+/// The blocking twins, by their one naming scheme.
+fn _blocking(
+    _: shylock::blocking::Lock,
+    _: shylock::blocking::LockGuard,
+    _: shylock::blocking::Ticket,
+    _: shylock::blocking::Semaphore,
+    _: shylock::blocking::MultiLock,
+    _: shylock::blocking::MultiLockGuard,
+    _: shylock::blocking::ReentrantLock,
+    _: shylock::blocking::ReentrantGuard,
+) {
+}
+
+/// The names the root re-exports from [`shylock::blocking`] are the same
+/// types.
+fn _blocking_at_the_root(
+    lock: shylock::Lock,
+    guard: shylock::LockGuard,
+    ticket: shylock::Ticket,
+    semaphore: shylock::Semaphore,
+    multi: shylock::MultiLock,
+    reentrant: shylock::ReentrantLock,
+) -> (
+    shylock::blocking::Lock,
+    shylock::blocking::LockGuard,
+    shylock::blocking::Ticket,
+    shylock::blocking::Semaphore,
+    shylock::blocking::MultiLock,
+    shylock::blocking::ReentrantLock,
+) {
+    (lock, guard, ticket, semaphore, multi, reentrant)
+}
+
+/// The old guard names, deprecated for one release, still name the same
+/// types.
+#[allow(deprecated)]
+fn _deprecated(
+    a: shylock::MultiLockGuard,
+    b: shylock::BlockingMultiLockGuard,
+    c: shylock::ReentrantGuard,
+    d: shylock::BlockingReentrantGuard,
+) -> (
+    shylock::AsyncMultiLockGuard,
+    shylock::blocking::MultiLockGuard,
+    shylock::AsyncReentrantGuard,
+    shylock::blocking::ReentrantGuard,
+) {
+    (a, b, c, d)
 }
 
 /// What backend authors implement and receive.

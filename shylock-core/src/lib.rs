@@ -2,7 +2,8 @@
 //! in a database.
 //!
 //! This crate holds everything that does not depend on a database driver:
-//! [`AsyncLock`] / [`Lock`] with their guards, [`LockOptions`], [`Error`],
+//! [`AsyncLock`] with its guard and the other lock shapes, their
+//! [`blocking`] twins ([`Lock`], ...), [`LockOptions`], [`Error`],
 //! the process-wide default backend ([`configure`]), the in-process
 //! [`MemoryBackend`], the contract for backend authors ([`backend`]), and
 //! (feature `testkit`) the conformance suite every backend passes.
@@ -43,7 +44,7 @@
 
 mod attempt;
 pub mod backend;
-mod blocking;
+pub mod blocking;
 mod election;
 mod error;
 mod global;
@@ -72,23 +73,41 @@ mod ticket;
 mod wait;
 
 pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
-pub use blocking::{Lock, LockGuard, Ticket};
+pub use blocking::{Lock, LockGuard, MultiLock, ReentrantLock, Semaphore, Ticket};
 pub use election::{Campaign, Election, LeaderInfo, Role};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use global::{configure, configure_with, default_backend, is_configured};
 pub use guard::AsyncLockGuard;
 pub use lock::AsyncLock;
 pub use memory::MemoryBackend;
-pub use multi::{AsyncMultiLock, BlockingMultiLockGuard, MultiLock, MultiLockGuard};
+pub use multi::{AsyncMultiLock, AsyncMultiLockGuard};
 pub use options::{
     LockOptions, Renewal, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_TTL,
 };
-pub use reentrant::{AsyncReentrantLock, BlockingReentrantGuard, ReentrantGuard, ReentrantLock};
+pub use reentrant::{AsyncReentrantGuard, AsyncReentrantLock};
 pub use runtime::{background_runtime, block_on};
-pub use semaphore::{AsyncSemaphore, Semaphore};
+pub use semaphore::AsyncSemaphore;
 pub use sharded::ShardedBackend;
 pub use shutdown::{release_all, release_all_blocking, ReleaseAllReport};
 pub use ticket::AsyncTicket;
+
+/// Renamed [`AsyncMultiLockGuard`]: the guard names follow the shapes
+/// (`Async*` for async, no prefix in [`blocking`]).
+#[deprecated(note = "use shylock::AsyncMultiLockGuard")]
+pub type MultiLockGuard = AsyncMultiLockGuard;
+
+/// Renamed [`blocking::MultiLockGuard`].
+#[deprecated(note = "use shylock::blocking::MultiLockGuard")]
+pub type BlockingMultiLockGuard = blocking::MultiLockGuard;
+
+/// Renamed [`AsyncReentrantGuard`]: the guard names follow the shapes
+/// (`Async*` for async, no prefix in [`blocking`]).
+#[deprecated(note = "use shylock::AsyncReentrantGuard")]
+pub type ReentrantGuard = AsyncReentrantGuard;
+
+/// Renamed [`blocking::ReentrantGuard`].
+#[deprecated(note = "use shylock::blocking::ReentrantGuard")]
+pub type BlockingReentrantGuard = blocking::ReentrantGuard;
 
 /// Re-exported so backend crates implement [`backend::Backend`] with the
 /// same macro.

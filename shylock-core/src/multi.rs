@@ -1,4 +1,4 @@
-//! [`AsyncMultiLock`] and [`MultiLock`]: several locks, all or nothing.
+//! [`AsyncMultiLock`]: several locks, all or nothing.
 
 use std::future::Future;
 use std::time::{Duration, SystemTime};
@@ -6,11 +6,9 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::backend::{validate_name, SharedBackend};
-use crate::blocking::LockGuard;
 use crate::error::{Error, Result};
 use crate::guard::AsyncLockGuard;
 use crate::options::{Backoff, LockOptions};
-use crate::runtime::run;
 use crate::spec::Spec;
 use crate::target::Target;
 use crate::wait::{self, Owner, Wait};
@@ -110,7 +108,7 @@ impl AsyncMultiLock {
     /// # Cancel safety
     ///
     /// Cancel safe: locks taken by an abandoned call are released.
-    pub async fn acquire(&self) -> Result<MultiLockGuard> {
+    pub async fn acquire(&self) -> Result<AsyncMultiLockGuard> {
         let (backend, options) = self.resolve()?;
         let started = Instant::now();
         let wait = match options.wait_timeout {
@@ -128,13 +126,13 @@ impl AsyncMultiLock {
 
     /// One attempt at the whole set: all the guards, or `None` (and nothing
     /// held) when any lock is held by someone else.
-    pub async fn try_acquire(&self) -> Result<Option<MultiLockGuard>> {
+    pub async fn try_acquire(&self) -> Result<Option<AsyncMultiLockGuard>> {
         let (backend, options) = self.resolve()?;
         self.wait(backend, options, Wait::Once).await
     }
 
     /// Waits at most `timeout` for the whole set; `None` when it timed out.
-    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<MultiLockGuard>> {
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncMultiLockGuard>> {
         let (backend, options) = self.resolve()?;
         let wait = Wait::Until(Instant::now() + timeout);
         self.wait(backend, options, wait).await
@@ -178,7 +176,7 @@ impl AsyncMultiLock {
         backend: SharedBackend,
         options: LockOptions,
         wait: Wait,
-    ) -> Result<Option<MultiLockGuard>> {
+    ) -> Result<Option<AsyncMultiLockGuard>> {
         let deadline = match wait {
             Wait::Until(at) => Some(at),
             _ => None,
@@ -194,7 +192,7 @@ impl AsyncMultiLock {
                 None => attempt.await?,
             };
             let held_name = match outcome {
-                Ok(guards) => return Ok(Some(MultiLockGuard { guards })),
+                Ok(guards) => return Ok(Some(AsyncMultiLockGuard { guards })),
                 Err(name) => name,
             };
             if matches!(wait, Wait::Once) {
@@ -240,12 +238,13 @@ async fn release_all(guards: Vec<AsyncLockGuard>) {
 /// A held set of locks: one [`AsyncLockGuard`] per name, each renewed.
 /// Dropping it releases them all in the background.
 #[must_use = "the locks are released as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 #[derive(Debug)]
-pub struct MultiLockGuard {
+pub struct AsyncMultiLockGuard {
     guards: Vec<AsyncLockGuard>,
 }
 
-impl MultiLockGuard {
+impl AsyncMultiLockGuard {
     /// The names held, in the order they were taken.
     pub fn names(&self) -> Vec<&str> {
         self.guards.iter().map(AsyncLockGuard::name).collect()
@@ -262,6 +261,11 @@ impl MultiLockGuard {
     /// The guard of each name.
     pub fn guards(&self) -> &[AsyncLockGuard] {
         &self.guards
+    }
+
+    /// The guard of each name, handed over (to the blocking guard).
+    pub(crate) fn into_guards(self) -> Vec<AsyncLockGuard> {
+        self.guards
     }
 
     /// The earliest expiry among the leases.
@@ -306,113 +310,6 @@ impl MultiLockGuard {
         let mut first = None;
         for guard in self.guards.into_iter().rev() {
             if let Err(error) = guard.release().await {
-                first.get_or_insert(error);
-            }
-        }
-        first.map_or(Ok(()), Err)
-    }
-}
-
-/// [`AsyncMultiLock`] for blocking code.
-///
-/// # Examples
-///
-/// ```
-/// use shylock_core::{MemoryBackend, MultiLock};
-///
-/// let locks = MultiLock::with_backend(["a", "b"], MemoryBackend::new());
-/// let held = locks.acquire()?;
-/// assert_eq!(held.fencing_token("a").is_some(), true);
-/// held.release()?;
-/// # Ok::<(), shylock_core::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct MultiLock {
-    inner: AsyncMultiLock,
-}
-
-impl MultiLock {
-    /// See [`AsyncMultiLock::new`].
-    pub fn new<S: Into<String>>(names: impl IntoIterator<Item = S>) -> Self {
-        MultiLock {
-            inner: AsyncMultiLock::new(names),
-        }
-    }
-
-    /// See [`AsyncMultiLock::with_backend`].
-    pub fn with_backend<S: Into<String>>(
-        names: impl IntoIterator<Item = S>,
-        backend: impl Into<SharedBackend>,
-    ) -> Self {
-        MultiLock {
-            inner: AsyncMultiLock::with_backend(names, backend),
-        }
-    }
-
-    /// See [`AsyncMultiLock::with_options`].
-    pub fn with_options(self, options: LockOptions) -> Self {
-        MultiLock {
-            inner: self.inner.with_options(options),
-        }
-    }
-
-    /// Blocks until every lock of the set is ours.
-    pub fn acquire(&self) -> Result<BlockingMultiLockGuard> {
-        let inner = self.inner.clone();
-        run("acquire", async move { inner.acquire().await }).map(BlockingMultiLockGuard::new)
-    }
-
-    /// One attempt at the whole set.
-    pub fn try_acquire(&self) -> Result<Option<BlockingMultiLockGuard>> {
-        let inner = self.inner.clone();
-        Ok(
-            run("try_acquire", async move { inner.try_acquire().await })?
-                .map(BlockingMultiLockGuard::new),
-        )
-    }
-
-    /// Waits at most `timeout` for the whole set.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<BlockingMultiLockGuard>> {
-        let inner = self.inner.clone();
-        Ok(run("acquire_timeout", async move {
-            inner.acquire_timeout(timeout).await
-        })?
-        .map(BlockingMultiLockGuard::new))
-    }
-}
-
-/// A held set from [`MultiLock`]: blocking guards, released on drop.
-#[must_use = "the locks are released as soon as the guard is dropped"]
-#[derive(Debug)]
-pub struct BlockingMultiLockGuard {
-    guards: Vec<LockGuard>,
-}
-
-impl BlockingMultiLockGuard {
-    fn new(inner: MultiLockGuard) -> Self {
-        BlockingMultiLockGuard {
-            guards: inner.guards.into_iter().map(LockGuard::new).collect(),
-        }
-    }
-
-    /// The fencing token of `name`, or `None` when it is not in the set.
-    pub fn fencing_token(&self, name: &str) -> Option<u64> {
-        self.guards
-            .iter()
-            .find(|g| g.name() == name)
-            .map(LockGuard::fencing_token)
-    }
-
-    /// True once any lock of the set is lost.
-    pub fn is_lost(&self) -> bool {
-        self.guards.iter().any(LockGuard::is_lost)
-    }
-
-    /// Releases every lock of the set (see [`MultiLockGuard::release`]).
-    pub fn release(self) -> Result<()> {
-        let mut first = None;
-        for guard in self.guards.into_iter().rev() {
-            if let Err(error) = guard.release() {
                 first.get_or_insert(error);
             }
         }

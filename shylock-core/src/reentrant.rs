@@ -1,5 +1,4 @@
-//! [`AsyncReentrantLock`] and [`ReentrantLock`]: a lock its holder may take
-//! again.
+//! [`AsyncReentrantLock`]: a lock its holder may take again.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -9,7 +8,6 @@ use crate::error::Result;
 use crate::guard::AsyncLockGuard;
 use crate::lock::AsyncLock;
 use crate::options::LockOptions;
-use crate::runtime::run;
 
 /// A lock that its owner may acquire again while holding it.
 ///
@@ -54,12 +52,13 @@ pub struct AsyncReentrantLock {
 /// shared [`AsyncLockGuard`] (name, fencing token, `lost()`, ...); the lease
 /// is released when the last hold goes.
 #[must_use = "the hold ends as soon as the guard is dropped"]
+#[clippy::has_significant_drop]
 #[derive(Debug)]
-pub struct ReentrantGuard {
+pub struct AsyncReentrantGuard {
     lease: Arc<AsyncLockGuard>,
 }
 
-impl std::ops::Deref for ReentrantGuard {
+impl std::ops::Deref for AsyncReentrantGuard {
     type Target = AsyncLockGuard;
 
     fn deref(&self) -> &AsyncLockGuard {
@@ -67,7 +66,7 @@ impl std::ops::Deref for ReentrantGuard {
     }
 }
 
-impl ReentrantGuard {
+impl AsyncReentrantGuard {
     /// How many holds share this lease now.
     pub fn holds(&self) -> usize {
         Arc::strong_count(&self.lease)
@@ -115,26 +114,26 @@ impl AsyncReentrantLock {
     }
 
     /// The current live lease of this owner, if any.
-    fn current(held: &Weak<AsyncLockGuard>) -> Option<ReentrantGuard> {
+    fn current(held: &Weak<AsyncLockGuard>) -> Option<AsyncReentrantGuard> {
         held.upgrade()
             .filter(|lease| !lease.is_lost())
-            .map(|lease| ReentrantGuard { lease })
+            .map(|lease| AsyncReentrantGuard { lease })
     }
 
     /// Returns at once when this owner holds the lock; otherwise waits as
     /// [`AsyncLock::acquire`] does.
-    pub async fn acquire(&self) -> Result<ReentrantGuard> {
+    pub async fn acquire(&self) -> Result<AsyncReentrantGuard> {
         let mut held = self.held.lock().await;
         if let Some(guard) = Self::current(&held) {
             return Ok(guard);
         }
         let lease = Arc::new(self.lock.acquire().await?);
         *held = Arc::downgrade(&lease);
-        Ok(ReentrantGuard { lease })
+        Ok(AsyncReentrantGuard { lease })
     }
 
     /// At once when this owner holds the lock; otherwise one attempt.
-    pub async fn try_acquire(&self) -> Result<Option<ReentrantGuard>> {
+    pub async fn try_acquire(&self) -> Result<Option<AsyncReentrantGuard>> {
         let mut held = self.held.lock().await;
         if let Some(guard) = Self::current(&held) {
             return Ok(Some(guard));
@@ -142,13 +141,13 @@ impl AsyncReentrantLock {
         Ok(self.lock.try_acquire().await?.map(|guard| {
             let lease = Arc::new(guard);
             *held = Arc::downgrade(&lease);
-            ReentrantGuard { lease }
+            AsyncReentrantGuard { lease }
         }))
     }
 
     /// At once when this owner holds the lock; otherwise waits at most
     /// `timeout`.
-    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<ReentrantGuard>> {
+    pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncReentrantGuard>> {
         let mut held = self.held.lock().await;
         if let Some(guard) = Self::current(&held) {
             return Ok(Some(guard));
@@ -156,124 +155,12 @@ impl AsyncReentrantLock {
         Ok(self.lock.acquire_timeout(timeout).await?.map(|guard| {
             let lease = Arc::new(guard);
             *held = Arc::downgrade(&lease);
-            ReentrantGuard { lease }
+            AsyncReentrantGuard { lease }
         }))
     }
 
     /// True when anyone (this owner included) holds the lock.
     pub async fn is_locked(&self) -> Result<bool> {
         self.lock.is_locked().await
-    }
-}
-
-/// [`AsyncReentrantLock`] for blocking code: the same owner rules.
-///
-/// # Examples
-///
-/// ```
-/// use shylock_core::{MemoryBackend, ReentrantLock};
-///
-/// let lock = ReentrantLock::with_backend("tree", MemoryBackend::new());
-/// let outer = lock.acquire()?;
-/// let inner = lock.acquire()?; // no wait
-/// assert_eq!(inner.fencing_token(), outer.fencing_token());
-/// drop(inner);
-/// outer.release()?;
-/// # Ok::<(), shylock_core::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct ReentrantLock {
-    inner: AsyncReentrantLock,
-}
-
-impl ReentrantLock {
-    /// See [`AsyncReentrantLock::new`].
-    pub fn new(name: impl Into<String>) -> Self {
-        ReentrantLock {
-            inner: AsyncReentrantLock::new(name),
-        }
-    }
-
-    /// See [`AsyncReentrantLock::with_backend`].
-    pub fn with_backend(name: impl Into<String>, backend: impl Into<SharedBackend>) -> Self {
-        ReentrantLock {
-            inner: AsyncReentrantLock::with_backend(name, backend),
-        }
-    }
-
-    /// See [`AsyncReentrantLock::with_options`].
-    pub fn with_options(self, options: LockOptions) -> Self {
-        ReentrantLock {
-            inner: self.inner.with_options(options),
-        }
-    }
-
-    /// Blocks until this owner holds the lock (at once if it already does).
-    pub fn acquire(&self) -> Result<BlockingReentrantGuard> {
-        let inner = self.inner.clone();
-        run("acquire", async move { inner.acquire().await }).map(BlockingReentrantGuard::new)
-    }
-
-    /// At once when this owner holds the lock; otherwise one attempt.
-    pub fn try_acquire(&self) -> Result<Option<BlockingReentrantGuard>> {
-        let inner = self.inner.clone();
-        Ok(
-            run("try_acquire", async move { inner.try_acquire().await })?
-                .map(BlockingReentrantGuard::new),
-        )
-    }
-}
-
-/// A hold of a [`ReentrantLock`]; the last hold to go releases the lease
-/// (blocking for one round trip when it is dropped, like
-/// [`LockGuard`](crate::LockGuard)).
-#[must_use = "the hold ends as soon as the guard is dropped"]
-#[derive(Debug)]
-pub struct BlockingReentrantGuard {
-    inner: Option<ReentrantGuard>,
-}
-
-impl BlockingReentrantGuard {
-    fn new(inner: ReentrantGuard) -> Self {
-        BlockingReentrantGuard { inner: Some(inner) }
-    }
-
-    fn hold(&self) -> &ReentrantGuard {
-        self.inner
-            .as_ref()
-            .expect("the hold is only taken by release() or drop")
-    }
-
-    /// This lease's fencing token.
-    pub fn fencing_token(&self) -> u64 {
-        self.hold().fencing_token()
-    }
-
-    /// True once the lease is known lost.
-    pub fn is_lost(&self) -> bool {
-        self.hold().is_lost()
-    }
-
-    /// How many holds share this lease now.
-    pub fn holds(&self) -> usize {
-        self.hold().holds()
-    }
-
-    /// Ends this hold; the last one releases the lease.
-    pub fn release(mut self) -> Result<()> {
-        match self.inner.take() {
-            Some(hold) => run("release", hold.release()),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for BlockingReentrantGuard {
-    fn drop(&mut self) {
-        if let Some(hold) = self.inner.take() {
-            if let Err(error) = run("release", hold.release()) {
-                tracing::warn!(%error, "release of a blocking reentrant lock on drop failed");
-            }
-        }
     }
 }

@@ -1,15 +1,13 @@
-//! [`AsyncSemaphore`] and [`Semaphore`]: at most N holders of one name.
+//! [`AsyncSemaphore`]: at most N holders of one name.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::backend::{validate_name, Deadline, SemaphoreInfo, SharedBackend, MAX_PERMITS};
-use crate::blocking::LockGuard;
 use crate::error::{Error, Result};
 use crate::guard::AsyncLockGuard;
 use crate::options::LockOptions;
-use crate::runtime::run;
 use crate::spec::Spec;
 use crate::target::{semaphores, Target};
 use crate::wait::{self, Owner, Wait};
@@ -236,105 +234,5 @@ impl AsyncSemaphore {
             .await?;
         tracing::warn!(semaphore = %self.name(), owner, freed, "permit force-released");
         Ok(freed)
-    }
-}
-
-/// [`AsyncSemaphore`] for blocking code: the same methods without
-/// `.await`, giving [`LockGuard`]s (see [`Lock`](crate::Lock) for how
-/// blocking calls run).
-///
-/// # Examples
-///
-/// ```
-/// use shylock_core::{MemoryBackend, Semaphore};
-///
-/// let licences = Semaphore::with_backend("licences", 1, MemoryBackend::new());
-/// let held = licences.acquire()?;
-/// assert!(licences.try_acquire()?.is_none());
-/// held.release()?;
-/// # Ok::<(), shylock_core::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Semaphore {
-    inner: AsyncSemaphore,
-}
-
-impl Semaphore {
-    /// See [`AsyncSemaphore::new`].
-    pub fn new(name: impl Into<String>, permits: u32) -> Self {
-        Semaphore {
-            inner: AsyncSemaphore::new(name, permits),
-        }
-    }
-
-    /// See [`AsyncSemaphore::with_backend`].
-    pub fn with_backend(
-        name: impl Into<String>,
-        permits: u32,
-        backend: impl Into<SharedBackend>,
-    ) -> Self {
-        Semaphore {
-            inner: AsyncSemaphore::with_backend(name, permits, backend),
-        }
-    }
-
-    /// See [`AsyncSemaphore::with_options`].
-    pub fn with_options(self, options: LockOptions) -> Self {
-        Semaphore {
-            inner: self.inner.with_options(options),
-        }
-    }
-
-    /// The semaphore name.
-    pub fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    /// The async semaphore behind this one.
-    pub fn as_async(&self) -> &AsyncSemaphore {
-        &self.inner
-    }
-
-    /// Blocks until a permit is ours (see [`AsyncSemaphore::acquire`]).
-    pub fn acquire(&self) -> Result<LockGuard> {
-        let sem = self.inner.clone();
-        run("acquire", async move { sem.acquire().await }).map(LockGuard::new)
-    }
-
-    /// One attempt (see [`AsyncSemaphore::try_acquire`]).
-    pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
-        let sem = self.inner.clone();
-        Ok(run("try_acquire", async move { sem.try_acquire().await })?.map(LockGuard::new))
-    }
-
-    /// Waits at most `timeout`; `None` when it timed out.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard>> {
-        let sem = self.inner.clone();
-        Ok(run("acquire_timeout", async move {
-            sem.acquire_timeout(timeout).await
-        })?
-        .map(LockGuard::new))
-    }
-
-    /// See [`AsyncSemaphore::inspect`].
-    pub fn inspect(&self) -> Result<SemaphoreInfo> {
-        let sem = self.inner.clone();
-        run("inspect", async move { sem.inspect().await })
-    }
-
-    /// See [`AsyncSemaphore::available`].
-    pub fn available(&self) -> Result<u32> {
-        let sem = self.inner.clone();
-        run("inspect", async move { sem.available().await })
-    }
-
-    /// See [`AsyncSemaphore::force_release`].
-    pub fn force_release(&self, owner: &str) -> Result<bool> {
-        let sem = self.inner.clone();
-        let owner = owner.to_owned();
-        run(
-            "force_release",
-            async move { sem.force_release(&owner).await },
-        )
     }
 }

@@ -44,6 +44,7 @@ use crate::wait::{self, Owner, Wait};
 /// # }
 /// ```
 #[must_use = "dropping a ticket leaves the line"]
+#[clippy::has_significant_drop]
 pub struct AsyncTicket {
     state: TicketState,
 }

@@ -377,6 +377,14 @@ fn public_types_are_send_and_sync() {
     bounds::<shylock_core::AsyncLockGuard>();
     bounds::<shylock_core::Lock>();
     bounds::<shylock_core::LockGuard>();
+    bounds::<shylock_core::AsyncMultiLockGuard>();
+    bounds::<shylock_core::AsyncReentrantGuard>();
+    bounds::<shylock_core::blocking::Ticket>();
+    bounds::<shylock_core::blocking::Semaphore>();
+    bounds::<shylock_core::blocking::MultiLock>();
+    bounds::<shylock_core::blocking::MultiLockGuard>();
+    bounds::<shylock_core::blocking::ReentrantLock>();
+    bounds::<shylock_core::blocking::ReentrantGuard>();
     bounds::<SharedBackend>();
     bounds::<MemoryBackend>();
     bounds::<LockOptions>();

@@ -234,19 +234,43 @@ async fn reentrant_holds_share_loss_and_a_lost_lease_is_not_handed_out() {
 
 #[test]
 fn blocking_multi_and_reentrant_locks_work_without_a_runtime() {
+    use shylock_core::blocking::{MultiLock, ReentrantLock, Semaphore};
+
     let backend = MemoryBackend::new();
     let name = unique_name("blocking-shapes");
-    let set = shylock_core::MultiLock::with_backend(
-        [format!("{name}/a"), format!("{name}/b")],
-        backend.clone(),
-    );
+    let set = MultiLock::with_backend([format!("{name}/b"), format!("{name}/a")], backend.clone());
+    assert_eq!(set.names(), set.as_async().names());
     let held = set.acquire().unwrap();
+    assert_eq!(held.names(), [format!("{name}/a"), format!("{name}/b")]);
+    assert!(held.expires_at() > std::time::SystemTime::now());
     assert!(set.try_acquire().unwrap().is_none());
+    assert!(set
+        .acquire_timeout(Duration::from_millis(20))
+        .unwrap()
+        .is_none());
     held.release().unwrap();
-    let lock = shylock_core::ReentrantLock::with_backend(&name, backend);
+
+    let lock = ReentrantLock::with_backend(&name, backend.clone());
+    assert_eq!(lock.name(), name);
+    assert!(!lock.is_locked().unwrap());
     let outer = lock.acquire().unwrap();
-    let inner = lock.acquire().unwrap();
+    let inner = lock
+        .acquire_timeout(Duration::from_millis(20))
+        .unwrap()
+        .expect("the same owner gets it at once");
     assert_eq!(outer.holds(), 2);
+    assert_eq!(inner.name(), name);
+    let other = ReentrantLock::with_backend(&name, backend.clone());
+    assert!(other.is_locked().unwrap());
+    assert!(other.try_acquire().unwrap().is_none());
     drop(inner);
     outer.release().unwrap();
+    assert!(!lock.is_locked().unwrap());
+
+    let pool = Semaphore::with_backend(&name, 2, backend);
+    assert_eq!(pool.permits(), 2);
+    let permit = pool.acquire().unwrap();
+    assert_eq!(pool.available().unwrap(), 1);
+    assert!(pool.force_release(permit.owner()).unwrap());
+    assert_eq!(pool.available().unwrap(), 2);
 }

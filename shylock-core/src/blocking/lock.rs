@@ -1,127 +1,58 @@
-//! [`Lock`]: the blocking face of [`AsyncLock`], for code without async.
-//!
-//! Every blocking call hands its work to one background runtime that
-//! shylock starts on first use (a single worker thread named
-//! `shylock-runtime`) and waits for the answer on a plain channel. That
-//! works from plain threads, from `tokio::task::spawn_blocking`, and never
-//! nests one runtime inside another. Renewal of blocking guards runs there
-//! too, so the caller needs no runtime at all.
-//!
-//! Called from async code (inside a tokio task), a blocking method neither
-//! panics nor deadlocks, but it blocks the worker thread it runs on for the
-//! whole wait, stalling every other task of that thread (all of them on a
-//! `current_thread` runtime). From async code use [`AsyncLock`], or wrap
-//! the call in `tokio::task::spawn_blocking`.
+//! [`Lock`], its guard [`LockGuard`] and its place in line [`Ticket`].
 
 use std::time::{Duration, SystemTime};
 
+use super::{blocking_twin, FromAsync};
 use crate::backend::{LockInfo, SharedBackend};
 use crate::error::Result;
 use crate::guard::AsyncLockGuard;
 use crate::lock::AsyncLock;
-use crate::options::LockOptions;
 use crate::runtime::run;
 use crate::ticket::AsyncTicket;
 
-/// A named distributed lock for blocking (non-async) code.
-///
-/// The same lock as [`AsyncLock`] with the same methods, minus `.await`.
-/// Each call blocks the calling thread until it is done; see the module
-/// docs for what that means inside async code.
-///
-/// # Examples
-///
-/// ```
-/// use shylock_core::{Lock, MemoryBackend};
-///
-/// let backend = MemoryBackend::new();
-/// let lock = Lock::with_backend("nightly-job", backend.clone());
-/// let guard = lock.acquire()?;
-/// assert!(Lock::with_backend("nightly-job", backend).try_acquire()?.is_none());
-/// guard.release()?;
-/// # Ok::<(), shylock_core::Error>(())
-/// ```
-#[derive(Debug, Clone)]
-pub struct Lock {
-    inner: AsyncLock,
-}
-
-impl Lock {
-    /// A lock on `name` in the default backend (see [`AsyncLock::new`]).
-    pub fn new(name: impl Into<String>) -> Self {
-        Lock {
-            inner: AsyncLock::new(name),
-        }
+blocking_twin! {
+    /// A named distributed lock for blocking (non-async) code.
+    ///
+    /// The same lock as [`AsyncLock`] with the same methods, minus `.await`.
+    /// Each call blocks the calling thread until it is done; see the
+    /// [module docs](super) for what that means inside async code.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shylock_core::blocking::Lock;
+    /// use shylock_core::MemoryBackend;
+    ///
+    /// let backend = MemoryBackend::new();
+    /// let lock = Lock::with_backend("nightly-job", backend.clone());
+    /// let guard = lock.acquire()?;
+    /// assert!(Lock::with_backend("nightly-job", backend).try_acquire()?.is_none());
+    /// guard.release()?;
+    /// # Ok::<(), shylock_core::Error>(())
+    /// ```
+    pub struct Lock(AsyncLock);
+    fn new(name: impl Into<String>);
+    fn with_backend(name: impl Into<String>, backend: impl Into<SharedBackend>);
+    get {
+        /// The lock name.
+        fn name -> &str;
     }
-
-    /// A lock on `name` in an explicit backend.
-    pub fn with_backend(name: impl Into<String>, backend: impl Into<SharedBackend>) -> Self {
-        Lock {
-            inner: AsyncLock::with_backend(name, backend),
-        }
-    }
-
-    /// Sets this lock's options (see [`AsyncLock::with_options`]).
-    pub fn with_options(self, options: LockOptions) -> Self {
-        Lock {
-            inner: self.inner.with_options(options),
-        }
-    }
-
-    /// The lock name.
-    pub fn name(&self) -> &str {
-        self.inner.name()
-    }
-
-    /// The async lock behind this one.
-    pub fn as_async(&self) -> &AsyncLock {
-        &self.inner
-    }
-
-    /// Blocks until the lock is ours (see [`AsyncLock::acquire`]).
-    pub fn acquire(&self) -> Result<LockGuard> {
-        let lock = self.inner.clone();
-        run("acquire", async move { lock.acquire().await }).map(LockGuard::new)
-    }
-
-    /// One attempt, never waits (see [`AsyncLock::try_acquire`]).
-    pub fn try_acquire(&self) -> Result<Option<LockGuard>> {
-        let lock = self.inner.clone();
-        Ok(run("try_acquire", async move { lock.try_acquire().await })?.map(LockGuard::new))
-    }
-
-    /// Takes a place in the line of waiters and returns it at once (see
-    /// [`AsyncLock::enqueue`]).
-    pub fn enqueue(&self) -> Result<Ticket> {
-        let lock = self.inner.clone();
-        run("enqueue", async move { lock.enqueue().await }).map(|t| Ticket { inner: Some(t) })
-    }
-
-    /// Waits at most `timeout`; `None` when it timed out.
-    pub fn acquire_timeout(&self, timeout: Duration) -> Result<Option<LockGuard>> {
-        let lock = self.inner.clone();
-        Ok(run("acquire_timeout", async move {
-            lock.acquire_timeout(timeout).await
-        })?
-        .map(LockGuard::new))
-    }
-
-    /// True when anyone holds the lock.
-    pub fn is_locked(&self) -> Result<bool> {
-        let lock = self.inner.clone();
-        run("is_locked", async move { lock.is_locked().await })
-    }
-
-    /// The current holder, or `None` when the lock is free.
-    pub fn inspect(&self) -> Result<Option<LockInfo>> {
-        let lock = self.inner.clone();
-        run("inspect", async move { lock.inspect().await })
-    }
-
-    /// Removes the lock whoever holds it (see [`AsyncLock::force_release`]).
-    pub fn force_release(&self) -> Result<bool> {
-        let lock = self.inner.clone();
-        run("force_release", async move { lock.force_release().await })
+    run {
+        /// Blocks until the lock is ours (see [`AsyncLock::acquire`]).
+        fn acquire() -> LockGuard;
+        /// One attempt, never waits (see [`AsyncLock::try_acquire`]).
+        fn try_acquire() -> Option<LockGuard>;
+        /// Takes a place in the line of waiters and returns it at once (see
+        /// [`AsyncLock::enqueue`]).
+        fn enqueue() -> Ticket;
+        /// Waits at most `timeout`; `None` when it timed out.
+        fn acquire_timeout(timeout: Duration) -> Option<LockGuard>;
+        /// True when anyone holds the lock.
+        fn is_locked() -> bool;
+        /// The current holder, or `None` when the lock is free.
+        fn inspect() -> Option<LockInfo>;
+        /// Removes the lock whoever holds it (see [`AsyncLock::force_release`]).
+        fn force_release() -> bool;
     }
 }
 
@@ -133,7 +64,8 @@ impl Lock {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{Lock, MemoryBackend};
+/// use shylock_core::blocking::Lock;
+/// use shylock_core::MemoryBackend;
 ///
 /// let lock = Lock::with_backend("cron", MemoryBackend::new());
 /// {
@@ -150,11 +82,13 @@ pub struct LockGuard {
     inner: Option<AsyncLockGuard>,
 }
 
-impl LockGuard {
-    pub(crate) fn new(inner: AsyncLockGuard) -> Self {
+impl FromAsync<AsyncLockGuard> for LockGuard {
+    fn from_async(inner: AsyncLockGuard) -> Self {
         LockGuard { inner: Some(inner) }
     }
+}
 
+impl LockGuard {
     fn guard(&self) -> &AsyncLockGuard {
         self.inner
             .as_ref()
@@ -164,6 +98,11 @@ impl LockGuard {
     /// The lock name.
     pub fn name(&self) -> &str {
         self.guard().name()
+    }
+
+    /// This holder's owner token (see [`AsyncLockGuard::owner`]).
+    pub fn owner(&self) -> &str {
+        self.guard().owner()
     }
 
     /// This holder's fencing token (see [`AsyncLockGuard::fencing_token`]).
@@ -227,7 +166,8 @@ impl Drop for LockGuard {
 /// background, without blocking).
 ///
 /// ```
-/// use shylock_core::{Lock, LockOptions, MemoryBackend};
+/// use shylock_core::blocking::Lock;
+/// use shylock_core::MemoryBackend;
 ///
 /// # fn main() -> shylock_core::Result<()> {
 /// let lock = Lock::with_backend("queue", MemoryBackend::new());
@@ -238,9 +178,16 @@ impl Drop for LockGuard {
 /// # }
 /// ```
 #[must_use = "dropping a ticket leaves the line"]
+#[clippy::has_significant_drop]
 #[derive(Debug)]
 pub struct Ticket {
     inner: Option<AsyncTicket>,
+}
+
+impl FromAsync<AsyncTicket> for Ticket {
+    fn from_async(inner: AsyncTicket) -> Self {
+        Ticket { inner: Some(inner) }
+    }
 }
 
 impl Ticket {
@@ -263,14 +210,14 @@ impl Ticket {
     /// Blocks until this ticket's turn (see [`AsyncTicket::wait`]).
     pub fn wait(mut self) -> Result<LockGuard> {
         let ticket = self.take();
-        run("wait", ticket.wait()).map(LockGuard::new)
+        run("wait", ticket.wait()).map(FromAsync::from_async)
     }
 
     /// Blocks at most `timeout` for this ticket's turn; `None` when the
     /// time ran out (the ticket then left the line).
     pub fn wait_timeout(mut self, timeout: Duration) -> Result<Option<LockGuard>> {
         let ticket = self.take();
-        Ok(run("wait_timeout", ticket.wait_timeout(timeout))?.map(LockGuard::new))
+        run("wait_timeout", ticket.wait_timeout(timeout)).map(FromAsync::from_async)
     }
 
     /// Leaves the line now; whether the ticket was still there.
