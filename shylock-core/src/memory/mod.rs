@@ -7,10 +7,12 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::backend::{
-    permits_mismatch, Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals,
-    SemaphoreBackend, SemaphoreInfo,
+    Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals, SemaphoreBackend,
 };
 use crate::error::Result;
+
+mod queue;
+mod semaphore;
 
 /// Locks kept in this process's memory.
 ///
@@ -65,20 +67,6 @@ struct Ticket {
 }
 
 impl State {
-    /// The live line of `name`, expired tickets swept.
-    fn queue(&mut self, name: &str, now: Instant) -> &mut Vec<Ticket> {
-        let queue = self.queues.entry(name.to_owned()).or_default();
-        queue.retain(|t| t.deadline > now);
-        queue
-    }
-
-    /// Drops the line of `name` once it is empty.
-    fn tidy_queue(&mut self, name: &str) {
-        if self.queues.get(name).is_some_and(Vec::is_empty) {
-            self.queues.remove(name);
-        }
-    }
-
     /// One claim of the lock, under the state's mutex.
     fn claim(&mut self, name: &str, owner: &str, ttl: Duration) -> Option<Grant> {
         let now = Instant::now();
@@ -259,203 +247,5 @@ impl Backend for MemoryBackend {
 
     fn queues(&self) -> Option<&dyn QueueBackend> {
         Some(self)
-    }
-}
-
-#[async_trait::async_trait]
-impl QueueBackend for MemoryBackend {
-    async fn enqueue(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<u64> {
-        let mut state = self.state();
-        let now = Instant::now();
-        let queue = state.queue(name, now);
-        let deadline = now + ttl;
-        let place = match queue.iter().position(|t| t.owner == owner) {
-            Some(place) => {
-                queue[place].deadline = deadline;
-                place
-            }
-            None => {
-                queue.push(Ticket {
-                    owner: owner.to_owned(),
-                    deadline,
-                });
-                queue.len() - 1
-            }
-        };
-        Ok(place as u64)
-    }
-
-    async fn claim_fair(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        let mut state = self.state();
-        let queue = state.queue(name, Instant::now());
-        if queue.first().is_some_and(|t| t.owner != owner) {
-            return Ok(None);
-        }
-        let grant = state.claim(name, owner, ttl);
-        if grant.is_some() {
-            state
-                .queue(name, Instant::now())
-                .retain(|t| t.owner != owner);
-            state.tidy_queue(name);
-        }
-        Ok(grant)
-    }
-
-    async fn extend_ticket(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<bool> {
-        let mut state = self.state();
-        let now = Instant::now();
-        let ticket = state.queue(name, now).iter_mut().find(|t| t.owner == owner);
-        let found = match ticket {
-            Some(ticket) => {
-                ticket.deadline = now + ttl;
-                true
-            }
-            None => false,
-        };
-        state.tidy_queue(name);
-        Ok(found)
-    }
-
-    async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let mut state = self.state();
-        let queue = state.queue(name, Instant::now());
-        let before = queue.len();
-        queue.retain(|t| t.owner != owner);
-        let left = queue.len() < before;
-        state.tidy_queue(name);
-        drop(state);
-        if left {
-            // The next in line may now be first.
-            self.inner.signals.notify(name);
-        }
-        Ok(left)
-    }
-}
-
-#[async_trait::async_trait]
-impl SemaphoreBackend for MemoryBackend {
-    async fn claim_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        permits: u32,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<Option<Grant>> {
-        let now = Instant::now();
-        let (deadline, expires_at) = expiry(ttl);
-        let mut state = self.state();
-        let state = &mut *state;
-        let sem = state
-            .semaphores
-            .entry(name.to_owned())
-            .or_insert_with(|| Semaphore {
-                permits,
-                holders: Vec::new(),
-            });
-        sem.holders.retain(|e| e.live(now));
-        if let Some(entry) = sem.holders.iter_mut().find(|e| e.owner == owner) {
-            entry.deadline = deadline;
-            entry.expires_at = expires_at;
-            return Ok(Some(Grant::new(entry.fence, expires_at)));
-        }
-        if !sem.holders.is_empty() && sem.permits != permits {
-            return Err(permits_mismatch(name, sem.permits, permits));
-        }
-        sem.permits = permits;
-        if sem.holders.len() >= permits as usize {
-            return Ok(None);
-        }
-        state.last_fence += 1;
-        let fence = state.last_fence;
-        sem.holders.push(Entry {
-            owner: owner.to_owned(),
-            fence,
-            deadline,
-            expires_at,
-        });
-        Ok(Some(Grant::new(fence, expires_at)))
-    }
-
-    async fn extend_permit(
-        &self,
-        name: &str,
-        owner: &str,
-        ttl: Duration,
-        _deadline: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        let now = Instant::now();
-        let mut state = self.state();
-        let Some(sem) = state.semaphores.get_mut(name) else {
-            return Ok(None);
-        };
-        match sem
-            .holders
-            .iter_mut()
-            .find(|e| e.owner == owner && e.live(now))
-        {
-            Some(entry) => {
-                (entry.deadline, entry.expires_at) = expiry(ttl);
-                Ok(Some(entry.expires_at))
-            }
-            None => Ok(None),
-        }
-    }
-
-    async fn release_permit(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
-        let released = {
-            let mut state = self.state();
-            let Some(sem) = state.semaphores.get_mut(name) else {
-                return Ok(false);
-            };
-            let before = sem.holders.len();
-            sem.holders.retain(|e| e.owner != owner);
-            let released = sem.holders.len() < before;
-            if sem.holders.is_empty() {
-                state.semaphores.remove(name);
-            }
-            released
-        };
-        if released {
-            self.inner.permit_signals.notify(name);
-        }
-        Ok(released)
-    }
-
-    async fn inspect_semaphore(&self, name: &str, _deadline: Deadline) -> Result<SemaphoreInfo> {
-        let now = Instant::now();
-        let state = self.state();
-        let Some(sem) = state.semaphores.get(name) else {
-            return Ok(SemaphoreInfo::new(name, None, Vec::new()));
-        };
-        let holders = sem
-            .holders
-            .iter()
-            .filter(|e| e.live(now))
-            .map(|e| LockInfo::new(name, e.owner.clone(), e.fence, e.expires_at))
-            .collect();
-        Ok(SemaphoreInfo::new(name, Some(sem.permits), holders))
-    }
-
-    fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {
-        Some(self.inner.permit_signals.subscribe(name))
     }
 }

@@ -1,0 +1,113 @@
+//! The memory backend's fair queues: one line of tickets per name.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{MemoryBackend, State, Ticket};
+use crate::backend::{Deadline, Grant, QueueBackend};
+use crate::error::Result;
+
+impl State {
+    /// The live line of `name`, expired tickets swept.
+    fn queue(&mut self, name: &str, now: Instant) -> &mut Vec<Ticket> {
+        let queue = self.queues.entry(name.to_owned()).or_default();
+        queue.retain(|t| t.deadline > now);
+        queue
+    }
+
+    /// Drops the line of `name` once it is empty.
+    fn tidy_queue(&mut self, name: &str) {
+        if self.queues.get(name).is_some_and(Vec::is_empty) {
+            self.queues.remove(name);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueBackend for MemoryBackend {
+    async fn enqueue(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<u64> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let queue = state.queue(name, now);
+        let deadline = now + ttl;
+        let place = match queue.iter().position(|t| t.owner == owner) {
+            Some(place) => {
+                queue[place].deadline = deadline;
+                place
+            }
+            None => {
+                queue.push(Ticket {
+                    owner: owner.to_owned(),
+                    deadline,
+                });
+                queue.len() - 1
+            }
+        };
+        Ok(place as u64)
+    }
+
+    async fn claim_fair(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        let mut state = self.state();
+        let queue = state.queue(name, Instant::now());
+        if queue.first().is_some_and(|t| t.owner != owner) {
+            return Ok(None);
+        }
+        let grant = state.claim(name, owner, ttl);
+        if grant.is_some() {
+            state
+                .queue(name, Instant::now())
+                .retain(|t| t.owner != owner);
+            state.tidy_queue(name);
+        }
+        Ok(grant)
+    }
+
+    async fn extend_ticket(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        _deadline: Deadline,
+    ) -> Result<bool> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let ticket = state.queue(name, now).iter_mut().find(|t| t.owner == owner);
+        let found = match ticket {
+            Some(ticket) => {
+                ticket.deadline = now + ttl;
+                true
+            }
+            None => false,
+        };
+        state.tidy_queue(name);
+        Ok(found)
+    }
+
+    async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+        let mut state = self.state();
+        let queue = state.queue(name, Instant::now());
+        let before = queue.len();
+        queue.retain(|t| t.owner != owner);
+        let left = queue.len() < before;
+        state.tidy_queue(name);
+        drop(state);
+        if left {
+            // The next in line may now be first.
+            self.inner.signals.notify(name);
+        }
+        Ok(left)
+    }
+}
