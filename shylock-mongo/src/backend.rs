@@ -1,10 +1,9 @@
 //! [`MongoBackend`] and the six operations, one round trip each.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use bson::{doc, Bson, Document};
+use bson::{doc, Document};
 use mongodb::options::ReturnDocument;
 use mongodb::Collection;
 use shylock_core::backend::{
@@ -13,9 +12,11 @@ use shylock_core::backend::{
 };
 use shylock_core::{Error, ErrorKind, LockInfo, Result};
 
-use crate::error::{corrupt, is_duplicate_key, mongo_error, retry_rate_limited};
+use crate::documents::{check_name, expires_of, fence_of, info_of, name_of};
+use crate::error::{is_duplicate_key, mongo_error, retry_rate_limited};
 use crate::key::{document_id, is_hashed};
 use crate::queries;
+use crate::runtime_watch::RuntimeWatch;
 use crate::watcher::ReleaseWatcher;
 
 /// Locks in a MongoDB collection.
@@ -35,44 +36,6 @@ struct Inner {
     /// For a client the caller created: whether the runtime that built
     /// this backend (where such a client usually lives) has shut down.
     client_runtime: Option<RuntimeWatch>,
-}
-
-/// Learns when a runtime shuts down: a task that never finishes is dropped
-/// with its runtime, and its guard sets the flag.
-struct RuntimeWatch {
-    gone: Arc<AtomicBool>,
-    task: tokio::task::AbortHandle,
-}
-
-impl RuntimeWatch {
-    /// Watches the current runtime, if there is one.
-    fn current() -> Option<Self> {
-        struct SetOnDrop(Arc<AtomicBool>);
-        impl Drop for SetOnDrop {
-            fn drop(&mut self) {
-                self.0.store(true, Ordering::SeqCst);
-            }
-        }
-        let handle = tokio::runtime::Handle::try_current().ok()?;
-        let gone = Arc::new(AtomicBool::new(false));
-        let guard = SetOnDrop(gone.clone());
-        let task = handle.spawn(async move {
-            let _guard = guard;
-            std::future::pending::<()>().await;
-        });
-        Some(RuntimeWatch {
-            gone,
-            task: task.abort_handle(),
-        })
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        if let Some(watch) = &self.client_runtime {
-            watch.task.abort();
-        }
-    }
 }
 
 impl MongoBackend {
@@ -121,7 +84,7 @@ impl MongoBackend {
             .inner
             .client_runtime
             .as_ref()
-            .is_some_and(|watch| watch.gone.load(Ordering::SeqCst));
+            .is_some_and(RuntimeWatch::is_gone);
         if let (
             true,
             Err(Error::Backend {
@@ -160,68 +123,6 @@ impl MongoBackend {
     pub async fn release_watcher_ready(&self, timeout: Duration) -> bool {
         self.inner.watcher.ready(timeout).await
     }
-}
-
-fn fence_of(name: &str, doc: &Document) -> Result<u64> {
-    let raw = match doc.get("fence") {
-        Some(Bson::Int64(v)) => *v,
-        Some(Bson::Int32(v)) => i64::from(*v),
-        Some(Bson::Double(v)) if v.is_finite() => *v as i64,
-        other => {
-            return Err(corrupt(&format!(
-                "of {name:?} has no valid `fence` field ({other:?})"
-            )))
-        }
-    };
-    Ok(u64::try_from(raw).unwrap_or(0))
-}
-
-fn expires_of(name: &str, doc: &Document) -> Result<SystemTime> {
-    match doc.get("expiresAt") {
-        Some(Bson::DateTime(dt)) => Ok(dt.to_system_time()),
-        other => Err(corrupt(&format!(
-            "of {name:?} has no valid `expiresAt` date ({other:?})"
-        ))),
-    }
-}
-
-/// A document found under the digest `_id` of `name` must carry that name;
-/// anything else is a SHA-256 collision or a foreign document.
-fn check_name(name: &str, doc: &Document) -> Result<()> {
-    if !is_hashed(name) || doc.get_str("name").ok() == Some(name) {
-        return Ok(());
-    }
-    Err(corrupt(&format!(
-        "under the digest `_id` of a long lock name has another `name` ({:?}); remove it",
-        doc.get("name")
-            .map(|n| n.to_string().chars().take(80).collect::<String>())
-    )))
-}
-
-/// The lock name of a listed document: its string `_id`, or its `name`
-/// field when the `_id` is a digest.
-fn name_of(doc: &Document) -> Result<String> {
-    match (doc.get("_id"), doc.get("name")) {
-        (Some(Bson::String(name)), _) => Ok(name.clone()),
-        (Some(Bson::Binary(_)), Some(Bson::String(name))) => Ok(name.clone()),
-        (id, _) => Err(corrupt(&format!(
-            "has neither a string `_id` nor a `name` ({id:?})"
-        ))),
-    }
-}
-
-fn info_of(name: String, doc: &Document) -> Result<LockInfo> {
-    let owner = match doc.get("owner") {
-        Some(Bson::String(owner)) => owner.clone(),
-        other => {
-            return Err(corrupt(&format!(
-                "of {name:?} has no valid `owner` ({other:?})"
-            )))
-        }
-    };
-    let fence = fence_of(&name, doc)?;
-    let expires_at = expires_of(&name, doc)?;
-    Ok(LockInfo::new(name, owner, fence, expires_at))
 }
 
 impl MongoBackend {

@@ -41,10 +41,13 @@
 
 mod backend;
 mod builder;
+mod documents;
 mod error;
+mod index;
 mod key;
 pub mod queries;
 mod queue;
+mod runtime_watch;
 mod semaphore;
 mod watcher;
 
