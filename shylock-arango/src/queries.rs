@@ -16,8 +16,10 @@
 /// Takes the lock if free, expired or already `@owner`'s and returns the
 /// owner, fence and expiry; returns nothing when another owner holds it.
 /// A held lock is only read, never written, so waiters polling it do not
-/// conflict with the holder's extend and release. When two callers race
-/// for a free lock, the loser fails with 1210 (first creation) or 1200.
+/// conflict with the holder's extend and release. A write to the same
+/// document in between (another claimer, or a ticket of the line, which
+/// lives in the lock's document) fails the query with 1210 (first
+/// creation) or 1200: the backend tries again within the deadline.
 pub const ACQUIRE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 FILTER old == null || !IS_STRING(old.owner) || !IS_NUMBER(old.expiresAtMs) || old.expiresAtMs < now || old.owner == @owner
@@ -124,14 +126,15 @@ FOR d IN @@coll FILTER d._key == @key
 pub const ENQUEUE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 LET live = (FOR t IN (IS_ARRAY(old.queue) ? old.queue : []) FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN t)
-LET queue = @owner IN live[*].owner
+LET holds = old != null && old.owner == @owner && IS_NUMBER(old.expiresAtMs) && old.expiresAtMs >= now
+LET queue = holds ? live : @owner IN live[*].owner
   ? (FOR t IN live RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t)
   : APPEND(live, [{ owner: @owner, expiresAtMs: now + @ttl }])
 UPSERT { _key: @key }
 INSERT { _key: @key, name: @name, sortKey: @sortKey, queue: queue }
 UPDATE { queue: queue }
 IN @@coll
-RETURN POSITION(queue[*].owner, @owner, true)";
+RETURN holds ? 0 : POSITION(queue[*].owner, @owner, true)";
 
 /// Fair queues: [`ACQUIRE`] for the first live ticket of the line (or
 /// anyone when the line is empty), removing the winner's ticket in the
@@ -141,6 +144,7 @@ pub const CLAIM_FAIR: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 LET live = (FOR t IN (IS_ARRAY(old.queue) ? old.queue : []) FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN t)
 FILTER LENGTH(live) == 0 || live[0].owner == @owner
+  || (old.owner == @owner && IS_NUMBER(old.expiresAtMs) && old.expiresAtMs >= now)
 FILTER old == null || !IS_STRING(old.owner) || !IS_NUMBER(old.expiresAtMs) || old.expiresAtMs < now || old.owner == @owner
 UPSERT { _key: @key }
 INSERT { _key: @key, name: @name, sortKey: @sortKey, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000, queue: [] }

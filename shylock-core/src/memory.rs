@@ -80,6 +80,13 @@ impl State {
     }
 
     /// One claim of the lock, under the state's mutex.
+    /// Whether `owner` holds a live lease on `name`.
+    fn holds(&self, name: &str, owner: &str, now: Instant) -> bool {
+        self.locks
+            .get(name)
+            .is_some_and(|e| e.live(now) && e.owner == owner)
+    }
+
     fn claim(&mut self, name: &str, owner: &str, ttl: Duration) -> Option<Grant> {
         let now = Instant::now();
         let (deadline, expires_at) = expiry(ttl);
@@ -273,6 +280,9 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<u64> {
         let mut state = self.state();
         let now = Instant::now();
+        if state.holds(name, owner, now) {
+            return Ok(0);
+        }
         let queue = state.queue(name, now);
         let deadline = now + ttl;
         let place = match queue.iter().position(|t| t.owner == owner) {
@@ -299,8 +309,10 @@ impl QueueBackend for MemoryBackend {
         _deadline: Deadline,
     ) -> Result<Option<Grant>> {
         let mut state = self.state();
-        let queue = state.queue(name, Instant::now());
-        if queue.first().is_some_and(|t| t.owner != owner) {
+        let now = Instant::now();
+        let mine = state.holds(name, owner, now);
+        let queue = state.queue(name, now);
+        if !mine && queue.first().is_some_and(|t| t.owner != owner) {
             return Ok(None);
         }
         let grant = state.claim(name, owner, ttl);

@@ -82,6 +82,14 @@ fn acquire_stage(
     doc! { "$set": set }
 }
 
+/// True while `owner` holds the document's lease, by the server's clock.
+fn holds_live(owner: &str) -> Bson {
+    Bson::Document(doc! { "$and": [
+        { "$eq": ["$owner", { "$literal": owner }] },
+        { "$gte": [expires_ms(), now_ms()] },
+    ]})
+}
+
 /// The owners in the line, in order (`{$map}` rather than the path
 /// `"$queue.o"`, which some servers answer with null for an empty array).
 fn queue_owners() -> Bson {
@@ -102,9 +110,12 @@ fn live_queue() -> Bson {
 /// Expired tickets are dropped on the way.
 pub fn fair_acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
     let me = doc! { "$literal": owner };
+    // First in line, or an empty line; or the live holder itself (a retry
+    // after a win whose answer was lost), which wins whatever the line.
     let turn = doc! { "$or": [
         { "$eq": [{ "$size": "$queue" }, 0] },
         { "$eq": [{ "$arrayElemAt": [queue_owners(), 0] }, me.clone()] },
+        holds_live(owner),
     ]};
     vec![
         doc! { "$set": { "queue": live_queue() } },
@@ -124,14 +135,20 @@ pub fn fair_acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) 
 pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
     let me = doc! { "$literal": owner };
     let expiry = doc! { "$add": ["$$NOW", ttl_ms] };
+    // The live holder takes no place: its ticket left with its win, and a
+    // renewal racing that win must not put back a ticket nobody keeps.
     let mut set = doc! { "queue": { "$cond": [
-        { "$in": [me.clone(), queue_owners()] },
-        { "$map": { "input": "$queue", "in": { "$cond": [
-            { "$eq": ["$$this.o", me.clone()] },
-            { "o": "$$this.o", "e": expiry.clone() },
-            "$$this",
-        ]}}},
-        { "$concatArrays": ["$queue", [{ "o": me, "e": expiry }]] },
+        holds_live(owner),
+        "$queue",
+        { "$cond": [
+            { "$in": [me.clone(), queue_owners()] },
+            { "$map": { "input": "$queue", "in": { "$cond": [
+                { "$eq": ["$$this.o", me.clone()] },
+                { "o": "$$this.o", "e": expiry.clone() },
+                "$$this",
+            ]}}},
+            { "$concatArrays": ["$queue", [{ "o": me, "e": expiry }]] },
+        ]},
     ]}};
     if let Some(name) = full_name {
         set.insert("name", doc! { "$literal": name });

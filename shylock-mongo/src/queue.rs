@@ -34,7 +34,12 @@ impl QueueBackend for MongoBackend {
                 let doc = loop {
                     attempts += 1;
                     let outcome = self
-                        .upsert_returning(name, &pipeline, doc! { "queue": 1 }, deadline)
+                        .upsert_returning(
+                            name,
+                            &pipeline,
+                            doc! { "queue": 1, "owner": 1 },
+                            deadline,
+                        )
                         .await;
                     match outcome {
                         Ok(Some(doc)) => break doc,
@@ -58,17 +63,19 @@ impl QueueBackend for MongoBackend {
                 let queue = doc.get_array("queue").map_err(|_| {
                     corrupt(&format!("of {name:?} has a queue that is not an array"))
                 })?;
-                queue
-                    .iter()
-                    .position(|t| {
-                        t.as_document()
-                            .and_then(|t| t.get_str("o").ok())
-                            .is_some_and(|o| o == owner)
-                    })
-                    .map(|place| place as u64)
-                    .ok_or_else(|| {
-                        corrupt(&format!("of {name:?} lost the ticket enqueue just wrote"))
-                    })
+                let place = queue.iter().position(|t| {
+                    t.as_document()
+                        .and_then(|t| t.get_str("o").ok())
+                        .is_some_and(|o| o == owner)
+                });
+                match place {
+                    Some(place) => Ok(place as u64),
+                    // The live holder was given no ticket.
+                    None if doc.get_str("owner").is_ok_and(|o| o == owner) => Ok(0),
+                    None => Err(corrupt(&format!(
+                        "of {name:?} lost the ticket enqueue just wrote"
+                    ))),
+                }
             }
             .await,
         )

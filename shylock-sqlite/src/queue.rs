@@ -32,6 +32,16 @@ impl QueueBackend for SqliteBackend {
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);
             tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
+            // The live holder takes no place: a renewal of its ticket that
+            // raced its own winning claim must not leave a ticket nobody
+            // keeps alive at the front of the line.
+            let holds = tx
+                .query_row(sql::HOLDS_LIVE, params![key, owner, now], |_| Ok(()))
+                .optional()?;
+            if holds.is_some() {
+                tx.commit()?;
+                return Ok(0);
+            }
             let kept: Option<i64> = tx
                 .query_row(sql::TICKET_EXTEND, params![key, owner, expires, now], |r| {
                     r.get(0)
@@ -67,22 +77,34 @@ impl QueueBackend for SqliteBackend {
             let holder: Option<String> = conn
                 .query_row(sql::INSPECT, params![key, now], |row| row.get(0))
                 .optional()?;
-            if holder.is_some_and(|h| h != owner) {
+            // The holder itself (a retry after a win whose answer was
+            // lost) wins again whatever the line, keeping its fence.
+            let mine = holder.as_deref() == Some(owner.as_str());
+            if holder.is_some() && !mine {
                 return Ok(None);
             }
-            let first: Option<String> = conn
-                .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
-                .optional()?;
-            if first.is_some_and(|f| f != owner) {
-                return Ok(None);
+            if !mine {
+                let first: Option<String> = conn
+                    .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                    .optional()?;
+                if first.is_some_and(|f| f != owner) {
+                    return Ok(None);
+                }
             }
             // The decision, in one write transaction.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
-            let first: Option<String> = tx
-                .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
-                .optional()?;
+            let mine = tx
+                .query_row(sql::HOLDS_LIVE, params![key, owner, now], |_| Ok(()))
+                .optional()?
+                .is_some();
+            let first: Option<String> = if mine {
+                None
+            } else {
+                tx.query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                    .optional()?
+            };
             if first.is_some_and(|f| f != owner) {
                 tx.commit()?;
                 return Ok(None);

@@ -619,7 +619,9 @@ async fn cursor(
                 .first()
                 .and_then(|t| t.get("owner"))
                 .and_then(Value::as_str);
-            if first.is_some_and(|f| Some(f) != owner.as_deref()) {
+            let holds = owner_of(d).is_some_and(|o| Some(o) == owner.as_deref())
+                && num(d, "expiresAtMs") >= now;
+            if first.is_some_and(|f| Some(f) != owner.as_deref()) && !holds {
                 return cursor_result(vec![], 0);
             }
         }
@@ -682,10 +684,12 @@ async fn cursor(
                 d
             });
             let mut line = live_queue(&d, now);
+            let holds = owner_of(&d) == Some(owner) && num(&d, "expiresAtMs") >= now;
             let place = match line
                 .iter()
                 .position(|t| t.get("owner").and_then(Value::as_str) == Some(owner))
             {
+                _ if holds => 0,
                 Some(place) => {
                     line[place].insert("expiresAtMs".into(), json!(now + ttl));
                     place

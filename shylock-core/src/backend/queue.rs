@@ -16,8 +16,8 @@ use crate::error::{Error, ErrorKind, Result};
 ///
 /// | operation | does | must hold |
 /// |---|---|---|
-/// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place |
-/// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself |
+/// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place; the lock's live holder gets no ticket |
+/// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself; a retry by the live holder wins whatever the line, keeping its token |
 /// | [`extend_ticket`](Self::extend_ticket) / [`leave_queue`](Self::leave_queue) | keep or give up a place in line | owner-checked |
 /// | [`turn_signal`](Self::turn_signal) | optional wake-up for the waiter first in line | never needed for correctness |
 #[async_trait::async_trait]
@@ -27,6 +27,11 @@ pub trait QueueBackend: Send + Sync {
     /// returns its place: how many live tickets are ahead of it (0: first).
     /// An owner already in the line keeps its place and its ticket's
     /// expiry is pushed. Expired tickets count as gone.
+    ///
+    /// An owner that holds a live lease on `name` gets no ticket and the
+    /// answer 0: its ticket was removed by its winning claim, and a
+    /// renewal of the ticket racing that claim must not put back a ticket
+    /// nobody keeps alive, which would block the line until it expired.
     async fn enqueue(
         &self,
         name: &str,
@@ -40,6 +45,10 @@ pub trait QueueBackend: Send + Sync {
     /// live ticket of another owner is ahead in the line (`owner`'s own
     /// ticket is first, or the line is empty). A win removes `owner`'s
     /// ticket in the same atomic step.
+    ///
+    /// A retry by the owner that holds a live lease (a win whose answer was
+    /// lost) wins again whatever the line, with the same fencing token, as
+    /// [`claim`](super::Backend::claim) does.
     async fn claim_fair(
         &self,
         name: &str,

@@ -158,7 +158,8 @@ macro_rules! __conformance_cases {
             tickets_are_owner_checked_and_idempotent,
             fair_try_acquire_respects_the_line_and_others_barge,
             cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket,
-            concurrent_first_enqueues_all_get_a_place);
+            concurrent_first_enqueues_all_get_a_place,
+            the_holder_wins_again_and_takes_no_ticket);
     };
 }
 

@@ -481,3 +481,58 @@ pub async fn a_waiter_behind_others_tries_only_at_its_turn(
     );
     second.release().await.unwrap();
 }
+
+/// The lock's live holder is treated as the holder by the line: its retry
+/// of a fair claim (a win whose answer was lost) wins again with the same
+/// token though another ticket is now first, and an `enqueue` by it (a
+/// ticket renewal that raced its own win) puts no ticket in the line that
+/// would block the others until it expired.
+pub async fn the_holder_wins_again_and_takes_no_ticket(backend: SharedBackend) {
+    if !offers_queues(&backend, "the_holder_wins_again_and_takes_no_ticket") {
+        return;
+    }
+    let name = unique_name("fair-holder");
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (owner(), owner());
+    let line = lines(&backend);
+    assert_eq!(
+        line.enqueue(&name, &a, ttl, op_deadline()).await.unwrap(),
+        0
+    );
+    let won = line
+        .claim_fair(&name, &a, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("first in line, lock free");
+    assert_eq!(
+        line.enqueue(&name, &b, ttl, op_deadline()).await.unwrap(),
+        0,
+        "the winner's ticket left the line"
+    );
+    let again = line
+        .claim_fair(&name, &a, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("a retry by the live holder wins whatever the line");
+    assert_eq!(
+        again.fencing_token, won.fencing_token,
+        "a retry keeps the token"
+    );
+    // A late renewal of the holder's ticket finds it gone and enqueues.
+    line.enqueue(&name, &a, ttl, op_deadline()).await.unwrap();
+    assert!(
+        !line
+            .extend_ticket(&name, &a, ttl, op_deadline())
+            .await
+            .unwrap(),
+        "the live holder took no ticket"
+    );
+    assert!(backend.release(&name, &a, op_deadline()).await.unwrap());
+    let next = line
+        .claim_fair(&name, &b, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("the next in line is first once the holder released");
+    assert!(next.fencing_token > won.fencing_token);
+    assert!(backend.release(&name, &b, op_deadline()).await.unwrap());
+}
