@@ -101,7 +101,7 @@ pub use shylock_core::{
     LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard, ReentrantGuard,
     ReentrantLock, ReleaseAllReport, Renewal, Result, Role, Semaphore, SemaphoreInfo,
     ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT,
-    MAX_PERMITS, MAX_TTL,
+    MAX_PERMITS, MAX_TTL, MAX_WAITERS,
 };
 
 pub use shylock_core::metrics;

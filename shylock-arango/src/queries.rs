@@ -122,13 +122,16 @@ FOR d IN @@coll FILTER d._key == @key
 /// Fair queues: puts `@owner` at the end of the lock's line (the array
 /// `queue` of `{ owner, expiresAtMs }` in the lock document), or pushes
 /// the expiry of its ticket; drops expired tickets; returns the ticket's
-/// place. Two writers of one line conflict (1200 / 1210) and are retried.
+/// place: 0 for the lock's live holder, which is given no ticket, and -1
+/// when the line already holds `@maxWaiters` tickets. Two writers of one
+/// line conflict (1200 / 1210) and are retried.
 pub const ENQUEUE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 LET live = (FOR t IN (IS_ARRAY(old.queue) ? old.queue : []) FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN t)
 LET holds = old != null && old.owner == @owner && IS_NUMBER(old.expiresAtMs) && old.expiresAtMs >= now
 LET queue = holds ? live : @owner IN live[*].owner
   ? (FOR t IN live RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t)
+  : LENGTH(live) >= @maxWaiters ? live
   : APPEND(live, [{ owner: @owner, expiresAtMs: now + @ttl }])
 UPSERT { _key: @key }
 INSERT { _key: @key, name: @name, sortKey: @sortKey, queue: queue }

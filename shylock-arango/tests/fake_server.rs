@@ -403,3 +403,22 @@ fn a_program_without_async_builds_the_backend_blocking() {
     assert!(!lock.is_locked().unwrap());
     drop(fake);
 }
+
+/// A line of `MAX_WAITERS` live tickets (written directly, as that many
+/// waiters would) refuses new owners with a clear error.
+#[tokio::test]
+async fn a_full_line_refuses_new_owners() {
+    use serde_json::json;
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    let name = "full-line";
+    let far = 4_000_000_000_000_i64;
+    let queue: Vec<serde_json::Value> = (0..shylock_core::MAX_WAITERS)
+        .map(|i| json!({ "owner": shylock_core::testkit::seeded_owner(i), "expiresAtMs": far }))
+        .collect();
+    let serde_json::Value::Object(doc) = json!({ "name": name, "queue": queue }) else {
+        unreachable!()
+    };
+    fake.put_document("locks", "shylock", &shylock_arango::document_key(name), doc);
+    shylock_core::testkit::a_full_line_refuses_new_owners(backend.into(), name).await;
+}

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::backend::{
-    permits_mismatch, Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals,
-    SemaphoreBackend, SemaphoreInfo,
+    line_full, permits_mismatch, Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals,
+    SemaphoreBackend, SemaphoreInfo, MAX_WAITERS,
 };
 use crate::error::Result;
 
@@ -289,6 +289,9 @@ impl QueueBackend for MemoryBackend {
             Some(place) => {
                 queue[place].deadline = deadline;
                 place
+            }
+            None if queue.len() as u64 >= MAX_WAITERS => {
+                return Err(line_full("memory", name));
             }
             None => {
                 queue.push(Ticket {

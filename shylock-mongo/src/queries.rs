@@ -131,10 +131,12 @@ pub fn fair_acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) 
 /// `enqueue`: the update pipeline (for `findOneAndUpdate` with upsert on
 /// the lock's `_id`) that puts `owner` at the end of the line, or pushes
 /// the expiry of its ticket if it is in line already. Expired tickets are
-/// dropped on the way.
+/// dropped on the way. The lock's live holder, and a new owner when the
+/// line holds `MAX_WAITERS` tickets, are given no ticket.
 pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
     let me = doc! { "$literal": owner };
     let expiry = doc! { "$add": ["$$NOW", ttl_ms] };
+    let max_waiters = i64::try_from(shylock_core::MAX_WAITERS).unwrap_or(i64::MAX);
     // The live holder takes no place: its ticket left with its win, and a
     // renewal racing that win must not put back a ticket nobody keeps.
     let mut set = doc! { "queue": { "$cond": [
@@ -147,7 +149,12 @@ pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
                 { "o": "$$this.o", "e": expiry.clone() },
                 "$$this",
             ]}}},
-            { "$concatArrays": ["$queue", [{ "o": me, "e": expiry }]] },
+            // A full line takes no new owner.
+            { "$cond": [
+                { "$gte": [{ "$size": "$queue" }, max_waiters] },
+                "$queue",
+                { "$concatArrays": ["$queue", [{ "o": me, "e": expiry }]] },
+            ]},
         ]},
     ]}};
     if let Some(name) = full_name {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bson::doc;
-use shylock_core::backend::{duration_to_millis, Deadline, Grant, QueueBackend};
+use shylock_core::backend::{
+    duration_to_millis, line_full, Deadline, Grant, QueueBackend, MAX_WAITERS,
+};
 use shylock_core::Result;
 
 use crate::backend::MongoBackend;
@@ -72,6 +74,7 @@ impl QueueBackend for MongoBackend {
                     Some(place) => Ok(place as u64),
                     // The live holder was given no ticket.
                     None if doc.get_str("owner").is_ok_and(|o| o == owner) => Ok(0),
+                    None if queue.len() as u64 >= MAX_WAITERS => Err(line_full("mongodb", name)),
                     None => Err(corrupt(&format!(
                         "of {name:?} lost the ticket enqueue just wrote"
                     ))),

@@ -550,3 +550,30 @@ async fn reentrant_holds_share_one_lease_and_other_owners_wait() {
     assert!(taken.fencing_token() > first_token);
     taken.release().await.unwrap();
 }
+
+/// A line of `MAX_WAITERS` live tickets (written directly, as that many
+/// waiters would) refuses new owners with a clear error; the document
+/// stays far below MongoDB's 16 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn a_full_line_refuses_new_owners() {
+    use bson::{doc, DateTime};
+    let client = client().await;
+    let db = client.database(run_database());
+    let backend: SharedBackend = MongoBackend::builder(db.clone())
+        .collection("full_line")
+        .build()
+        .await
+        .unwrap()
+        .into();
+    let name = shylock_core::testkit::unique_name("full-line");
+    let far = DateTime::from_millis(4_000_000_000_000);
+    let queue: Vec<bson::Document> = (0..shylock_core::MAX_WAITERS)
+        .map(|i| doc! { "o": shylock_core::testkit::seeded_owner(i), "e": far })
+        .collect();
+    db.collection::<bson::Document>("full_line")
+        .insert_one(doc! { "_id": &name, "queue": queue })
+        .await
+        .unwrap();
+    shylock_core::testkit::a_full_line_refuses_new_owners(backend, &name).await;
+}

@@ -163,6 +163,9 @@ pub const TICKET_INSERT: &str = "INSERT INTO shylock_tickets (name, owner, seq, 
          ?3)
      RETURNING CAST(seq AS INTEGER)";
 
+/// Fair queues: how many tickets ?1 has (after the sweep: all live).
+pub const TICKETS_COUNT: &str = "SELECT count(*) FROM shylock_tickets WHERE name = ?1";
+
 /// Fair queues: how many tickets of ?1 are ahead of arrival ?2.
 pub const TICKETS_AHEAD: &str =
     "SELECT count(*) FROM shylock_tickets WHERE name = ?1 AND CAST(seq AS INTEGER) < ?2";

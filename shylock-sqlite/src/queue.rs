@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
-    duration_to_millis, system_time_from_millis, Deadline, Grant, QueueBackend,
+    duration_to_millis, line_full, system_time_from_millis, Deadline, Grant, QueueBackend,
+    MAX_WAITERS,
 };
 use shylock_core::Result;
 
 use crate::backend::SqliteBackend;
-use crate::conn::{fence_of, now_ms, with_conn};
+use crate::conn::{fence_of, now_ms, with_conn, BACKEND};
 use crate::queries as sql;
 
 #[async_trait::async_trait]
@@ -24,10 +25,10 @@ impl QueueBackend for SqliteBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let (owned, owner) = (name.to_owned(), owner.to_owned());
         let ttl_ms = duration_to_millis(ttl);
         with_conn(self.inner(), "enqueue", deadline, move |conn| {
-            let key = name.as_bytes();
+            let key = owned.as_bytes();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);
@@ -40,7 +41,7 @@ impl QueueBackend for SqliteBackend {
                 .optional()?;
             if holds.is_some() {
                 tx.commit()?;
-                return Ok(0);
+                return Ok(Some(0));
             }
             let kept: Option<i64> = tx
                 .query_row(sql::TICKET_EXTEND, params![key, owner, expires, now], |r| {
@@ -49,15 +50,24 @@ impl QueueBackend for SqliteBackend {
                 .optional()?;
             let seq = match kept {
                 Some(seq) => seq,
-                None => tx.query_row(sql::TICKET_INSERT, params![key, owner, expires], |r| {
-                    r.get(0)
-                })?,
+                None => {
+                    let count: i64 =
+                        tx.query_row(sql::TICKETS_COUNT, params![key], |r| r.get(0))?;
+                    if u64::try_from(count).unwrap_or(0) >= MAX_WAITERS {
+                        tx.commit()?;
+                        return Ok(None);
+                    }
+                    tx.query_row(sql::TICKET_INSERT, params![key, owner, expires], |r| {
+                        r.get(0)
+                    })?
+                }
             };
             let ahead: i64 = tx.query_row(sql::TICKETS_AHEAD, params![key, seq], |r| r.get(0))?;
             tx.commit()?;
-            Ok(u64::try_from(ahead).unwrap_or(0))
+            Ok(Some(u64::try_from(ahead).unwrap_or(0)))
         })
-        .await
+        .await?
+        .ok_or_else(|| line_full(BACKEND, &name))
     }
 
     async fn claim_fair(

@@ -48,3 +48,29 @@ async fn a_full_semaphore_is_answered_without_the_write_lock() {
         .unwrap()
         .is_some());
 }
+
+/// A line of `MAX_WAITERS` live tickets (written directly, as that many
+/// waiters would) refuses new owners with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_line_refuses_new_owners() {
+    let path = temp_db_path();
+    let backend = SqliteBackend::open(&path).unwrap();
+    let name = unique_name("full-line");
+    let mut conn = Connection::open(&path).unwrap();
+    let far = i64::MAX / 2;
+    let tx = conn.transaction().unwrap();
+    for i in 0..shylock_core::MAX_WAITERS {
+        tx.execute(
+            "INSERT INTO shylock_tickets (name, owner, seq, expires_at_ms) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![
+                name.as_bytes(),
+                shylock_core::testkit::seeded_owner(i),
+                i64::try_from(i).unwrap() + 1,
+                far
+            ],
+        )
+        .unwrap();
+    }
+    tx.commit().unwrap();
+    shylock_core::testkit::a_full_line_refuses_new_owners(backend.into(), &name).await;
+}

@@ -690,16 +690,23 @@ async fn cursor(
                 .position(|t| t.get("owner").and_then(Value::as_str) == Some(owner))
             {
                 _ if holds => 0,
+                None if vars
+                    .get("maxWaiters")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|max| line.len() as u64 >= max) =>
+                {
+                    -1
+                }
                 Some(place) => {
                     line[place].insert("expiresAtMs".into(), json!(now + ttl));
-                    place
+                    place as i64
                 }
                 None => {
                     let mut t = Map::new();
                     t.insert("owner".into(), json!(owner));
                     t.insert("expiresAtMs".into(), json!(now + ttl));
                     line.push(t);
-                    line.len() - 1
+                    line.len() as i64 - 1
                 }
             };
             d.insert(

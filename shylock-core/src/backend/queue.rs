@@ -6,6 +6,28 @@ use std::time::Duration;
 use crate::backend::{Deadline, Grant};
 use crate::error::{Error, ErrorKind, Result};
 
+/// Most live tickets a line of fair waiters may hold. Each fair operation
+/// reads (MongoDB, ArangoDB: rewrites) the whole line, stored in the lock's
+/// record, and a change-stream event carries it, so the line is kept far
+/// below the sizes where that record or event would grow too large (16 MB
+/// on MongoDB). An `enqueue` that would pass it fails with [`line_full`];
+/// an owner already in line keeps its place.
+pub const MAX_WAITERS: u64 = 10_000;
+
+/// The error of an [`enqueue`](QueueBackend::enqueue) into a line that
+/// already holds [`MAX_WAITERS`] live tickets.
+pub fn line_full(backend: &'static str, name: &str) -> Error {
+    Error::backend_msg(
+        backend,
+        ErrorKind::LimitReached,
+        format!(
+            "the line of fair waiters for {name:?} already holds {MAX_WAITERS} tickets, the most \
+             a line may hold; try again later, or let some of these waiters use a \
+             non-fair lock or give up sooner (a shorter wait timeout)"
+        ),
+    )
+}
+
 /// Lines of waiters in a store, for fair locks: waiters are granted a lock
 /// in the order they joined its line, across processes.
 ///
@@ -27,6 +49,10 @@ pub trait QueueBackend: Send + Sync {
     /// returns its place: how many live tickets are ahead of it (0: first).
     /// An owner already in the line keeps its place and its ticket's
     /// expiry is pushed. Expired tickets count as gone.
+    ///
+    /// A new owner is refused with [`line_full`] (kind
+    /// [`ErrorKind::LimitReached`]) when the line already holds
+    /// [`MAX_WAITERS`] live tickets.
     ///
     /// An owner that holds a live lease on `name` gets no ticket and the
     /// answer 0: its ticket was removed by its winning claim, and a
