@@ -189,11 +189,13 @@ pub fn extend_ticket(id: &Bson, owner: &str, ttl_ms: i64) -> (Document, Vec<Docu
     )
 }
 
-/// `leave_queue`: the filter and the update removing `owner`'s ticket.
+/// `leave_queue`: the filter and the update removing `owner`'s ticket. It
+/// bumps `releases`, which the release watchers of every process see: if
+/// the ticket was first and the lock is free, the next in line can win.
 pub fn leave_queue(id: &Bson, owner: &str) -> (Document, Document) {
     (
         doc! { "_id": id, "queue.o": owner },
-        doc! { "$pull": { "queue": { "o": owner } } },
+        doc! { "$pull": { "queue": { "o": owner } }, "$inc": { "releases": 1_i64 } },
     )
 }
 
@@ -273,20 +275,24 @@ fn name_range(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Documen
 }
 
 /// Change-stream filter of the release watcher: events after which a lock
-/// may be free (deleted; owner removed by an update; replaced by a document
-/// without an owner, as servers log small pipeline updates).
+/// may be free (deleted; owner removed by an update; a lock document
+/// replaced by one without an owner, as servers log small pipeline
+/// updates; a ticket that left the line, which bumps `releases`, so the
+/// next in line in another process is woken).
 ///
 /// For semaphores, updates that bump the `releases` counter (each permit
-/// release does), and deletes.
+/// release does), and deletes. A replaced semaphore document (a claim or
+/// renewal logged as a replacement) frees nothing and is not matched.
 pub fn released_events() -> Document {
     doc! { "$match": { "$or": [
         { "operationType": "delete" },
         { "updateDescription.removedFields": "owner" },
-        { "operationType": "replace", "fullDocument.owner": { "$exists": false } },
         {
-            "documentKey._id.semaphore": { "$exists": true },
-            "updateDescription.updatedFields.releases": { "$exists": true },
+            "operationType": "replace",
+            "fullDocument.owner": { "$exists": false },
+            "documentKey._id.semaphore": { "$exists": false },
         },
+        { "updateDescription.updatedFields.releases": { "$exists": true } },
     ]}}
 }
 

@@ -114,29 +114,26 @@ impl QueueBackend for MongoBackend {
         name: &str,
         owner: &str,
         ttl: Duration,
-        _deadline: Deadline,
+        deadline: Deadline,
     ) -> Result<bool> {
         self.explain(
             async {
                 let (filter, update) =
                     queries::extend_ticket(&document_id(name), owner, duration_to_millis(ttl));
-                let result = self
-                    .update_one_op("extend ticket (updateOne)", filter, update)
-                    .await?;
-                Ok(result.matched_count == 1)
+                self.update_matched("extend ticket (findOneAndUpdate)", filter, update, deadline)
+                    .await
             }
             .await,
         )
     }
 
-    async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         self.explain(
             async {
                 let (filter, update) = queries::leave_queue(&document_id(name), owner);
-                let result = self
-                    .update_one_op("leave queue (updateOne)", filter, update)
+                let left = self
+                    .update_matched("leave queue (findOneAndUpdate)", filter, update, deadline)
                     .await?;
-                let left = result.modified_count == 1;
                 if left {
                     // The next in line may now be first.
                     self.watcher().signals().notify(name);

@@ -277,6 +277,18 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     .await;
 }
 
+/// The first in line leaving a free lock wakes the next one, in another
+/// process (its `$pull` bumps `releases`, which the change stream matches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MONGODB_URI"]
+async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
+    shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
+        process_side("leaving").await,
+        process_side("leaving").await,
+    )
+    .await;
+}
+
 /// A handle on `collection` with a change stream of its own, as another
 /// process has.
 async fn process_side(collection: &str) -> SharedBackend {
