@@ -134,8 +134,8 @@ LET queue = holds ? live : @owner IN live[*].owner
   : LENGTH(live) >= @maxWaiters ? live
   : APPEND(live, [{ owner: @owner, expiresAtMs: now + @ttl }])
 UPSERT { _key: @key }
-INSERT { _key: @key, name: @name, sortKey: @sortKey, queue: queue }
-UPDATE { queue: queue }
+INSERT { _key: @key, name: @name, sortKey: @sortKey, queue: queue, expiresAt: (now + @ttl) / 1000 }
+UPDATE { queue: queue, expiresAt: MAX([OLD.expiresAt, (now + @ttl) / 1000]) }
 IN @@coll
 RETURN holds ? 0 : POSITION(queue[*].owner, @owner, true)";
 
@@ -159,11 +159,15 @@ UPDATE (!IS_STRING(OLD.owner) || !IS_NUMBER(OLD.expiresAtMs) || OLD.expiresAtMs 
 IN @@coll
 RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
 
-/// Fair queues: pushes the expiry of `@owner`'s live ticket.
+/// Fair queues: pushes the expiry of `@owner`'s live ticket. Like
+/// [`ENQUEUE`], it keeps the TTL field `expiresAt` at least at the
+/// ticket's expiry, so the TTL index never removes a line under its live
+/// waiters (the lease is `expiresAtMs`, which tickets never touch).
 pub const EXTEND_TICKET: &str = "LET now = DATE_NOW()
 FOR d IN @@coll FILTER d._key == @key && IS_ARRAY(d.queue)
     && LENGTH(FOR t IN d.queue FILTER t.owner == @owner && IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN 1) > 0
-  UPDATE d WITH { queue: (FOR t IN d.queue RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t) } IN @@coll
+  UPDATE d WITH { queue: (FOR t IN d.queue RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t),
+    expiresAt: MAX([d.expiresAt, (now + @ttl) / 1000]) } IN @@coll
   RETURN true";
 
 /// Fair queues: removes `@owner`'s ticket.

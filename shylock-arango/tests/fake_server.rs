@@ -422,3 +422,48 @@ async fn a_full_line_refuses_new_owners() {
     fake.put_document("locks", "shylock", &shylock_arango::document_key(name), doc);
     shylock_core::testkit::a_full_line_refuses_new_owners(backend.into(), name).await;
 }
+
+/// The TTL index reads `expiresAt`: a line's tickets keep it at least at
+/// their expiry, also after a release set it to now, so the TTL monitor
+/// does not remove a line under its live waiters.
+#[tokio::test]
+async fn a_line_keeps_its_document_from_the_ttl_monitor() {
+    use shylock_core::backend::QueueBackend;
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    let ttl = Duration::from_secs(600);
+    let ttl_field = |fake: &FakeArango| {
+        fake.documents("locks", "shylock")
+            .iter()
+            .find(|d| d.get("name").and_then(|n| n.as_str()) == Some("ttl-line"))
+            .and_then(|d| d.get("expiresAt").and_then(|e| e.as_f64()))
+            .expect("the line's document has the TTL field")
+    };
+    let now_s = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = now_s();
+    backend
+        .enqueue("ttl-line", "waiter", ttl, op_deadline())
+        .await
+        .unwrap();
+    assert!(ttl_field(&fake) >= before + 599.0);
+    backend
+        .claim("ttl-line", "holder", Duration::from_secs(5), op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(backend
+        .release("ttl-line", "holder", op_deadline())
+        .await
+        .unwrap());
+    let renewed = now_s();
+    assert!(backend
+        .extend_ticket("ttl-line", "waiter", ttl, op_deadline())
+        .await
+        .unwrap());
+    assert!(ttl_field(&fake) >= renewed + 599.0);
+}

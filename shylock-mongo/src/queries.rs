@@ -153,7 +153,7 @@ pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
             { "$cond": [
                 { "$gte": [{ "$size": "$queue" }, max_waiters] },
                 "$queue",
-                { "$concatArrays": ["$queue", [{ "o": me, "e": expiry }]] },
+                { "$concatArrays": ["$queue", [{ "o": me, "e": expiry.clone() }]] },
             ]},
         ]},
     ]}};
@@ -163,7 +163,23 @@ pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
     vec![
         doc! { "$set": { "queue": live_queue() } },
         doc! { "$set": set },
+        keep_for_tickets(expiry),
     ]
+}
+
+/// The stage that keeps a document without a holder from the TTL monitor
+/// while a ticket lives: with no owner, `expiresAt` (which the TTL index
+/// reads) is pushed to at least the ticket's expiry `until`. A document
+/// with an owner is left as it is, since there `expiresAt` is the lease's.
+fn keep_for_tickets(until: Document) -> Document {
+    // Compared as ms (`$max` of two dates is not answered alike by every
+    // MongoDB-compatible server); a missing or foreign `expiresAt` is 0.
+    let later = doc! { "$gt": [ms(until.clone()), expires_ms()] };
+    doc! { "$set": { "expiresAt": { "$cond": [
+        { "$eq": [{ "$type": "$owner" }, "string"] },
+        "$expiresAt",
+        { "$cond": [later, until, "$expiresAt"] },
+    ]}}}
 }
 
 /// `extend_ticket`: the filter (`owner` has a live ticket) and the pipeline
@@ -185,6 +201,7 @@ pub fn extend_ticket(id: &Bson, owner: &str, ttl_ms: i64) -> (Document, Vec<Docu
                 { "o": "$$this.o", "e": { "$add": ["$$NOW", ttl_ms] } },
                 "$$this",
             ]}}}}},
+            keep_for_tickets(doc! { "$add": ["$$NOW", ttl_ms] }),
         ],
     )
 }

@@ -589,3 +589,77 @@ async fn a_full_line_refuses_new_owners() {
         .unwrap();
     shylock_core::testkit::a_full_line_refuses_new_owners(backend, &name).await;
 }
+
+/// The TTL index reads `expiresAt`: a document whose line holds live
+/// tickets but no holder (created by an enqueue, or released while others
+/// wait) keeps `expiresAt` at least at its latest ticket's expiry, so the
+/// TTL monitor does not delete the line under its waiters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn a_line_without_a_holder_is_kept_from_the_ttl_monitor() {
+    use shylock_core::backend::QueueBackend;
+    let client = client().await;
+    let db = client.database(run_database());
+    let backend = MongoBackend::builder(db.clone())
+        .collection("ttl_line")
+        .build()
+        .await
+        .unwrap();
+    let raw = db.collection::<bson::Document>("ttl_line");
+    let expires_at = |name: String| {
+        let raw = raw.clone();
+        async move {
+            raw.find_one(bson::doc! { "_id": name })
+                .await
+                .unwrap()
+                .expect("the line's document")
+                .get_datetime("expiresAt")
+                .map(|d| d.timestamp_millis())
+                .expect("a document with a line has expiresAt for the TTL index")
+        }
+    };
+    let name = shylock_core::testkit::unique_name("ttl-line");
+    let ttl = Duration::from_secs(600);
+    let before = bson::DateTime::now().timestamp_millis();
+    backend
+        .enqueue(&name, "waiter", ttl, op_deadline())
+        .await
+        .unwrap();
+    assert!(expires_at(name.clone()).await >= before + 600_000);
+
+    // Held, then released while the ticket lives: the ticket's renewal
+    // pushes expiresAt out again (the release set it to now).
+    backend
+        .claim(&name, "holder", Duration::from_secs(30), op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(backend
+        .release(&name, "holder", op_deadline())
+        .await
+        .unwrap());
+    let renewed = bson::DateTime::now().timestamp_millis();
+    assert!(backend
+        .extend_ticket(&name, "waiter", ttl, op_deadline())
+        .await
+        .unwrap());
+    assert!(expires_at(name.clone()).await >= renewed + 600_000);
+
+    // A holder's lease is its own: a ticket never lengthens it.
+    let lease = backend
+        .claim(&name, "holder2", Duration::from_secs(30), op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    backend
+        .enqueue(&name, "waiter", ttl, op_deadline())
+        .await
+        .unwrap();
+    let stored = expires_at(name.clone()).await;
+    let granted = lease
+        .expires_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(stored, granted, "the lease's expiry is left as granted");
+}

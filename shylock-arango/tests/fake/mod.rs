@@ -713,6 +713,7 @@ async fn cursor(
                 "queue".into(),
                 Value::Array(line.into_iter().map(Value::Object).collect()),
             );
+            keep_for_tickets(&mut d, now + ttl);
             docs.insert(key, (rev, d));
             cursor_result(vec![json!(place)], 1)
         }
@@ -732,6 +733,7 @@ async fn cursor(
                     })
                     .collect();
                 d.insert("queue".into(), Value::Array(line));
+                keep_for_tickets(&mut d, now + ttl);
                 docs.insert(key, (rev, d));
                 cursor_result(vec![json!(true)], 1)
             }
@@ -916,6 +918,17 @@ fn queue_of(doc: &Map<String, Value>) -> Vec<Map<String, Value>> {
 }
 
 /// Tickets live at `now`, in order, as the queries' `live`.
+/// ENQUEUE and EXTEND_TICKET: `expiresAt` (seconds, the TTL field) at
+/// least the ticket's expiry `until_ms`.
+fn keep_for_tickets(doc: &mut Map<String, Value>, until_ms: i64) {
+    let until = until_ms as f64 / 1000.0;
+    let old = doc
+        .get("expiresAt")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::MIN);
+    doc.insert("expiresAt".into(), json!(old.max(until)));
+}
+
 fn live_queue(doc: &Map<String, Value>, now: i64) -> Vec<Map<String, Value>> {
     queue_of(doc)
         .into_iter()
