@@ -100,7 +100,7 @@ pub use shylock_core::{
     BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock, LockGuard, LockInfo,
     LockOptions, MemoryBackend, MultiLock, ReentrantLock, ReleaseAllReport, Renewal, Result, Role,
     Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM,
-    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
+    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL, MAX_WAITERS,
 };
 
 // The old guard names, deprecated for one release.

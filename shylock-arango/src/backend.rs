@@ -351,7 +351,16 @@ impl ArangoBackend {
         owner: &str,
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
-        let rows: Vec<LeaseRow> = match self.query(what, query, vars, deadline).await {
+        // A write conflict (1200) no longer means another claimer won: the
+        // line's tickets live in the lock's document, so an enqueue or a
+        // ticket renewal conflicts with a claim of a free lock. The claim
+        // is tried again within the deadline; a conflict left at the end
+        // (or a lost first-creation race, 1210) reads as "held".
+        let conflicts = [ERROR_UNIQUE_CONSTRAINT, ERROR_CONFLICT];
+        let rows: Vec<LeaseRow> = match self
+            .write_retrying(what, query, vars, deadline, &conflicts, 20)
+            .await
+        {
             Ok(rows) => rows,
             Err(e)
                 if matches!(

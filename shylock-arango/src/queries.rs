@@ -16,8 +16,10 @@
 /// Takes the lock if free, expired or already `@owner`'s and returns the
 /// owner, fence and expiry; returns nothing when another owner holds it.
 /// A held lock is only read, never written, so waiters polling it do not
-/// conflict with the holder's extend and release. When two callers race
-/// for a free lock, the loser fails with 1210 (first creation) or 1200.
+/// conflict with the holder's extend and release. A write to the same
+/// document in between (another claimer, or a ticket of the line, which
+/// lives in the lock's document) fails the query with 1210 (first
+/// creation) or 1200: the backend tries again within the deadline.
 pub const ACQUIRE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 FILTER old == null || !IS_STRING(old.owner) || !IS_NUMBER(old.expiresAtMs) || old.expiresAtMs < now || old.owner == @owner
@@ -120,18 +122,22 @@ FOR d IN @@coll FILTER d._key == @key
 /// Fair queues: puts `@owner` at the end of the lock's line (the array
 /// `queue` of `{ owner, expiresAtMs }` in the lock document), or pushes
 /// the expiry of its ticket; drops expired tickets; returns the ticket's
-/// place. Two writers of one line conflict (1200 / 1210) and are retried.
+/// place: 0 for the lock's live holder, which is given no ticket, and -1
+/// when the line already holds `@maxWaiters` tickets. Two writers of one
+/// line conflict (1200 / 1210) and are retried.
 pub const ENQUEUE: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 LET live = (FOR t IN (IS_ARRAY(old.queue) ? old.queue : []) FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN t)
-LET queue = @owner IN live[*].owner
+LET holds = old != null && old.owner == @owner && IS_NUMBER(old.expiresAtMs) && old.expiresAtMs >= now
+LET queue = holds ? live : @owner IN live[*].owner
   ? (FOR t IN live RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t)
+  : LENGTH(live) >= @maxWaiters ? live
   : APPEND(live, [{ owner: @owner, expiresAtMs: now + @ttl }])
 UPSERT { _key: @key }
-INSERT { _key: @key, name: @name, sortKey: @sortKey, queue: queue }
-UPDATE { queue: queue }
+INSERT { _key: @key, name: @name, sortKey: @sortKey, queue: queue, expiresAt: (now + @ttl) / 1000 }
+UPDATE { queue: queue, expiresAt: MAX([OLD.expiresAt, (now + @ttl) / 1000]) }
 IN @@coll
-RETURN POSITION(queue[*].owner, @owner, true)";
+RETURN holds ? 0 : POSITION(queue[*].owner, @owner, true)";
 
 /// Fair queues: [`ACQUIRE`] for the first live ticket of the line (or
 /// anyone when the line is empty), removing the winner's ticket in the
@@ -141,6 +147,7 @@ pub const CLAIM_FAIR: &str = "LET now = DATE_NOW()
 LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
 LET live = (FOR t IN (IS_ARRAY(old.queue) ? old.queue : []) FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN t)
 FILTER LENGTH(live) == 0 || live[0].owner == @owner
+  || (old.owner == @owner && IS_NUMBER(old.expiresAtMs) && old.expiresAtMs >= now)
 FILTER old == null || !IS_STRING(old.owner) || !IS_NUMBER(old.expiresAtMs) || old.expiresAtMs < now || old.owner == @owner
 UPSERT { _key: @key }
 INSERT { _key: @key, name: @name, sortKey: @sortKey, owner: @owner, fence: now, expiresAtMs: now + @ttl, expiresAt: (now + @ttl) / 1000, queue: [] }
@@ -152,11 +159,15 @@ UPDATE (!IS_STRING(OLD.owner) || !IS_NUMBER(OLD.expiresAtMs) || OLD.expiresAtMs 
 IN @@coll
 RETURN { owner: NEW.owner, fence: NEW.fence, expiresAtMs: NEW.expiresAtMs }";
 
-/// Fair queues: pushes the expiry of `@owner`'s live ticket.
+/// Fair queues: pushes the expiry of `@owner`'s live ticket. Like
+/// [`ENQUEUE`], it keeps the TTL field `expiresAt` at least at the
+/// ticket's expiry, so the TTL index never removes a line under its live
+/// waiters (the lease is `expiresAtMs`, which tickets never touch).
 pub const EXTEND_TICKET: &str = "LET now = DATE_NOW()
 FOR d IN @@coll FILTER d._key == @key && IS_ARRAY(d.queue)
     && LENGTH(FOR t IN d.queue FILTER t.owner == @owner && IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN 1) > 0
-  UPDATE d WITH { queue: (FOR t IN d.queue RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t) } IN @@coll
+  UPDATE d WITH { queue: (FOR t IN d.queue RETURN t.owner == @owner ? MERGE(t, { expiresAtMs: now + @ttl }) : t),
+    expiresAt: MAX([d.expiresAt, (now + @ttl) / 1000]) } IN @@coll
   RETURN true";
 
 /// Fair queues: removes `@owner`'s ticket.

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use serde_json::json;
-use shylock_core::backend::{duration_to_millis, Deadline, Grant, QueueBackend};
+use shylock_core::backend::{
+    duration_to_millis, line_full, Deadline, Grant, QueueBackend, MAX_WAITERS,
+};
 use shylock_core::Result;
 
 use crate::backend::{claim_vars, ArangoBackend};
@@ -25,15 +27,16 @@ impl QueueBackend for ArangoBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        let vars = claim_vars(name, owner, ttl);
+        let mut vars = claim_vars(name, owner, ttl);
+        vars.push(("maxWaiters", json!(MAX_WAITERS)));
         let rows: Vec<i64> = self
             .write_retrying("enqueue", queries::ENQUEUE, vars, deadline, &CONFLICTS, 20)
             .await
             .map_err(|e| e.into_error())?;
-        Ok(rows
-            .first()
-            .and_then(|place| u64::try_from(*place).ok())
-            .unwrap_or(0))
+        match rows.first().copied() {
+            Some(place) if place < 0 => Err(line_full("arangodb", name)),
+            place => Ok(place.and_then(|p| u64::try_from(p).ok()).unwrap_or(0)),
+        }
     }
 
     async fn claim_fair(

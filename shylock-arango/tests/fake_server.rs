@@ -189,10 +189,11 @@ async fn many_processes_setting_up_at_once_is_fine() {
 }
 
 #[tokio::test]
-async fn unique_violation_and_conflict_on_acquire_mean_held() {
+async fn a_conflict_on_acquire_is_retried_and_only_a_lasting_one_means_held() {
     let fake = FakeArango::start().await;
     let backend = backend_on(&fake).await;
     for (status, num) in [(409, 1210), (409, 1200)] {
+        let name = format!("race-{num}");
         fake.inject(Fault {
             query: queries::ACQUIRE,
             status,
@@ -200,10 +201,64 @@ async fn unique_violation_and_conflict_on_acquire_mean_held() {
             message: "injected",
         });
         let got = backend
-            .claim("race", "me", Duration::from_secs(5), op_deadline())
+            .claim(&name, "me", Duration::from_secs(5), op_deadline())
             .await
             .unwrap();
-        assert!(got.is_none(), "{num} must mean held, not an error");
+        assert!(
+            got.is_some(),
+            "after {num}, the free lock is won on a retry"
+        );
+        // A conflict on every try until the retries run out reads as held.
+        for _ in 0..20 {
+            fake.inject(Fault {
+                query: queries::ACQUIRE,
+                status,
+                error_num: num,
+                message: "injected",
+            });
+        }
+        let got = backend
+            .claim(&name, "other", Duration::from_secs(5), op_deadline())
+            .await
+            .unwrap();
+        assert!(
+            got.is_none(),
+            "a lasting {num} must mean held, not an error"
+        );
+    }
+}
+
+/// Ticket writes (enqueue, renewals) on a free lock's document conflict
+/// with claims of it; the claims are retried, so none reports the free
+/// lock as held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticket_writes_do_not_make_a_free_lock_look_held() {
+    use shylock_core::backend::QueueBackend;
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    let ttl = Duration::from_secs(30);
+    for round in 0..40 {
+        let name = format!("busy-line-{round}");
+        let (line, claimer) = (backend.clone(), backend.clone());
+        let (n1, n2) = (name.clone(), name.clone());
+        let tickets = tokio::spawn(async move {
+            for i in 0..3 {
+                line.enqueue(&n1, &format!("w{i}"), ttl, op_deadline())
+                    .await
+                    .unwrap();
+            }
+        });
+        let claim = tokio::spawn(async move {
+            claimer
+                .claim(&n2, "holder", ttl, op_deadline())
+                .await
+                .unwrap()
+        });
+        tickets.await.unwrap();
+        assert!(
+            claim.await.unwrap().is_some(),
+            "round {round}: a plain claim of the free lock was answered \"held\""
+        );
     }
 }
 
@@ -347,4 +402,68 @@ fn a_program_without_async_builds_the_backend_blocking() {
     guard.release().unwrap();
     assert!(!lock.is_locked().unwrap());
     drop(fake);
+}
+
+/// A line of `MAX_WAITERS` live tickets (written directly, as that many
+/// waiters would) refuses new owners with a clear error.
+#[tokio::test]
+async fn a_full_line_refuses_new_owners() {
+    use serde_json::json;
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    let name = "full-line";
+    let far = 4_000_000_000_000_i64;
+    let queue: Vec<serde_json::Value> = (0..shylock_core::MAX_WAITERS)
+        .map(|i| json!({ "owner": shylock_core::testkit::seeded_owner(i), "expiresAtMs": far }))
+        .collect();
+    let serde_json::Value::Object(doc) = json!({ "name": name, "queue": queue }) else {
+        unreachable!()
+    };
+    fake.put_document("locks", "shylock", &shylock_arango::document_key(name), doc);
+    shylock_core::testkit::a_full_line_refuses_new_owners(backend.into(), name).await;
+}
+
+/// The TTL index reads `expiresAt`: a line's tickets keep it at least at
+/// their expiry, also after a release set it to now, so the TTL monitor
+/// does not remove a line under its live waiters.
+#[tokio::test]
+async fn a_line_keeps_its_document_from_the_ttl_monitor() {
+    use shylock_core::backend::QueueBackend;
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    let ttl = Duration::from_secs(600);
+    let ttl_field = |fake: &FakeArango| {
+        fake.documents("locks", "shylock")
+            .iter()
+            .find(|d| d.get("name").and_then(|n| n.as_str()) == Some("ttl-line"))
+            .and_then(|d| d.get("expiresAt").and_then(|e| e.as_f64()))
+            .expect("the line's document has the TTL field")
+    };
+    let now_s = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+    };
+    let before = now_s();
+    backend
+        .enqueue("ttl-line", "waiter", ttl, op_deadline())
+        .await
+        .unwrap();
+    assert!(ttl_field(&fake) >= before + 599.0);
+    backend
+        .claim("ttl-line", "holder", Duration::from_secs(5), op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(backend
+        .release("ttl-line", "holder", op_deadline())
+        .await
+        .unwrap());
+    let renewed = now_s();
+    assert!(backend
+        .extend_ticket("ttl-line", "waiter", ttl, op_deadline())
+        .await
+        .unwrap());
+    assert!(ttl_field(&fake) >= renewed + 599.0);
 }

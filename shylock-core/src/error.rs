@@ -147,6 +147,10 @@ pub enum ErrorKind {
     /// The backend is set up wrongly: a bad URI, a missing database or
     /// collection, an index with other options, an unsupported server.
     Misconfigured,
+    /// A limit this library sets was reached, such as the length of a
+    /// line of fair waiters ([`MAX_WAITERS`](crate::backend::MAX_WAITERS)).
+    /// A later attempt succeeds once the line is shorter.
+    LimitReached,
     /// Anything else the database reported.
     Other,
 }
@@ -167,6 +171,7 @@ impl std::fmt::Display for ErrorKind {
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::CorruptRecord => "corrupt record",
             ErrorKind::Misconfigured => "misconfigured",
+            ErrorKind::LimitReached => "limit reached",
             ErrorKind::Other => "other",
         })
     }

@@ -72,7 +72,7 @@ pub mod testkit;
 mod ticket;
 mod wait;
 
-pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
+pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS, MAX_WAITERS};
 pub use blocking::{Lock, LockGuard, MultiLock, ReentrantLock, Semaphore, Ticket};
 pub use election::{Campaign, Election, LeaderInfo, Role};
 pub use error::{BoxError, Error, ErrorKind, Result};

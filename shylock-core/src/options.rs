@@ -170,6 +170,15 @@ impl LockOptions {
     /// Locks used without `fair(true)` do not queue: they take the lock
     /// whenever it is free, even ahead of fair waiters (they "barge"). For
     /// strict arrival order, every user of the name sets `fair(true)`.
+    /// Mixing the two on one name also costs the non-fair waiters their
+    /// wake-ups: where a backend signals turns (MongoDB, a SQLite file), a
+    /// release made in another process wakes only the fair waiter first in
+    /// line, so the non-fair waiters of that name in this process notice
+    /// it at their next poll (every 1.5 to 3 s).
+    ///
+    /// A line holds at most [`MAX_WAITERS`](crate::MAX_WAITERS) live
+    /// tickets; past that, `acquire()` and `enqueue()` fail with
+    /// [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached).
     /// Default: `false` (a free lock goes to whichever waiter tries first,
     /// which is faster).
     ///

@@ -40,6 +40,7 @@
 //! ```
 
 mod backend;
+mod bounded;
 mod builder;
 mod documents;
 mod error;

@@ -82,6 +82,14 @@ fn acquire_stage(
     doc! { "$set": set }
 }
 
+/// True while `owner` holds the document's lease, by the server's clock.
+fn holds_live(owner: &str) -> Bson {
+    Bson::Document(doc! { "$and": [
+        { "$eq": ["$owner", { "$literal": owner }] },
+        { "$gte": [expires_ms(), now_ms()] },
+    ]})
+}
+
 /// The owners in the line, in order (`{$map}` rather than the path
 /// `"$queue.o"`, which some servers answer with null for an empty array).
 fn queue_owners() -> Bson {
@@ -102,9 +110,12 @@ fn live_queue() -> Bson {
 /// Expired tickets are dropped on the way.
 pub fn fair_acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
     let me = doc! { "$literal": owner };
+    // First in line, or an empty line; or the live holder itself (a retry
+    // after a win whose answer was lost), which wins whatever the line.
     let turn = doc! { "$or": [
         { "$eq": [{ "$size": "$queue" }, 0] },
         { "$eq": [{ "$arrayElemAt": [queue_owners(), 0] }, me.clone()] },
+        holds_live(owner),
     ]};
     vec![
         doc! { "$set": { "queue": live_queue() } },
@@ -120,18 +131,31 @@ pub fn fair_acquire_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) 
 /// `enqueue`: the update pipeline (for `findOneAndUpdate` with upsert on
 /// the lock's `_id`) that puts `owner` at the end of the line, or pushes
 /// the expiry of its ticket if it is in line already. Expired tickets are
-/// dropped on the way.
+/// dropped on the way. The lock's live holder, and a new owner when the
+/// line holds `MAX_WAITERS` tickets, are given no ticket.
 pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Vec<Document> {
     let me = doc! { "$literal": owner };
     let expiry = doc! { "$add": ["$$NOW", ttl_ms] };
+    let max_waiters = i64::try_from(shylock_core::MAX_WAITERS).unwrap_or(i64::MAX);
+    // The live holder takes no place: its ticket left with its win, and a
+    // renewal racing that win must not put back a ticket nobody keeps.
     let mut set = doc! { "queue": { "$cond": [
-        { "$in": [me.clone(), queue_owners()] },
-        { "$map": { "input": "$queue", "in": { "$cond": [
-            { "$eq": ["$$this.o", me.clone()] },
-            { "o": "$$this.o", "e": expiry.clone() },
-            "$$this",
-        ]}}},
-        { "$concatArrays": ["$queue", [{ "o": me, "e": expiry }]] },
+        holds_live(owner),
+        "$queue",
+        { "$cond": [
+            { "$in": [me.clone(), queue_owners()] },
+            { "$map": { "input": "$queue", "in": { "$cond": [
+                { "$eq": ["$$this.o", me.clone()] },
+                { "o": "$$this.o", "e": expiry.clone() },
+                "$$this",
+            ]}}},
+            // A full line takes no new owner.
+            { "$cond": [
+                { "$gte": [{ "$size": "$queue" }, max_waiters] },
+                "$queue",
+                { "$concatArrays": ["$queue", [{ "o": me, "e": expiry.clone() }]] },
+            ]},
+        ]},
     ]}};
     if let Some(name) = full_name {
         set.insert("name", doc! { "$literal": name });
@@ -139,7 +163,23 @@ pub fn enqueue_pipeline(owner: &str, ttl_ms: i64, full_name: Option<&str>) -> Ve
     vec![
         doc! { "$set": { "queue": live_queue() } },
         doc! { "$set": set },
+        keep_for_tickets(expiry),
     ]
+}
+
+/// The stage that keeps a document without a holder from the TTL monitor
+/// while a ticket lives: with no owner, `expiresAt` (which the TTL index
+/// reads) is pushed to at least the ticket's expiry `until`. A document
+/// with an owner is left as it is, since there `expiresAt` is the lease's.
+fn keep_for_tickets(until: Document) -> Document {
+    // Compared as ms (`$max` of two dates is not answered alike by every
+    // MongoDB-compatible server); a missing or foreign `expiresAt` is 0.
+    let later = doc! { "$gt": [ms(until.clone()), expires_ms()] };
+    doc! { "$set": { "expiresAt": { "$cond": [
+        { "$eq": [{ "$type": "$owner" }, "string"] },
+        "$expiresAt",
+        { "$cond": [later, until, "$expiresAt"] },
+    ]}}}
 }
 
 /// `extend_ticket`: the filter (`owner` has a live ticket) and the pipeline
@@ -161,15 +201,18 @@ pub fn extend_ticket(id: &Bson, owner: &str, ttl_ms: i64) -> (Document, Vec<Docu
                 { "o": "$$this.o", "e": { "$add": ["$$NOW", ttl_ms] } },
                 "$$this",
             ]}}}}},
+            keep_for_tickets(doc! { "$add": ["$$NOW", ttl_ms] }),
         ],
     )
 }
 
-/// `leave_queue`: the filter and the update removing `owner`'s ticket.
+/// `leave_queue`: the filter and the update removing `owner`'s ticket. It
+/// bumps `releases`, which the release watchers of every process see: if
+/// the ticket was first and the lock is free, the next in line can win.
 pub fn leave_queue(id: &Bson, owner: &str) -> (Document, Document) {
     (
         doc! { "_id": id, "queue.o": owner },
-        doc! { "$pull": { "queue": { "o": owner } } },
+        doc! { "$pull": { "queue": { "o": owner } }, "$inc": { "releases": 1_i64 } },
     )
 }
 
@@ -249,20 +292,24 @@ fn name_range(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Documen
 }
 
 /// Change-stream filter of the release watcher: events after which a lock
-/// may be free (deleted; owner removed by an update; replaced by a document
-/// without an owner, as servers log small pipeline updates).
+/// may be free (deleted; owner removed by an update; a lock document
+/// replaced by one without an owner, as servers log small pipeline
+/// updates; a ticket that left the line, which bumps `releases`, so the
+/// next in line in another process is woken).
 ///
 /// For semaphores, updates that bump the `releases` counter (each permit
-/// release does), and deletes.
+/// release does), and deletes. A replaced semaphore document (a claim or
+/// renewal logged as a replacement) frees nothing and is not matched.
 pub fn released_events() -> Document {
     doc! { "$match": { "$or": [
         { "operationType": "delete" },
         { "updateDescription.removedFields": "owner" },
-        { "operationType": "replace", "fullDocument.owner": { "$exists": false } },
         {
-            "documentKey._id.semaphore": { "$exists": true },
-            "updateDescription.updatedFields.releases": { "$exists": true },
+            "operationType": "replace",
+            "fullDocument.owner": { "$exists": false },
+            "documentKey._id.semaphore": { "$exists": false },
         },
+        { "updateDescription.updatedFields.releases": { "$exists": true } },
     ]}}
 }
 

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bson::doc;
-use shylock_core::backend::{duration_to_millis, Deadline, Grant, QueueBackend};
+use shylock_core::backend::{
+    duration_to_millis, line_full, Deadline, Grant, QueueBackend, MAX_WAITERS,
+};
 use shylock_core::Result;
 
 use crate::backend::MongoBackend;
@@ -34,7 +36,12 @@ impl QueueBackend for MongoBackend {
                 let doc = loop {
                     attempts += 1;
                     let outcome = self
-                        .upsert_returning(name, &pipeline, doc! { "queue": 1 }, deadline)
+                        .upsert_returning(
+                            name,
+                            &pipeline,
+                            doc! { "queue": 1, "owner": 1 },
+                            deadline,
+                        )
                         .await;
                     match outcome {
                         Ok(Some(doc)) => break doc,
@@ -58,17 +65,20 @@ impl QueueBackend for MongoBackend {
                 let queue = doc.get_array("queue").map_err(|_| {
                     corrupt(&format!("of {name:?} has a queue that is not an array"))
                 })?;
-                queue
-                    .iter()
-                    .position(|t| {
-                        t.as_document()
-                            .and_then(|t| t.get_str("o").ok())
-                            .is_some_and(|o| o == owner)
-                    })
-                    .map(|place| place as u64)
-                    .ok_or_else(|| {
-                        corrupt(&format!("of {name:?} lost the ticket enqueue just wrote"))
-                    })
+                let place = queue.iter().position(|t| {
+                    t.as_document()
+                        .and_then(|t| t.get_str("o").ok())
+                        .is_some_and(|o| o == owner)
+                });
+                match place {
+                    Some(place) => Ok(place as u64),
+                    // The live holder was given no ticket.
+                    None if doc.get_str("owner").is_ok_and(|o| o == owner) => Ok(0),
+                    None if queue.len() as u64 >= MAX_WAITERS => Err(line_full("mongodb", name)),
+                    None => Err(corrupt(&format!(
+                        "of {name:?} lost the ticket enqueue just wrote"
+                    ))),
+                }
             }
             .await,
         )
@@ -104,29 +114,26 @@ impl QueueBackend for MongoBackend {
         name: &str,
         owner: &str,
         ttl: Duration,
-        _deadline: Deadline,
+        deadline: Deadline,
     ) -> Result<bool> {
         self.explain(
             async {
                 let (filter, update) =
                     queries::extend_ticket(&document_id(name), owner, duration_to_millis(ttl));
-                let result = self
-                    .update_one_op("extend ticket (updateOne)", filter, update)
-                    .await?;
-                Ok(result.matched_count == 1)
+                self.update_matched("extend ticket (findOneAndUpdate)", filter, update, deadline)
+                    .await
             }
             .await,
         )
     }
 
-    async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+    async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         self.explain(
             async {
                 let (filter, update) = queries::leave_queue(&document_id(name), owner);
-                let result = self
-                    .update_one_op("leave queue (updateOne)", filter, update)
+                let left = self
+                    .update_matched("leave queue (findOneAndUpdate)", filter, update, deadline)
                     .await?;
-                let left = result.modified_count == 1;
                 if left {
                     // The next in line may now be first.
                     self.watcher().signals().notify(name);

@@ -24,6 +24,7 @@ use shylock_core::backend::{
 use shylock_core::{LockInfo, Result};
 
 use crate::backend::MongoBackend;
+use crate::bounded::max_time;
 use crate::error::{corrupt, is_duplicate_key, mongo_error, retry_rate_limited};
 use crate::key::{document_id, is_hashed};
 use crate::queries::{long_or_zero, now_ms};
@@ -149,10 +150,6 @@ fn expires_of(name: &str, holder: &Document) -> Result<SystemTime> {
     }
 }
 
-fn max_time(deadline: Deadline) -> Duration {
-    deadline.remaining().max(Duration::from_millis(1))
-}
-
 #[async_trait::async_trait]
 impl SemaphoreBackend for MongoBackend {
     async fn claim_permit(
@@ -263,7 +260,7 @@ impl SemaphoreBackend for MongoBackend {
         )
     }
 
-    async fn release_permit(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
+    async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         self.explain(
             async {
                 let filter = doc! { "_id": semaphore_id(name), "holders.owner": owner };
@@ -274,12 +271,14 @@ impl SemaphoreBackend for MongoBackend {
                     "$pull": { "holders": { "owner": owner } },
                     "$inc": { "releases": 1_i64 },
                 };
-                let result = retry_rate_limited(|| {
-                    self.collection().update_one(filter.clone(), update.clone())
-                })
-                .await
-                .map_err(|e| mongo_error("release permit (updateOne)", e))?;
-                let released = result.matched_count == 1;
+                let released = self
+                    .update_matched(
+                        "release permit (findOneAndUpdate)",
+                        filter,
+                        update,
+                        deadline,
+                    )
+                    .await?;
                 if released {
                     self.watcher().permit_signals().notify(name);
                 }

@@ -159,21 +159,14 @@ impl Shared {
     fn wake(self: &Arc<Self>, event: &ChangeStreamEvent<Document>) {
         let id = event.document_key.as_ref().and_then(|key| key.get("_id"));
         let full = event.full_document.as_ref();
-        let name = match id {
-            Some(Bson::Document(id)) => {
-                if let Ok(name) = id.get_str("semaphore") {
-                    self.permit_signals.notify(name);
-                }
-                return;
-            }
-            Some(Bson::String(name)) => name.as_str(),
-            // A long name's digest `_id`: the name is in the document.
-            _ => match full.and_then(|doc| doc.get_str("name").ok()) {
-                Some(name) => name,
-                None => return,
-            },
+        let Some((kind, name)) = released_name(id, full) else {
+            return;
         };
-        match wake_target(full, event.wall_time) {
+        if kind == Released::Permit {
+            self.permit_signals.notify(name);
+            return;
+        }
+        match wake_target(full, server_now(event.wall_time, event.cluster_time)) {
             Wake::Turn { head, next } => {
                 self.signals.notify_turn(name, head);
                 // If the first in line has crashed, the next one may go
@@ -303,6 +296,47 @@ async fn run(shared: Weak<Shared>, collection: Collection<Document>, generation:
     }
 }
 
+/// What a release event freed.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Released {
+    Lock,
+    Permit,
+}
+
+/// The lock or semaphore an event is about, from its `_id` (the name, or
+/// `{semaphore: name}`), or for long names, whose `_id` holds a digest,
+/// from the `name` field of the looked-up document (absent for deletes:
+/// those waiters poll).
+fn released_name<'a>(
+    id: Option<&'a Bson>,
+    full: Option<&'a Document>,
+) -> Option<(Released, &'a str)> {
+    let stored_name = || full.and_then(|doc| doc.get_str("name").ok());
+    match id? {
+        Bson::Document(id) => {
+            let name = match id.get("semaphore")? {
+                Bson::String(name) => name.as_str(),
+                _ => stored_name()?,
+            };
+            Some((Released::Permit, name))
+        }
+        Bson::String(name) => Some((Released::Lock, name.as_str())),
+        _ => Some((Released::Lock, stored_name()?)),
+    }
+}
+
+/// The server's clock at an event: its `wallTime` (sent from MongoDB 6.0
+/// on), or else its cluster time, whole seconds of the primary's clock
+/// (4.4 and 5.0), which is up to a second behind: tickets that ended in
+/// that second still count as live.
+fn server_now(
+    wall_time: Option<bson::DateTime>,
+    cluster_time: Option<bson::Timestamp>,
+) -> Option<bson::DateTime> {
+    wall_time
+        .or_else(|| cluster_time.map(|t| bson::DateTime::from_millis(i64::from(t.time) * 1000)))
+}
+
 /// Whom a release event wakes.
 #[derive(Debug, PartialEq, Eq)]
 enum Wake<'a> {
@@ -389,6 +423,62 @@ mod tests {
                 head: "expired",
                 next: None
             }
+        );
+    }
+
+    /// MongoDB 4.4 and 5.0 send no `wallTime`: the cluster time judges
+    /// tickets, so a crashed first waiter's ended ticket does not hide the
+    /// live one behind it.
+    #[test]
+    fn without_wall_time_the_cluster_time_judges_tickets() {
+        let doc = doc! { "queue": [
+            { "o": "crashed", "e": at(5_000) },
+            { "o": "live", "e": at(60_000) },
+        ]};
+        let now = server_now(
+            None,
+            Some(bson::Timestamp {
+                time: 10,
+                increment: 3,
+            }),
+        );
+        assert_eq!(now, Some(at(10_000)));
+        assert_eq!(
+            wake_target(Some(&doc), now),
+            Wake::Turn {
+                head: "live",
+                next: None
+            }
+        );
+        assert_eq!(server_now(Some(at(7)), None), Some(at(7)));
+        assert_eq!(server_now(None, None), None);
+    }
+
+    /// Semaphores and locks with long names have a digest in `_id`; their
+    /// waiters are found by the `name` stored in the document.
+    #[test]
+    fn long_names_are_read_from_the_document() {
+        let digest = crate::key::document_id(&"s".repeat(2000));
+        let full = doc! { "name": "s".repeat(2000) };
+        let permit = Bson::Document(doc! { "semaphore": digest.clone() });
+        assert_eq!(
+            released_name(Some(&permit), Some(&full)),
+            Some((Released::Permit, "s".repeat(2000).as_str()))
+        );
+        assert_eq!(released_name(Some(&permit), None), None);
+        assert_eq!(
+            released_name(Some(&digest), Some(&full)),
+            Some((Released::Lock, "s".repeat(2000).as_str()))
+        );
+        let short = Bson::Document(doc! { "semaphore": "pool" });
+        assert_eq!(
+            released_name(Some(&short), None),
+            Some((Released::Permit, "pool"))
+        );
+        let lock = Bson::String("orders".into());
+        assert_eq!(
+            released_name(Some(&lock), None),
+            Some((Released::Lock, "orders"))
         );
     }
 

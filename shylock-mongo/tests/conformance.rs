@@ -277,6 +277,18 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     .await;
 }
 
+/// The first in line leaving a free lock wakes the next one, in another
+/// process (its `$pull` bumps `releases`, which the change stream matches).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs MONGODB_URI"]
+async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
+    shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
+        process_side("leaving").await,
+        process_side("leaving").await,
+    )
+    .await;
+}
+
 /// A handle on `collection` with a change stream of its own, as another
 /// process has.
 async fn process_side(collection: &str) -> SharedBackend {
@@ -549,4 +561,105 @@ async fn reentrant_holds_share_one_lease_and_other_owners_wait() {
         .expect("never freed");
     assert!(taken.fencing_token() > first_token);
     taken.release().await.unwrap();
+}
+
+/// A line of `MAX_WAITERS` live tickets (written directly, as that many
+/// waiters would) refuses new owners with a clear error; the document
+/// stays far below MongoDB's 16 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn a_full_line_refuses_new_owners() {
+    use bson::{doc, DateTime};
+    let client = client().await;
+    let db = client.database(run_database());
+    let backend: SharedBackend = MongoBackend::builder(db.clone())
+        .collection("full_line")
+        .build()
+        .await
+        .unwrap()
+        .into();
+    let name = shylock_core::testkit::unique_name("full-line");
+    let far = DateTime::from_millis(4_000_000_000_000);
+    let queue: Vec<bson::Document> = (0..shylock_core::MAX_WAITERS)
+        .map(|i| doc! { "o": shylock_core::testkit::seeded_owner(i), "e": far })
+        .collect();
+    db.collection::<bson::Document>("full_line")
+        .insert_one(doc! { "_id": &name, "queue": queue })
+        .await
+        .unwrap();
+    shylock_core::testkit::a_full_line_refuses_new_owners(backend, &name).await;
+}
+
+/// The TTL index reads `expiresAt`: a document whose line holds live
+/// tickets but no holder (created by an enqueue, or released while others
+/// wait) keeps `expiresAt` at least at its latest ticket's expiry, so the
+/// TTL monitor does not delete the line under its waiters.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs MONGODB_URI"]
+async fn a_line_without_a_holder_is_kept_from_the_ttl_monitor() {
+    use shylock_core::backend::QueueBackend;
+    let client = client().await;
+    let db = client.database(run_database());
+    let backend = MongoBackend::builder(db.clone())
+        .collection("ttl_line")
+        .build()
+        .await
+        .unwrap();
+    let raw = db.collection::<bson::Document>("ttl_line");
+    let expires_at = |name: String| {
+        let raw = raw.clone();
+        async move {
+            raw.find_one(bson::doc! { "_id": name })
+                .await
+                .unwrap()
+                .expect("the line's document")
+                .get_datetime("expiresAt")
+                .map(|d| d.timestamp_millis())
+                .expect("a document with a line has expiresAt for the TTL index")
+        }
+    };
+    let name = shylock_core::testkit::unique_name("ttl-line");
+    let ttl = Duration::from_secs(600);
+    let before = bson::DateTime::now().timestamp_millis();
+    backend
+        .enqueue(&name, "waiter", ttl, op_deadline())
+        .await
+        .unwrap();
+    assert!(expires_at(name.clone()).await >= before + 600_000);
+
+    // Held, then released while the ticket lives: the ticket's renewal
+    // pushes expiresAt out again (the release set it to now).
+    backend
+        .claim(&name, "holder", Duration::from_secs(30), op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(backend
+        .release(&name, "holder", op_deadline())
+        .await
+        .unwrap());
+    let renewed = bson::DateTime::now().timestamp_millis();
+    assert!(backend
+        .extend_ticket(&name, "waiter", ttl, op_deadline())
+        .await
+        .unwrap());
+    assert!(expires_at(name.clone()).await >= renewed + 600_000);
+
+    // A holder's lease is its own: a ticket never lengthens it.
+    let lease = backend
+        .claim(&name, "holder2", Duration::from_secs(30), op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    backend
+        .enqueue(&name, "waiter", ttl, op_deadline())
+        .await
+        .unwrap();
+    let stored = expires_at(name.clone()).await;
+    let granted = lease
+        .expires_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(stored, granted, "the lease's expiry is left as granted");
 }

@@ -74,6 +74,11 @@ pub const IS_LIVE: &str = "SELECT 1 FROM shylock_locks
      WHERE name = ?1 AND typeof(owner) = 'text' AND typeof(expires_at_ms) = 'integer'
        AND expires_at_ms >= ?2";
 
+/// Whether ?2 holds a live lease on ?1 (?3 now).
+pub const HOLDS_LIVE: &str = "SELECT 1 FROM shylock_locks
+     WHERE name = ?1 AND owner = ?2 AND typeof(expires_at_ms) = 'integer'
+       AND expires_at_ms >= ?3";
+
 /// Frees ?1 whoever holds it.
 pub const FORCE_RELEASE: &str =
     "UPDATE shylock_locks SET owner = NULL, expires_at_ms = 0 WHERE name = ?1";
@@ -87,6 +92,17 @@ pub const LIST: &str = "SELECT name, owner, expires_at_ms, CAST(fence AS INTEGER
        AND typeof(name) = 'blob' AND typeof(owner) = 'text'
        AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?4
      ORDER BY name LIMIT ?5";
+
+/// Semaphores, the read before a claim: live permits of ?1 at ?3, the
+/// stored permit count, and whether ?2 holds one of them. A full semaphore
+/// (or one with another count) is answered from this read alone, so
+/// waiters that cannot win take no write transaction.
+pub const PERMITS_READ: &str = "SELECT
+     (SELECT count(*) FROM shylock_permits WHERE name = ?1
+        AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?3),
+     (SELECT CAST(permits AS INTEGER) FROM shylock_semaphores WHERE name = ?1),
+     EXISTS (SELECT 1 FROM shylock_permits WHERE name = ?1 AND owner = ?2
+        AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?3)";
 
 /// Semaphores, step 1 of a claim: drops permits of ?1 that are not live at
 /// ?2 (expired, or not an integer expiry).
@@ -146,6 +162,9 @@ pub const TICKET_INSERT: &str = "INSERT INTO shylock_tickets (name, owner, seq, 
          (SELECT coalesce(max(CAST(seq AS INTEGER)), 0) + 1 FROM shylock_tickets WHERE name = ?1),
          ?3)
      RETURNING CAST(seq AS INTEGER)";
+
+/// Fair queues: how many tickets ?1 has (after the sweep: all live).
+pub const TICKETS_COUNT: &str = "SELECT count(*) FROM shylock_tickets WHERE name = ?1";
 
 /// Fair queues: how many tickets of ?1 are ahead of arrival ?2.
 pub const TICKETS_AHEAD: &str =

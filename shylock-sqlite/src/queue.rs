@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
-    duration_to_millis, system_time_from_millis, Deadline, Grant, QueueBackend,
+    duration_to_millis, line_full, system_time_from_millis, Deadline, Grant, QueueBackend,
+    MAX_WAITERS,
 };
 use shylock_core::Result;
 
 use crate::backend::SqliteBackend;
-use crate::conn::{fence_of, now_ms, with_conn};
+use crate::conn::{fence_of, now_ms, with_conn, BACKEND};
 use crate::queries as sql;
 
 #[async_trait::async_trait]
@@ -24,14 +25,24 @@ impl QueueBackend for SqliteBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let (owned, owner) = (name.to_owned(), owner.to_owned());
         let ttl_ms = duration_to_millis(ttl);
         with_conn(self.inner(), "enqueue", deadline, move |conn| {
-            let key = name.as_bytes();
+            let key = owned.as_bytes();
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);
             tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
+            // The live holder takes no place: a renewal of its ticket that
+            // raced its own winning claim must not leave a ticket nobody
+            // keeps alive at the front of the line.
+            let holds = tx
+                .query_row(sql::HOLDS_LIVE, params![key, owner, now], |_| Ok(()))
+                .optional()?;
+            if holds.is_some() {
+                tx.commit()?;
+                return Ok(Some(0));
+            }
             let kept: Option<i64> = tx
                 .query_row(sql::TICKET_EXTEND, params![key, owner, expires, now], |r| {
                     r.get(0)
@@ -39,15 +50,24 @@ impl QueueBackend for SqliteBackend {
                 .optional()?;
             let seq = match kept {
                 Some(seq) => seq,
-                None => tx.query_row(sql::TICKET_INSERT, params![key, owner, expires], |r| {
-                    r.get(0)
-                })?,
+                None => {
+                    let count: i64 =
+                        tx.query_row(sql::TICKETS_COUNT, params![key], |r| r.get(0))?;
+                    if u64::try_from(count).unwrap_or(0) >= MAX_WAITERS {
+                        tx.commit()?;
+                        return Ok(None);
+                    }
+                    tx.query_row(sql::TICKET_INSERT, params![key, owner, expires], |r| {
+                        r.get(0)
+                    })?
+                }
             };
             let ahead: i64 = tx.query_row(sql::TICKETS_AHEAD, params![key, seq], |r| r.get(0))?;
             tx.commit()?;
-            Ok(u64::try_from(ahead).unwrap_or(0))
+            Ok(Some(u64::try_from(ahead).unwrap_or(0)))
         })
-        .await
+        .await?
+        .ok_or_else(|| line_full(BACKEND, name))
     }
 
     async fn claim_fair(
@@ -67,22 +87,34 @@ impl QueueBackend for SqliteBackend {
             let holder: Option<String> = conn
                 .query_row(sql::INSPECT, params![key, now], |row| row.get(0))
                 .optional()?;
-            if holder.is_some_and(|h| h != owner) {
+            // The holder itself (a retry after a win whose answer was
+            // lost) wins again whatever the line, keeping its fence.
+            let mine = holder.as_deref() == Some(owner.as_str());
+            if holder.is_some() && !mine {
                 return Ok(None);
             }
-            let first: Option<String> = conn
-                .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
-                .optional()?;
-            if first.is_some_and(|f| f != owner) {
-                return Ok(None);
+            if !mine {
+                let first: Option<String> = conn
+                    .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                    .optional()?;
+                if first.is_some_and(|f| f != owner) {
+                    return Ok(None);
+                }
             }
             // The decision, in one write transaction.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
-            let first: Option<String> = tx
-                .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
-                .optional()?;
+            let mine = tx
+                .query_row(sql::HOLDS_LIVE, params![key, owner, now], |_| Ok(()))
+                .optional()?
+                .is_some();
+            let first: Option<String> = if mine {
+                None
+            } else {
+                tx.query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                    .optional()?
+            };
             if first.is_some_and(|f| f != owner) {
                 tx.commit()?;
                 return Ok(None);

@@ -1,4 +1,5 @@
-//! Semaphores: one `BEGIN IMMEDIATE` transaction per attempt.
+//! Semaphores: a read, then one `BEGIN IMMEDIATE` transaction per attempt
+//! that can win.
 //!
 //! `shylock_semaphores` keeps each semaphore's permit count and last fence
 //! (so tokens keep increasing after every permit is gone);
@@ -39,6 +40,21 @@ impl SemaphoreBackend for SqliteBackend {
         let ttl_ms = duration_to_millis(ttl);
         let claimed = with_conn(self.inner(), "acquire permit", deadline, move |conn| {
             let key = owned.as_bytes();
+            // Read first: a full semaphore, or one held under another
+            // count, needs no write transaction (which would serialize
+            // with every holder's renewal, in every process).
+            let (live, stored, mine): (i64, Option<i64>, bool) =
+                conn.query_row(sql::PERMITS_READ, params![key, owner, now_ms()], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })?;
+            if !mine && live > 0 && stored != Some(i64::from(permits)) {
+                let stored = stored.and_then(|s| u32::try_from(s).ok()).unwrap_or(0);
+                return Ok(Claimed::Mismatch(stored));
+            }
+            if !mine && live >= i64::from(permits) {
+                return Ok(Claimed::Full);
+            }
+            // The decision, in one write transaction.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);

@@ -3,8 +3,11 @@
 //! waiters.
 //! The number changes whenever another connection commits; then every
 //! waiting name of every handle on the file gets one wake-up (an attempt
-//! that only reads, unless the lock is free). No write, no lock on the
-//! file: a read of the WAL index.
+//! that only reads, unless the lock is free). Each look is a short read
+//! transaction (a WAL read mark, never the write lock). A busy file (for
+//! instance another connection recovering the WAL) or a protocol error is
+//! read as "no change seen yet": the watcher pauses briefly and looks
+//! again, and no commit is missed, since the number still differs then.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +24,13 @@ use crate::queries as sql;
 const POLL: Duration = Duration::from_micros(500);
 /// How long it keeps looking after the last waiter left.
 const IDLE_CLOSE: Duration = Duration::from_secs(5);
+/// How long one look waits for a busy file.
+const BUSY_WAIT: Duration = Duration::from_millis(20);
+/// The longest pause after looks that failed.
+const FAILED_PAUSE: Duration = Duration::from_millis(100);
+/// After this many failed looks in a row, waiters stop counting on the
+/// watcher (they poll with the unwatched backoff) until a look succeeds.
+const FAILURES_UNWATCHED: u32 = 20;
 
 /// The watcher of one lock file in this process.
 #[derive(Debug)]
@@ -30,6 +40,11 @@ pub(crate) struct FileWatcher {
     running: AtomicBool,
     /// Since when every commit by another connection is seen.
     since: Mutex<Option<Instant>>,
+    /// Looks at the file that failed (busy, protocol errors), in total.
+    failed_looks: std::sync::atomic::AtomicU64,
+    /// Tests: this many next looks fail as a busy file would.
+    #[cfg(test)]
+    fail_looks: std::sync::atomic::AtomicU32,
 }
 
 fn watchers() -> &'static Mutex<HashMap<PathBuf, Weak<FileWatcher>>> {
@@ -51,6 +66,9 @@ impl FileWatcher {
             handles: Mutex::new(Vec::new()),
             running: AtomicBool::new(false),
             since: Mutex::new(None),
+            failed_looks: std::sync::atomic::AtomicU64::new(0),
+            #[cfg(test)]
+            fail_looks: std::sync::atomic::AtomicU32::new(0),
         });
         all.insert(key, Arc::downgrade(&watcher));
         watcher
@@ -138,31 +156,63 @@ impl FileWatcher {
     }
 
     fn run(&self) {
-        let opened = rusqlite::Connection::open(&self.path);
+        let opened = rusqlite::Connection::open(&self.path)
+            .and_then(|conn| conn.busy_timeout(BUSY_WAIT).map(|()| conn));
         let Ok(conn) = opened else {
             self.running.store(false, Ordering::SeqCst);
             return;
         };
         count_statements(&conn);
-        let version = |conn: &rusqlite::Connection| -> Option<i64> {
-            conn.query_row("PRAGMA data_version", [], |r| r.get(0)).ok()
+        let version = |conn: &rusqlite::Connection| -> rusqlite::Result<i64> {
+            #[cfg(test)]
+            if self
+                .fail_looks
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                    None,
+                ));
+            }
+            conn.query_row("PRAGMA data_version", [], |r| r.get(0))
         };
-        let Some(mut last) = version(&conn) else {
-            self.running.store(false, Ordering::SeqCst);
-            return;
-        };
-        // Every commit after the first read changes the number.
-        self.set_since(Some(Instant::now()));
+        // The number at the last successful look; `None` until the first,
+        // and again after many failed looks.
+        let mut last: Option<i64> = None;
+        let mut failures: u32 = 0;
         let mut idle_since: Option<Instant> = None;
         loop {
-            std::thread::sleep(POLL);
             match version(&conn) {
-                Some(now) if now != last => {
-                    last = now;
-                    self.wake_all(&conn);
+                Ok(now) => {
+                    let recovered = failures >= FAILURES_UNWATCHED;
+                    failures = 0;
+                    match last {
+                        // Every commit after this first look changes the
+                        // number. After a long run of failed looks, a
+                        // commit made meanwhile may have been missed.
+                        None => {
+                            self.set_since(Some(Instant::now()));
+                            if recovered {
+                                self.wake_all(&conn);
+                            }
+                        }
+                        Some(before) if before != now => self.wake_all(&conn),
+                        Some(_) => {}
+                    }
+                    last = Some(now);
+                    std::thread::sleep(POLL);
                 }
-                Some(_) => {}
-                None => break,
+                Err(_) => {
+                    self.failed_looks.fetch_add(1, Ordering::Relaxed);
+                    failures = failures.saturating_add(1);
+                    if failures == FAILURES_UNWATCHED && last.is_some() {
+                        self.set_since(None);
+                        last = None;
+                    }
+                    let pause = POLL.saturating_mul(1 << failures.min(8));
+                    std::thread::sleep(pause.min(FAILED_PAUSE));
+                }
             }
             if self.has_waiters() {
                 idle_since = None;
@@ -171,16 +221,13 @@ impl FileWatcher {
                 self.running.store(false, Ordering::SeqCst);
                 // A waiter that came meanwhile may have seen us running.
                 if self.has_waiters() && !self.running.swap(true, Ordering::SeqCst) {
-                    last = version(&conn).unwrap_or(last);
-                    self.set_since(Some(Instant::now()));
+                    last = None;
                     idle_since = None;
                     continue;
                 }
                 return;
             }
         }
-        self.set_since(None);
-        self.running.store(false, Ordering::SeqCst);
     }
 }
 
@@ -216,5 +263,71 @@ fn wake_for(conn: &rusqlite::Connection, name: &str, now: i64) -> Wake {
     {
         Ok(Some(head)) => Wake::Turn(head),
         _ => Wake::One,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SqliteBackend;
+    use shylock_core::testkit::{temp_db_path, unique_name, wait_for};
+    use shylock_core::AsyncLock;
+
+    /// A file that stays busy for a while (another connection recovering
+    /// the WAL, say) makes the watcher's looks fail; the watcher keeps
+    /// looking, and wakes the waiter once the file can be read again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watcher_survives_a_busy_file() {
+        let path = temp_db_path();
+        let (holder, waiter) = (
+            SqliteBackend::open(&path).unwrap(),
+            SqliteBackend::open(&path).unwrap(),
+        );
+        let name = unique_name("busy-file");
+        let guard = AsyncLock::with_backend(name.clone(), holder)
+            .try_acquire()
+            .await
+            .unwrap()
+            .expect("free lock");
+        let waiting = tokio::spawn({
+            let name = name.clone();
+            async move {
+                AsyncLock::with_backend(name, waiter)
+                    .acquire_timeout(Duration::from_secs(60))
+                    .await
+            }
+        });
+        let watcher = FileWatcher::for_path(&path);
+        wait_for(Duration::from_secs(10), || {
+            let up = watcher.since().is_some();
+            async move { up.then_some(()) }
+        })
+        .await
+        .expect("the watcher starts once a waiter waits");
+
+        // Looks fail as on a busy file (SQLITE_BUSY), long enough for the
+        // waiters to stop counting on the watcher.
+        let failing = FAILURES_UNWATCHED + 5;
+        watcher.fail_looks.store(failing, Ordering::SeqCst);
+        wait_for(Duration::from_secs(30), || {
+            let done = watcher.fail_looks.load(Ordering::SeqCst) == 0;
+            async move { done.then_some(()) }
+        })
+        .await
+        .expect("the watcher keeps looking through the failed looks");
+        assert!(watcher.failed_looks.load(Ordering::Relaxed) >= u64::from(failing));
+        wait_for(Duration::from_secs(10), || {
+            let up = watcher.since().is_some();
+            async move { up.then_some(()) }
+        })
+        .await
+        .expect("releases count as watched again after a successful look");
+        assert!(
+            watcher.running.load(Ordering::SeqCst),
+            "the watcher must keep looking after failed looks"
+        );
+        drop(guard);
+        let got = waiting.await.unwrap().unwrap();
+        assert!(got.is_some(), "the waiter gets the released lock");
     }
 }

@@ -106,3 +106,15 @@ mod sharded {
     }
     shylock_core::conformance_tests!(sharded_backend());
 }
+
+/// The first in line leaving a free lock wakes the next one, waiting
+/// through another connection (as in another process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_first_waiter_leaving_wakes_the_next() {
+    let path = temp_db();
+    shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
+        SqliteBackend::open(&path).unwrap().into(),
+        SqliteBackend::open(&path).unwrap().into(),
+    )
+    .await;
+}

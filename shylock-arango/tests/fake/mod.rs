@@ -619,7 +619,9 @@ async fn cursor(
                 .first()
                 .and_then(|t| t.get("owner"))
                 .and_then(Value::as_str);
-            if first.is_some_and(|f| Some(f) != owner.as_deref()) {
+            let holds = owner_of(d).is_some_and(|o| Some(o) == owner.as_deref())
+                && num(d, "expiresAtMs") >= now;
+            if first.is_some_and(|f| Some(f) != owner.as_deref()) && !holds {
                 return cursor_result(vec![], 0);
             }
         }
@@ -682,26 +684,36 @@ async fn cursor(
                 d
             });
             let mut line = live_queue(&d, now);
+            let holds = owner_of(&d) == Some(owner) && num(&d, "expiresAtMs") >= now;
             let place = match line
                 .iter()
                 .position(|t| t.get("owner").and_then(Value::as_str) == Some(owner))
             {
+                _ if holds => 0,
+                None if vars
+                    .get("maxWaiters")
+                    .and_then(Value::as_u64)
+                    .is_some_and(|max| line.len() as u64 >= max) =>
+                {
+                    -1
+                }
                 Some(place) => {
                     line[place].insert("expiresAtMs".into(), json!(now + ttl));
-                    place
+                    place as i64
                 }
                 None => {
                     let mut t = Map::new();
                     t.insert("owner".into(), json!(owner));
                     t.insert("expiresAtMs".into(), json!(now + ttl));
                     line.push(t);
-                    line.len() - 1
+                    line.len() as i64 - 1
                 }
             };
             d.insert(
                 "queue".into(),
                 Value::Array(line.into_iter().map(Value::Object).collect()),
             );
+            keep_for_tickets(&mut d, now + ttl);
             docs.insert(key, (rev, d));
             cursor_result(vec![json!(place)], 1)
         }
@@ -721,6 +733,7 @@ async fn cursor(
                     })
                     .collect();
                 d.insert("queue".into(), Value::Array(line));
+                keep_for_tickets(&mut d, now + ttl);
                 docs.insert(key, (rev, d));
                 cursor_result(vec![json!(true)], 1)
             }
@@ -905,6 +918,17 @@ fn queue_of(doc: &Map<String, Value>) -> Vec<Map<String, Value>> {
 }
 
 /// Tickets live at `now`, in order, as the queries' `live`.
+/// ENQUEUE and EXTEND_TICKET: `expiresAt` (seconds, the TTL field) at
+/// least the ticket's expiry `until_ms`.
+fn keep_for_tickets(doc: &mut Map<String, Value>, until_ms: i64) {
+    let until = until_ms as f64 / 1000.0;
+    let old = doc
+        .get("expiresAt")
+        .and_then(Value::as_f64)
+        .unwrap_or(f64::MIN);
+    doc.insert("expiresAt".into(), json!(old.max(until)));
+}
+
 fn live_queue(doc: &Map<String, Value>, now: i64) -> Vec<Map<String, Value>> {
     queue_of(doc)
         .into_iter()

@@ -6,6 +6,28 @@ use std::time::Duration;
 use crate::backend::{Deadline, Grant};
 use crate::error::{Error, ErrorKind, Result};
 
+/// Most live tickets a line of fair waiters may hold. Each fair operation
+/// reads (MongoDB, ArangoDB: rewrites) the whole line, stored in the lock's
+/// record, and a change-stream event carries it, so the line is kept far
+/// below the sizes where that record or event would grow too large (16 MB
+/// on MongoDB). An `enqueue` that would pass it fails with [`line_full`];
+/// an owner already in line keeps its place.
+pub const MAX_WAITERS: u64 = 10_000;
+
+/// The error of an [`enqueue`](QueueBackend::enqueue) into a line that
+/// already holds [`MAX_WAITERS`] live tickets.
+pub fn line_full(backend: &'static str, name: &str) -> Error {
+    Error::backend_msg(
+        backend,
+        ErrorKind::LimitReached,
+        format!(
+            "the line of fair waiters for {name:?} already holds {MAX_WAITERS} tickets, the most \
+             a line may hold; try again later, or let some of these waiters use a \
+             non-fair lock or give up sooner (a shorter wait timeout)"
+        ),
+    )
+}
+
 /// Lines of waiters in a store, for fair locks: waiters are granted a lock
 /// in the order they joined its line, across processes.
 ///
@@ -16,8 +38,8 @@ use crate::error::{Error, ErrorKind, Result};
 ///
 /// | operation | does | must hold |
 /// |---|---|---|
-/// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place |
-/// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself |
+/// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place; the lock's live holder gets no ticket |
+/// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself; a retry by the live holder wins whatever the line, keeping its token |
 /// | [`extend_ticket`](Self::extend_ticket) / [`leave_queue`](Self::leave_queue) | keep or give up a place in line | owner-checked |
 /// | [`turn_signal`](Self::turn_signal) | optional wake-up for the waiter first in line | never needed for correctness |
 #[async_trait::async_trait]
@@ -27,6 +49,15 @@ pub trait QueueBackend: Send + Sync {
     /// returns its place: how many live tickets are ahead of it (0: first).
     /// An owner already in the line keeps its place and its ticket's
     /// expiry is pushed. Expired tickets count as gone.
+    ///
+    /// A new owner is refused with [`line_full`] (kind
+    /// [`ErrorKind::LimitReached`]) when the line already holds
+    /// [`MAX_WAITERS`] live tickets.
+    ///
+    /// An owner that holds a live lease on `name` gets no ticket and the
+    /// answer 0: its ticket was removed by its winning claim, and a
+    /// renewal of the ticket racing that claim must not put back a ticket
+    /// nobody keeps alive, which would block the line until it expired.
     async fn enqueue(
         &self,
         name: &str,
@@ -40,6 +71,10 @@ pub trait QueueBackend: Send + Sync {
     /// live ticket of another owner is ahead in the line (`owner`'s own
     /// ticket is first, or the line is empty). A win removes `owner`'s
     /// ticket in the same atomic step.
+    ///
+    /// A retry by the owner that holds a live lease (a win whose answer was
+    /// lost) wins again whatever the line, with the same fencing token, as
+    /// [`claim`](super::Backend::claim) does.
     async fn claim_fair(
         &self,
         name: &str,

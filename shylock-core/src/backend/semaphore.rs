@@ -55,6 +55,9 @@ pub trait SemaphoreBackend: Send + Sync {
     ) -> Result<Option<SystemTime>>;
 
     /// Frees `owner`'s permit of semaphore `name`; whether it held one.
+    /// A permit whose lease already expired but is still stored may count
+    /// as held here (the answer only tells the caller whether it had to
+    /// free something; no other holder is affected either way).
     async fn release_permit(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool>;
 
     /// The live holders of semaphore `name` and the permit count they hold

@@ -67,6 +67,13 @@ struct Ticket {
 }
 
 impl State {
+    /// Whether `owner` holds a live lease on `name`.
+    fn holds(&self, name: &str, owner: &str, now: Instant) -> bool {
+        self.locks
+            .get(name)
+            .is_some_and(|e| e.live(now) && e.owner == owner)
+    }
+
     /// One claim of the lock, under the state's mutex.
     fn claim(&mut self, name: &str, owner: &str, ttl: Duration) -> Option<Grant> {
         let now = Instant::now();

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{MemoryBackend, State, Ticket};
-use crate::backend::{Deadline, Grant, QueueBackend};
+use crate::backend::{line_full, Deadline, Grant, QueueBackend, MAX_WAITERS};
 use crate::error::Result;
 
 impl State {
@@ -35,12 +35,18 @@ impl QueueBackend for MemoryBackend {
     ) -> Result<u64> {
         let mut state = self.state();
         let now = Instant::now();
+        if state.holds(name, owner, now) {
+            return Ok(0);
+        }
         let queue = state.queue(name, now);
         let deadline = now + ttl;
         let place = match queue.iter().position(|t| t.owner == owner) {
             Some(place) => {
                 queue[place].deadline = deadline;
                 place
+            }
+            None if queue.len() as u64 >= MAX_WAITERS => {
+                return Err(line_full("memory", name));
             }
             None => {
                 queue.push(Ticket {
@@ -61,8 +67,10 @@ impl QueueBackend for MemoryBackend {
         _deadline: Deadline,
     ) -> Result<Option<Grant>> {
         let mut state = self.state();
-        let queue = state.queue(name, Instant::now());
-        if queue.first().is_some_and(|t| t.owner != owner) {
+        let now = Instant::now();
+        let mine = state.holds(name, owner, now);
+        let queue = state.queue(name, now);
+        if !mine && queue.first().is_some_and(|t| t.owner != owner) {
             return Ok(None);
         }
         let grant = state.claim(name, owner, ttl);

@@ -24,6 +24,7 @@ mod cases;
 mod counting;
 mod foreign;
 mod hold_log;
+mod line_cap;
 mod one_permit;
 mod proxy;
 
@@ -33,6 +34,7 @@ pub use foreign::{frees_live_foreign_record, takes_over_foreign_record};
 pub use hold_log::{
     check_hold_log, parse_hold_line, read_hold_log, HoldEvent, HoldKind, HoldLog, HoldReport,
 };
+pub use line_cap::{a_full_line_refuses_new_owners, seeded_owner};
 pub use one_permit::OnePermit;
 pub use proxy::FaultProxy;
 
@@ -158,7 +160,8 @@ macro_rules! __conformance_cases {
             tickets_are_owner_checked_and_idempotent,
             fair_try_acquire_respects_the_line_and_others_barge,
             cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket,
-            concurrent_first_enqueues_all_get_a_place);
+            concurrent_first_enqueues_all_get_a_place,
+            the_holder_wins_again_and_takes_no_ticket);
     };
 }
 

@@ -481,3 +481,121 @@ pub async fn a_waiter_behind_others_tries_only_at_its_turn(
     );
     second.release().await.unwrap();
 }
+
+/// The lock's live holder is treated as the holder by the line: its retry
+/// of a fair claim (a win whose answer was lost) wins again with the same
+/// token though another ticket is now first, and an `enqueue` by it (a
+/// ticket renewal that raced its own win) puts no ticket in the line that
+/// would block the others until it expired.
+pub async fn the_holder_wins_again_and_takes_no_ticket(backend: SharedBackend) {
+    if !offers_queues(&backend, "the_holder_wins_again_and_takes_no_ticket") {
+        return;
+    }
+    let name = unique_name("fair-holder");
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (owner(), owner());
+    let line = lines(&backend);
+    assert_eq!(
+        line.enqueue(&name, &a, ttl, op_deadline()).await.unwrap(),
+        0
+    );
+    let won = line
+        .claim_fair(&name, &a, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("first in line, lock free");
+    assert_eq!(
+        line.enqueue(&name, &b, ttl, op_deadline()).await.unwrap(),
+        0,
+        "the winner's ticket left the line"
+    );
+    let again = line
+        .claim_fair(&name, &a, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("a retry by the live holder wins whatever the line");
+    assert_eq!(
+        again.fencing_token, won.fencing_token,
+        "a retry keeps the token"
+    );
+    // A late renewal of the holder's ticket finds it gone and enqueues.
+    line.enqueue(&name, &a, ttl, op_deadline()).await.unwrap();
+    assert!(
+        !line
+            .extend_ticket(&name, &a, ttl, op_deadline())
+            .await
+            .unwrap(),
+        "the live holder took no ticket"
+    );
+    assert!(backend.release(&name, &a, op_deadline()).await.unwrap());
+    let next = line
+        .claim_fair(&name, &b, ttl, op_deadline())
+        .await
+        .unwrap()
+        .expect("the next in line is first once the holder released");
+    assert!(next.fencing_token > won.fencing_token);
+    assert!(backend.release(&name, &b, op_deadline()).await.unwrap());
+}
+
+/// For backends that answer [`QueueBackend::turn_signal`](crate::backend::QueueBackend::turn_signal)
+/// and watch releases: when the first in line leaves while the lock is
+/// free (its wait timed out, it was cancelled), the next in line is woken
+/// in whichever process it waits, not at its next poll. `first_side` and
+/// `waiter_side` act as two processes.
+pub async fn a_first_waiter_leaving_wakes_the_next(
+    first_side: SharedBackend,
+    waiter_side: SharedBackend,
+) {
+    let case = "a_first_waiter_leaving_wakes_the_next";
+    if !offers_queues(&waiter_side, case) {
+        return;
+    }
+    let name = unique_name("leaving-first");
+    let ttl = Duration::from_secs(30);
+    let (first, next) = (owner(), owner());
+    let Some(turn) = lines(&waiter_side).turn_signal(&name, &next) else {
+        eprintln!("{case}: not run, the backend signals no turns");
+        return;
+    };
+    // The waiter side watches releases, as it does while a waiter waits.
+    let _watching = waiter_side.release_signal(&name);
+    let watched = wait_for(Duration::from_secs(10), || {
+        let (backend, name) = (waiter_side.clone(), name.clone());
+        async move { backend.releases_watched_since(&name) }
+    })
+    .await;
+    assert!(watched.is_some(), "releases were never watched");
+    assert_eq!(
+        lines(&first_side)
+            .enqueue(&name, &first, ttl, op_deadline())
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        lines(&waiter_side)
+            .enqueue(&name, &next, ttl, op_deadline())
+            .await
+            .unwrap(),
+        1
+    );
+    let woken = turn.notified();
+    tokio::pin!(woken);
+    woken.as_mut().enable();
+    assert!(lines(&first_side)
+        .leave_queue(&name, &first, op_deadline())
+        .await
+        .unwrap());
+    tokio::time::timeout(Duration::from_secs(15), woken)
+        .await
+        .expect("the first in line left a free lock, and the next in line was not woken");
+    assert!(lines(&waiter_side)
+        .claim_fair(&name, &next, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(waiter_side
+        .release(&name, &next, op_deadline())
+        .await
+        .unwrap());
+}
