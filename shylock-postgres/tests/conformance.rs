@@ -1,0 +1,212 @@
+//! The conformance suite against a real PostgreSQL server.
+//!
+//! Needs `POSTGRES_URL` (scripts/test.sh starts a throwaway cluster, sets
+//! it and runs these with `--ignored`). Without it cargo reports them as
+//! ignored; run with `--ignored` and no server, they fail and say what is
+//! missing. Every run uses tables of its own.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use shylock_core::backend::Backend;
+use shylock_core::testkit::{op_deadline, required_env, unique_name, unique_store_name};
+use shylock_core::SharedBackend;
+use shylock_postgres::{sqlx, PostgresBackend, StatementMode};
+
+/// One table name per test run.
+fn run_table() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| unique_store_name("shylock_test"))
+}
+
+async fn backend_with(mode: StatementMode) -> PostgresBackend {
+    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+        .await
+        .expect("could not connect to POSTGRES_URL");
+    PostgresBackend::builder(pool)
+        .table(run_table())
+        .statement_mode(mode)
+        .build()
+        .await
+        .expect("could not set up the lock tables")
+}
+
+async fn postgres() -> SharedBackend {
+    backend_with(StatementMode::Prepared).await.into()
+}
+
+shylock_core::conformance_tests!(postgres(), ignore = "needs PostgreSQL: set POSTGRES_URL");
+
+mod unprepared {
+    use super::*;
+    async fn unprepared() -> SharedBackend {
+        backend_with(StatementMode::Unprepared).await.into()
+    }
+    shylock_core::conformance_tests!(
+        unprepared(),
+        ignore = "needs PostgreSQL: set POSTGRES_URL",
+        groups = [locks, queues]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn many_backends_starting_at_once_set_up_cleanly() {
+    let url = required_env("POSTGRES_URL");
+    let table = unique_store_name("setup_race");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (url, table) = (url.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            let pool = PostgresBackend::pool_for(&url).await?;
+            PostgresBackend::builder(pool).table(table).build().await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("concurrent setup failed");
+    }
+}
+
+/// Fences keep increasing after the row is gone (released, swept or
+/// force-released): they come from a sequence, not from the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn fences_increase_across_row_removal_and_long_names() {
+    let backend = backend_with(StatementMode::Prepared).await;
+    let name = unique_name("fence-removal");
+    let ttl = Duration::from_secs(30);
+    let first = backend
+        .claim(&name, "a", ttl, op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(backend.release(&name, "a", op_deadline()).await.unwrap());
+    let second = backend
+        .claim(&name, "b", ttl, op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.fencing_token > first.fencing_token);
+    assert!(backend.force_release(&name, op_deadline()).await.unwrap());
+    let third = backend
+        .claim(&name, "c", ttl, op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(third.fencing_token > second.fencing_token);
+    // A long name is keyed by its digest and listed by its full name.
+    let long = format!("{}/{}", unique_name("long"), "x".repeat(3000));
+    assert!(backend
+        .claim(&long, "d", ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(backend
+        .claim(&long, "e", ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_none());
+    let listed = backend
+        .list(&long[..40], None, 10, op_deadline())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, long);
+    assert!(backend.release(&long, "d", op_deadline()).await.unwrap());
+}
+
+/// Rows that ended long ago (crashed holders, releases) are swept by later
+/// releases; the grace period is simulated by moving their expiry back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn releases_sweep_expired_rows() {
+    let backend = PostgresBackend::builder(
+        PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+            .await
+            .unwrap(),
+    )
+    .table(unique_store_name("sweep"))
+    .build()
+    .await
+    .unwrap();
+    let ttl = Duration::from_millis(50);
+    for i in 0..6 {
+        let name = format!("crashed/{i}");
+        backend
+            .claim(&name, "dead", ttl, op_deadline())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sqlx::query(&format!(
+        "UPDATE {} SET expires_at = expires_at - interval '1 hour'",
+        backend.location()
+    ))
+    .execute(backend.pool())
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        backend
+            .claim("live", "me", Duration::from_secs(30), op_deadline())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(backend.release("live", "me", op_deadline()).await.unwrap());
+    }
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", backend.location()))
+        .fetch_one(backend.pool())
+        .await
+        .unwrap();
+    // Only the row of the lock just released (it ended now) is left.
+    assert_eq!(rows, 1, "rows that ended long ago were left behind");
+}
+
+/// A release through another backend handle (as by another process)
+/// reaches this process's listener and wakes a waiter at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_release_by_another_connection_wakes_a_waiter() {
+    let a = backend_with(StatementMode::Prepared).await;
+    let b = backend_with(StatementMode::Unprepared).await;
+    assert!(b.release_listener_ready(Duration::from_secs(10)).await);
+    let name = unique_name("cross-connection");
+    let holder = shylock_core::AsyncLock::with_backend(name.clone(), a)
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = shylock_core::AsyncLock::with_backend(name, b).with_options(
+        shylock_core::LockOptions::default()
+            .backoff(Duration::from_secs(60), Duration::from_secs(60)),
+    );
+    let waiting = tokio::spawn(async move { waiter.acquire().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the release did not wake the waiter")
+        .unwrap();
+    guard.release().await.unwrap();
+}
+
+#[test]
+fn bad_names_are_clear_errors() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        for builder in [
+            PostgresBackend::builder(pool.clone()).table(""),
+            PostgresBackend::builder(pool.clone()).table("x".repeat(60)),
+            PostgresBackend::builder(pool.clone()).channel("bad channel"),
+            PostgresBackend::builder(pool.clone()).schema(""),
+        ] {
+            let err = builder.build().await.unwrap_err();
+            assert!(
+                matches!(err, shylock_core::Error::InvalidOptions { .. }),
+                "{err}"
+            );
+        }
+    });
+}
