@@ -99,17 +99,24 @@ impl PostgresBackendBuilder {
 
     /// Whether waiters are woken by a `LISTEN` connection (one per process
     /// and database, opened while anyone waits). Default: `true`. Without
-    /// it, or when it does not work (a transaction pooler between), waiters
-    /// poll with backoff.
+    /// it, or when it does not work, waiters poll with backoff.
+    ///
+    /// With [`StatementMode::Unprepared`] (a transaction pooler) the
+    /// statements' pool is never used for `LISTEN`, only a
+    /// [`listen_pool`](Self::listen_pool): a `LISTEN` sent through the
+    /// pooler would stay on a server connection the pooler then hands to
+    /// other clients, and sqlx fails their statements on notifications they
+    /// did not ask for. Behind PgBouncer 1.21+ with prepared statements,
+    /// turn listening off or give a `listen_pool` for the same reason.
     pub fn listen(mut self, listen: bool) -> Self {
         self.listen = listen;
         self
     }
 
     /// A pool for the `LISTEN` connection other than the statements' pool:
-    /// for example a direct connection to the server when statements go
-    /// through a transaction pooler, where `LISTEN` cannot work. Default:
-    /// the statements' pool.
+    /// a direct connection to the server (or through PgBouncer in session
+    /// mode) when statements go through a transaction pooler, where
+    /// `LISTEN` cannot work. Default: the statements' pool.
     pub fn listen_pool(mut self, pool: PgPool) -> Self {
         self.listen_pool = Some(pool);
         self
@@ -210,12 +217,18 @@ impl PostgresBackendBuilder {
                     )
                 })?;
         }
+        // Unprepared means a transaction pooler: `LISTEN` through it would
+        // stay on a server connection the pooler then hands to other
+        // clients, whose drivers fail on the notifications they did not ask
+        // for. There, only a pool given for listening is used.
+        let listen =
+            self.listen && (self.mode == StatementMode::Prepared || self.listen_pool.is_some());
         Ok(PostgresBackend::from_parts(
             self.pool,
             sql,
             self.mode,
             location,
-            self.listen,
+            listen,
             self.listen_pool,
         ))
     }

@@ -61,10 +61,18 @@
 //! from PgBouncer 1.21 on with `max_prepared_statements` set. Behind other
 //! transaction poolers use [`StatementMode::Unprepared`]: values are
 //! written into the statement as hex literals and sent with the simple
-//! protocol, still one round trip. `LISTEN` needs a session: behind a
-//! transaction pooler, give [`PostgresBackendBuilder::listen_pool`] a
-//! direct pool, or waiters poll with backoff (the listener notices that its
-//! probes do not come back and stops).
+//! protocol, still one round trip. sqlx sends the startup parameter
+//! `extra_float_digits`, so PgBouncer needs
+//! `ignore_startup_parameters = extra_float_digits`.
+//!
+//! `LISTEN` needs a session. Behind a transaction pooler it would stay on a
+//! server connection that the pooler then hands to other clients, and sqlx
+//! fails their statements on the notifications (seen with PgBouncer 1.18):
+//! with [`StatementMode::Unprepared`] the backend therefore listens only on
+//! a [`PostgresBackendBuilder::listen_pool`] (a direct connection), and
+//! without one its waiters poll with backoff. A listener that works counts
+//! only once its own probe notification came back; when a later probe goes
+//! missing it stops, and waiters poll.
 //!
 //! # Wake-ups
 //!
