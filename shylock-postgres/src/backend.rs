@@ -46,13 +46,15 @@ impl PostgresBackend {
         sql: Statements,
         mode: StatementMode,
         location: String,
-        listen: bool,
+        listen: (bool, bool),
         listener_pool: Option<PgPool>,
     ) -> Self {
+        let (listen, share) = listen;
         let listener = Listener::new(
             listener_pool.unwrap_or_else(|| pool.clone()),
             &sql.channel,
             listen,
+            share,
         );
         PostgresBackend {
             inner: Arc::new(Inner {

@@ -56,6 +56,7 @@ pub struct PostgresBackendBuilder {
     create_tables: bool,
     channel: String,
     listen: bool,
+    share_listener: bool,
     listen_pool: Option<PgPool>,
     mode: StatementMode,
 }
@@ -110,6 +111,15 @@ impl PostgresBackendBuilder {
     /// turn listening off or give a `listen_pool` for the same reason.
     pub fn listen(mut self, listen: bool) -> Self {
         self.listen = listen;
+        self
+    }
+
+    /// Whether this backend shares the `LISTEN` connection of other
+    /// backends of this process on the same database, user and channel.
+    /// Default: `true` (one connection per process). `false` gives it one
+    /// of its own, as another process would have: for tests.
+    pub fn share_release_listener(mut self, share: bool) -> Self {
+        self.share_listener = share;
         self
     }
 
@@ -228,7 +238,7 @@ impl PostgresBackendBuilder {
             sql,
             self.mode,
             location,
-            listen,
+            (listen, self.share_listener),
             self.listen_pool,
         ))
     }
@@ -249,6 +259,7 @@ impl PostgresBackend {
             create_tables: true,
             channel: DEFAULT_CHANNEL.to_owned(),
             listen: true,
+            share_listener: true,
             listen_pool: None,
             mode: StatementMode::default(),
         }

@@ -54,9 +54,9 @@ fn shared_listeners() -> &'static Mutex<HashMap<String, Weak<Shared>>> {
 
 impl Listener {
     /// The listener of `pool`'s database and `channel` in this process (a
-    /// new one if none is alive); with `enabled` false, one that never
-    /// runs, of this handle alone.
-    pub(crate) fn new(pool: PgPool, channel: &str, enabled: bool) -> Self {
+    /// new one if none is alive); with `share` false, or `enabled` false
+    /// (one that never runs), one of this handle alone.
+    pub(crate) fn new(pool: PgPool, channel: &str, enabled: bool, share: bool) -> Self {
         let fresh = |pool: PgPool| {
             Arc::new(Shared {
                 signals: ReleaseSignals::new(),
@@ -70,7 +70,7 @@ impl Listener {
                 ready_since: Mutex::new(None),
             })
         };
-        if !enabled {
+        if !enabled || !share {
             return Listener {
                 shared: fresh(pool),
             };

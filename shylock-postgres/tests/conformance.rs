@@ -168,8 +168,7 @@ async fn releases_sweep_expired_rows() {
 #[ignore = "needs PostgreSQL: set POSTGRES_URL"]
 async fn a_release_by_another_connection_wakes_a_waiter() {
     let a = backend_with(StatementMode::Prepared).await;
-    let b = backend_with(StatementMode::Unprepared).await;
-    assert!(b.release_listener_ready(Duration::from_secs(10)).await);
+    let b = process_side().await;
     let name = unique_name("cross-connection");
     let holder = shylock_core::AsyncLock::with_backend(name.clone(), a)
         .acquire()
@@ -209,4 +208,47 @@ fn bad_names_are_clear_errors() {
             );
         }
     });
+}
+
+/// A handle with a listener of its own, as another process has.
+async fn process_side() -> SharedBackend {
+    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+        .await
+        .unwrap();
+    let backend = PostgresBackend::builder(pool)
+        .table(run_table())
+        .share_release_listener(false)
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        backend
+            .release_listener_ready(Duration::from_secs(10))
+            .await
+    );
+    backend.into()
+}
+
+/// The holder's side and the waiters' side, like two processes: a release
+/// names the first live ticket, and only that waiter is woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
+    shylock_core::testkit::a_release_wakes_only_the_first_in_line(
+        process_side().await,
+        process_side().await,
+    )
+    .await;
+}
+
+/// Two sides as two processes: a fair waiter behind another, while the
+/// listener works, sends no claim before its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
+    shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
+        process_side().await,
+        process_side().await,
+    )
+    .await;
 }
