@@ -290,6 +290,7 @@ if [ -n "${POSTGRES_URL:-}" ]; then
     echo "== PostgreSQL suites (ignored above): running with --ignored against $POSTGRES_URL"
     cargo test --all-features -p shylock-postgres "$@" -- --ignored
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored postgres_
+    cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored postgres_
 fi
 if [ -n "${POSTGRES_POOLER_URL:-}" ]; then
     echo "== PostgreSQL conformance suite through PgBouncer (transaction mode) at $POSTGRES_POOLER_URL"
