@@ -223,7 +223,8 @@ else
 fi
 
 if [ -n "${POSTGRES_URL:-}" ]; then
-    echo "== PostgreSQL suites: using POSTGRES_URL (restart tests skip: no cluster of ours to restart)"
+    echo "== PostgreSQL suites: using POSTGRES_URL"
+    find_postgres || true
 elif [ "${SHYLOCK_NO_SERVERS:-}" = "1" ]; then
     echo "== PostgreSQL suites: SKIPPED (SHYLOCK_NO_SERVERS=1)"
 elif start_postgres; then
@@ -288,7 +289,14 @@ else
 fi
 if [ -n "${POSTGRES_URL:-}" ]; then
     echo "== PostgreSQL suites (ignored above): running with --ignored against $POSTGRES_URL"
-    cargo test --all-features -p shylock-postgres "$@" -- --ignored
+    # faults.rs creates clusters of its own (SHYLOCK_PG_BIN); without the
+    # binaries it is skipped by name.
+    if [ -n "${SHYLOCK_PG_BIN:-}" ]; then
+        cargo test --all-features -p shylock-postgres --test conformance --test faults "$@" -- --ignored --test-threads=4
+    else
+        echo "== PostgreSQL fault suite: SKIPPED (no PostgreSQL binaries here: SHYLOCK_PG_BIN is not set)"
+        cargo test --all-features -p shylock-postgres --test conformance "$@" -- --ignored
+    fi
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored postgres_
     cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored postgres_
 fi

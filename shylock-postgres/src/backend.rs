@@ -12,7 +12,8 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::Row;
 
 use crate::conn::{
-    fence_of, int, key_of, long_name, signal_key, ttl_ms, Arg, Inner, StatementMode, BACKEND,
+    fence_of, int, key_of, long_name, random_u64, signal_key, ttl_ms, Arg, Inner, StatementMode,
+    BACKEND,
 };
 use crate::listen::Listener;
 use crate::statements::Statements;
@@ -132,15 +133,21 @@ impl PostgresBackend {
             .map_err(|e| self.inner.fail(what, e))
     }
 
-    /// Runs a statement whose first row's first column counts what changed.
+    /// Runs a statement whose first row's first column counts what changed;
+    /// `again`: whether it may be sent twice (see [`Inner::run`]).
     pub(crate) async fn count_of(
         &self,
         what: &'static str,
         sql: &str,
         args: Vec<Arg>,
         deadline: Deadline,
+        again: bool,
     ) -> Result<i64> {
-        let row = self.inner.one(what, sql, args, deadline).await?;
+        let rows = self
+            .inner
+            .run_again(what, sql, args, deadline, again)
+            .await?;
+        let row = rows.into_iter().next();
         row.map(|r| int(&r, 0))
             .transpose()
             .map(|n| n.unwrap_or(0))
@@ -217,9 +224,13 @@ impl Backend for PostgresBackend {
     }
 
     async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
-        let args = vec![Arg::Bytes(key_of(name)), Arg::Text(owner.to_owned())];
+        let args = vec![
+            Arg::Bytes(key_of(name)),
+            Arg::Text(owner.to_owned()),
+            Arg::Text(format!("{:016x}", random_u64())),
+        ];
         let released = self
-            .count_of("release", &self.inner.sql.release, args, deadline)
+            .count_of("release", &self.inner.sql.release, args, deadline, true)
             .await?
             > 0;
         if released {
@@ -280,6 +291,7 @@ impl Backend for PostgresBackend {
                 &self.inner.sql.force_release,
                 args,
                 deadline,
+                false,
             )
             .await?
             > 0;

@@ -144,6 +144,14 @@ fn push_literal(out: &mut String, arg: &Arg) {
 
 impl Inner {
     /// Sends one statement and reads all its rows, within `deadline`.
+    ///
+    /// With `again`, a statement that failed because its pooled connection
+    /// turned out to be closed (a server restart, a pooler or firewall
+    /// dropping idle connections) is sent once more on another connection:
+    /// for statements that answer the same when sent twice (claims,
+    /// extends and enqueues by the same owner keep what they got; a
+    /// release carries a token of its call). Force-release, leaving a line
+    /// and releasing a permit are sent once.
     pub(crate) async fn run(
         &self,
         what: &'static str,
@@ -151,6 +159,37 @@ impl Inner {
         args: Vec<Arg>,
         deadline: Deadline,
     ) -> Result<Vec<PgRow>> {
+        self.run_again(what, sql, args, deadline, true).await
+    }
+
+    /// [`run`](Self::run), sending again only with `again`.
+    pub(crate) async fn run_again(
+        &self,
+        what: &'static str,
+        sql: &str,
+        args: Vec<Arg>,
+        deadline: Deadline,
+        again: bool,
+    ) -> Result<Vec<PgRow>> {
+        match self.run_once(what, sql, args.clone(), deadline).await {
+            Err((e, true)) if again && !deadline.has_passed() => {
+                tracing::debug!(error = %e, "{what}: connection closed, sending once more");
+                self.run_once(what, sql, args, deadline)
+                    .await
+                    .map_err(|(e, _)| e)
+            }
+            other => other.map_err(|(e, _)| e),
+        }
+    }
+
+    /// One sending; on error, whether the connection was found closed.
+    async fn run_once(
+        &self,
+        what: &'static str,
+        sql: &str,
+        args: Vec<Arg>,
+        deadline: Deadline,
+    ) -> std::result::Result<Vec<PgRow>, (Error, bool)> {
         let budget = deadline.remaining();
         let work = async {
             match self.mode {
@@ -174,16 +213,28 @@ impl Inner {
         };
         match tokio::time::timeout(budget, work).await {
             Ok(Ok(rows)) => Ok(rows),
-            Ok(Err(e)) => Err(self.fail(what, e)),
-            Err(_) => Err(Error::backend_msg(
-                BACKEND,
-                ErrorKind::TimedOut,
-                format!(
-                    "{what} on {} took longer than its {budget:?} deadline; the server may \
+            Ok(Err(e)) => {
+                let closed = matches!(&e, sqlx::Error::Io(io) if matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::BrokenPipe
+                ));
+                Err((self.fail(what, e), closed))
+            }
+            Err(_) => Err((
+                Error::backend_msg(
+                    BACKEND,
+                    ErrorKind::TimedOut,
+                    format!(
+                        "{what} on {} took longer than its {budget:?} deadline; the server may \
                      be overloaded or unreachable (raise operation_timeout, or set \
                      statement_timeout so the server stops such statements too)",
-                    self.location
+                        self.location
+                    ),
                 ),
+                false,
             )),
         }
     }
@@ -277,6 +328,20 @@ pub(crate) fn kind_of(error: &sqlx::Error) -> (ErrorKind, &'static str) {
         },
         _ => (ErrorKind::Other, ""),
     }
+}
+
+/// A random number (no extra dependency: the standard library's randomly
+/// seeded hasher).
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    hasher.finish()
 }
 
 /// Column `i` of `row` as an `i64`.

@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use shylock_core::backend::ReleaseSignals;
+
+use crate::conn::random_u64;
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::watch;
 
@@ -217,7 +219,7 @@ async fn run(shared: Weak<Shared>, generation: u64) {
         tracing::debug!(%error, "LISTEN refused; waiters poll with backoff only");
         return;
     }
-    let token = format!("{:016x}", fastrand_u64());
+    let token = format!("{:016x}", random_u64());
     // (when the pending probe was sent), None when none is pending
     let mut probe: Option<Instant> = None;
     let mut last_probe_answer = Instant::now() - PROBE_EVERY;
@@ -282,20 +284,6 @@ async fn run(shared: Weak<Shared>, generation: u64) {
             Err(_) => {}
         }
     }
-}
-
-/// A random number for the probe payload (no extra dependency: the
-/// standard library's randomly seeded hasher).
-fn fastrand_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    hasher.finish()
 }
 
 #[cfg(test)]

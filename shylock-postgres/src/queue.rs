@@ -30,7 +30,7 @@ impl QueueBackend for PostgresBackend {
             Arg::Int(ttl_ms(ttl)),
         ];
         let ahead = self
-            .count_of("enqueue", &self.inner().sql.enqueue, args, deadline)
+            .count_of("enqueue", &self.inner().sql.enqueue, args, deadline, true)
             .await?;
         Ok(u64::try_from(ahead).unwrap_or(0))
     }
@@ -77,7 +77,13 @@ impl QueueBackend for PostgresBackend {
     async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         let args = vec![Arg::Bytes(key_of(name)), Arg::Text(owner.to_owned())];
         let left = self
-            .count_of("leave queue", &self.inner().sql.leave_queue, args, deadline)
+            .count_of(
+                "leave queue",
+                &self.inner().sql.leave_queue,
+                args,
+                deadline,
+                false,
+            )
             .await?;
         Ok(left > 0)
     }

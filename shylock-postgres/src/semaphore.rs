@@ -95,6 +95,7 @@ impl SemaphoreBackend for PostgresBackend {
                 &self.inner().sql.release_permit,
                 args,
                 deadline,
+                false,
             )
             .await?
             > 0;

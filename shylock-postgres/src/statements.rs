@@ -27,9 +27,12 @@ pub struct Statements {
     pub claim: String,
     /// `$2` owner, `$3` ttl ms; one row (expiry ms) when `$2` held it.
     pub extend: String,
-    /// `$2` owner; one row (count of released leases, 0 or 1). Clears the
-    /// owner (the row and its fence stay), notifies the channel and sweeps
-    /// a few rows that ended long ago.
+    /// `$2` owner, `$3` a token of this release call; one row (count of
+    /// released leases, 0 or 1). Clears the owner (the row and its fence
+    /// stay) and records the call's token, so the same call sent again
+    /// after a lost answer answers the same while a second release call
+    /// answers 0; notifies the channel and sweeps a few rows that ended
+    /// long ago.
     pub release: String,
     /// One row (owner, expiry ms, fence) when held.
     pub inspect: String,
@@ -107,7 +110,8 @@ impl Statements {
                  name bytea,
                  owner text,
                  expires_at timestamptz NOT NULL,
-                 fence int8 NOT NULL
+                 fence int8 NOT NULL,
+                 released_by text
              );
              CREATE INDEX IF NOT EXISTS {locks_exp} ON {locks} (expires_at);
              CREATE TABLE IF NOT EXISTS {sems} (
@@ -154,10 +158,12 @@ impl Statements {
         };
         // `fair`: a condition on the line, for a new row and a taken-over one.
         let claim_body = |fair: &str| {
+            // A fair claim sent again after a lost answer finds the lock
+            // its own (and its ticket gone): it wins again, line or not.
             let extra_where = if fair.is_empty() {
                 String::new()
             } else {
-                format!(" AND {fair}")
+                format!(" AND ({fair} OR (l.owner = $2 AND l.expires_at > {now}))")
             };
             let when = if fair.is_empty() { "true" } else { fair };
             format!(
@@ -261,8 +267,11 @@ impl Statements {
             ),
             release: format!(
                 "WITH released AS (
-                     UPDATE {locks} SET owner = NULL, expires_at = {now}
-                     WHERE key = $1 AND owner = $2 RETURNING key
+                     UPDATE {locks} SET owner = NULL, released_by = $3,
+                                        expires_at = least(expires_at, {now})
+                     WHERE key = $1
+                       AND (owner = $2 OR (owner IS NULL AND released_by = $3))
+                     RETURNING key
                  ), swept AS ({sweep_locks}), swept_tickets AS ({sweep_tickets})
                  SELECT count(*) FROM (
                      SELECT pg_notify({chan}, 'l ' || encode(r.key, 'hex') || ' ' || {head})
