@@ -224,7 +224,11 @@ fi
 
 if [ -n "${POSTGRES_URL:-}" ]; then
     echo "== PostgreSQL suites: using POSTGRES_URL"
-    find_postgres || true
+    if find_postgres && [ "$(id -u)" = 0 ]; then
+        # The fault suite's own clusters: initdb refuses root.
+        if id -u postgres >/dev/null 2>&1; then pg_user=postgres; else pg_user=nobody; fi
+        export SHYLOCK_PG_RUN_AS="runuser -u $pg_user --"
+    fi
 elif [ "${SHYLOCK_NO_SERVERS:-}" = "1" ]; then
     echo "== PostgreSQL suites: SKIPPED (SHYLOCK_NO_SERVERS=1)"
 elif start_postgres; then
