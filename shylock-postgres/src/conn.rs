@@ -191,6 +191,8 @@ impl Inner {
         deadline: Deadline,
     ) -> std::result::Result<Vec<PgRow>, (Error, bool)> {
         let budget = deadline.remaining();
+        #[cfg(feature = "bench")]
+        STATEMENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let work = async {
             match self.mode {
                 StatementMode::Prepared => {
@@ -328,6 +330,16 @@ pub(crate) fn kind_of(error: &sqlx::Error) -> (ErrorKind, &'static str) {
         },
         _ => (ErrorKind::Other, ""),
     }
+}
+
+#[cfg(feature = "bench")]
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Statements sent so far by all `PostgresBackend`s of this process
+/// (feature `bench`), each one round trip.
+#[cfg(feature = "bench")]
+pub fn statements_executed() -> u64 {
+    STATEMENTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A random number (no extra dependency: the standard library's randomly

@@ -125,6 +125,8 @@ pub use builder::{
     PostgresBackendBuilder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CHANNEL, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEMA, DEFAULT_TABLE,
 };
+#[cfg(feature = "bench")]
+pub use conn::statements_executed;
 pub use conn::{key_of, StatementMode, MAX_PLAIN_KEY};
 
 pub use sqlx;
