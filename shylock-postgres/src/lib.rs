@@ -12,6 +12,7 @@
 //! | `owner text` | owner token of the holder |
 //! | `expires_at timestamptz` | when the lease ends, by the **server's** clock |
 //! | `fence int8` | the holder's fencing token |
+//! | `released_by text` | a token of the release call that last freed it |
 //!
 //! Semaphores keep one row per semaphore in `<table>_semaphores` (its
 //! permit count and its holders as arrays), fair queues one row per waiter
@@ -82,6 +83,17 @@
 //! waiters: one waiter per released lock, or the fair waiter first in line.
 //! While it works, waiters poll only every 1.5–3 s, for leases that ended
 //! without a release (a crashed holder).
+//!
+//! # Closed connections
+//!
+//! A pooled connection may turn out closed when used (a server restart, a
+//! pooler or firewall dropping idle connections). A statement that fails
+//! that way is sent once more on another connection when sending it twice
+//! answers the same: claims, extends and enqueues by the same owner keep
+//! what they got, a fair claim that finds the lock already its own wins
+//! again, and a release carries a token of its call (`released_by`), so the
+//! same call answers the same while a second call answers `false`.
+//! Force-release, leaving a line and releasing a permit are sent once.
 //!
 //! # Timeouts
 //!

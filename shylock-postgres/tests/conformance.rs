@@ -73,6 +73,8 @@ async fn many_backends_starting_at_once_set_up_cleanly() {
 #[ignore = "needs PostgreSQL: set POSTGRES_URL"]
 async fn fences_increase_across_row_removal_and_long_names() {
     let backend = backend_with(StatementMode::Prepared).await;
+    // The `backend` label of metrics and spans.
+    assert_eq!(backend.kind(), "postgres");
     let name = unique_name("fence-removal");
     let ttl = Duration::from_secs(30);
     let first = backend
@@ -186,6 +188,13 @@ async fn a_release_by_another_connection_wakes_a_waiter() {
         .expect("the release did not wake the waiter")
         .unwrap();
     guard.release().await.unwrap();
+}
+
+#[test]
+fn bounds() {
+    fn send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    send_sync::<PostgresBackend>();
+    send_sync::<shylock_postgres::PostgresBackendBuilder>();
 }
 
 #[test]
