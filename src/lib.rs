@@ -25,6 +25,7 @@
 //! | `sqlite` (default) | `SqliteBackend` | a file shared by the processes of one machine |
 //! | `mongo` | `MongoBackend` | a MongoDB collection (replica sets and sharded clusters too) |
 //! | `arango` | `ArangoBackend` | an ArangoDB collection |
+//! | `postgres` | `PostgresBackend` | a PostgreSQL table (through PgBouncer too) |
 //!
 //! Other features: `macros` (default) for [`#[locked]`](macro@locked),
 //! `metrics` for the [`metrics`] facade, `testkit` for the conformance
@@ -201,6 +202,18 @@ pub use shylock_arango::ArangoBackend;
 #[cfg_attr(docsrs, doc(cfg(feature = "arango")))]
 pub mod arango {
     pub use shylock_arango::*;
+}
+
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use shylock_postgres::PostgresBackend;
+
+/// The PostgreSQL backend (feature `postgres`), with sqlx re-exported as
+/// `shylock::postgres::sqlx`.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres {
+    pub use shylock_postgres::*;
 }
 
 /// For backend authors: the [`Backend`](backend::Backend) trait, what its

@@ -137,6 +137,16 @@ fn _arango(
 ) {
 }
 
+#[cfg(feature = "postgres")]
+fn _postgres(
+    _: shylock::PostgresBackend,
+    _: shylock::postgres::PostgresBackend,
+    _: shylock::postgres::PostgresBackendBuilder,
+    _: shylock::postgres::StatementMode,
+    _: shylock::postgres::sqlx::PgPool,
+) {
+}
+
 /// The names a `pub use` list in `source` exports, by their last path
 /// segment (`pub use a::{B, c::D};` gives `B` and `D`).
 fn exported_names(source: &str, from: &str) -> BTreeSet<String> {

@@ -1,9 +1,10 @@
 //! `shylock`: see and free the locks that services keep with the shylock
-//! library, in SQLite, MongoDB or ArangoDB.
+//! library, in SQLite, MongoDB, PostgreSQL or ArangoDB.
 //!
 //! ```text
 //! shylock --store sqlite:/var/lib/app/locks.db list
 //! shylock --store mongodb://db1/?replicaSet=rs0 --database app inspect orders/42
+//! shylock --store postgres://ops@db1/app list jobs/
 //! shylock --store http://arango:8529 release orders/42 --force
 //! shylock watch jobs/
 //! ```
@@ -30,6 +31,8 @@ const AFTER_HELP: &str = "\
 Stores:
   sqlite:PATH                    the lock file the services open
   mongodb://HOST/[DATABASE]      with --database unless the URL names it
+  postgres://HOST/DATABASE       the table from --collection [SCHEMA.]TABLE
+                                 (default public.shylock_locks)
   http(s)://HOST:PORT            ArangoDB; credentials from ARANGO_USERNAME
                                  (default root) and ARANGO_PASSWORD
 
@@ -50,7 +53,8 @@ struct Cli {
     /// (default _system).
     #[arg(long, env = "SHYLOCK_DATABASE", global = true)]
     database: Option<String>,
-    /// Collection holding the locks (MongoDB, ArangoDB).
+    /// Collection holding the locks (MongoDB, ArangoDB), or
+    /// `[SCHEMA.]TABLE` for PostgreSQL (default `public.shylock_locks`).
     #[arg(
         long,
         env = "SHYLOCK_COLLECTION",
@@ -200,7 +204,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let url = cli.store.as_deref().ok_or_else(|| {
         Failure::usage(
             "no store given: pass --store URL or set SHYLOCK_STORE \
-             (sqlite:PATH, mongodb://..., http(s)://... for ArangoDB)",
+             (sqlite:PATH, mongodb://..., postgres://..., http(s)://... for ArangoDB)",
         )
     })?;
     let user = std::env::var("ARANGO_USERNAME").unwrap_or_else(|_| "root".into());

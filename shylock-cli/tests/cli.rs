@@ -1,7 +1,7 @@
 //! The `shylock` binary run as an operator runs it, against locks held by
 //! another process (this test process, through the library): SQLite always,
-//! the ArangoDB fake server always, MongoDB with `MONGODB_URI`, and the
-//! terminal screens in tmux.
+//! the ArangoDB fake server always, MongoDB with `MONGODB_URI`, PostgreSQL
+//! with `POSTGRES_URL`, and the terminal screens in tmux.
 
 #[path = "../../shylock-arango/tests/fake/mod.rs"]
 mod fake;
@@ -452,4 +452,40 @@ async fn mongo_list_inspect_and_release() {
     );
     assert!(out.contains(permit.owner()), "{out}");
     permit.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn postgres_list_inspect_and_release() {
+    let url = required_env("POSTGRES_URL");
+    let table = unique_store_name("shylock_cli");
+    let pool = shylock::PostgresBackend::pool_for(&url).await.unwrap();
+    let backend: SharedBackend = shylock::PostgresBackend::builder(pool)
+        .table(&table)
+        .build()
+        .await
+        .unwrap()
+        .into();
+    let collection = format!("public.{table}");
+    operate_on(&url, backend.clone(), &["--collection", &collection], &[]).await;
+
+    // A semaphore found by its name alone.
+    let permit = AsyncSemaphore::with_backend("pool", 3, backend)
+        .acquire()
+        .await
+        .unwrap();
+    let (code, out, err) =
+        run(shylock(&url).args(["--collection", &collection, "inspect", "pool"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("semaphore pool: 1 of 3 permits held"),
+        "{out}"
+    );
+    assert!(out.contains(permit.owner()), "{out}");
+    permit.release().await.unwrap();
+
+    // A table that does not exist is a clear error, not an empty list.
+    let (code, _, err) = run(shylock(&url).args(["--collection", "no_such_table", "list"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("missing"), "{err}");
 }
