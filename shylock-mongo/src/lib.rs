@@ -50,6 +50,7 @@ pub mod queries;
 mod queue;
 mod runtime_watch;
 mod semaphore;
+mod wake;
 mod watcher;
 
 pub use backend::MongoBackend;
