@@ -139,6 +139,7 @@ macro_rules! __conformance_cases {
         $callback!($($args)*;
             mutual_exclusion, first_creation_race, try_acquire_while_held,
             owner_checked_release_and_extend, same_owner_reclaim_is_idempotent,
+            dropped_guard_frees_lock_for_next_acquire,
             expiry_frees_lock, expired_lease_cannot_be_extended, fencing_tokens_increase,
             force_release, is_locked, name_edge_cases,
             distinct_names_independent, waiter_gets_released_lock,
