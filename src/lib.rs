@@ -98,10 +98,10 @@ pub use shylock_core::{
     release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
     AsyncReentrantLock, AsyncSemaphore, AsyncTicket, BlockingMultiLockGuard,
     BlockingReentrantGuard, BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock,
-    LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard, ReentrantGuard,
-    ReentrantLock, ReleaseAllReport, Renewal, Result, Role, Semaphore, SemaphoreInfo,
-    ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT,
-    MAX_PERMITS, MAX_TTL,
+    LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, MultiLockGuard, QueueInfo,
+    ReentrantGuard, ReentrantLock, ReleaseAllReport, Renewal, Result, Role, Semaphore,
+    SemaphoreInfo, ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM,
+    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL,
 };
 
 pub use shylock_core::metrics;

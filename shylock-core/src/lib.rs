@@ -99,7 +99,7 @@ pub mod testkit;
 mod ticket;
 mod wait;
 
-pub use backend::{LockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
+pub use backend::{LockInfo, QueueInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS};
 pub use blocking::{Lock, LockGuard, Ticket};
 pub use election::{Campaign, Election, LeaderInfo, Role};
 pub use error::{BoxError, Error, ErrorKind, Result};

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::backend::{
-    permits_mismatch, Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals,
+    permits_mismatch, Backend, Deadline, Grant, LockInfo, QueueBackend, QueueInfo, ReleaseSignals,
     SemaphoreBackend, SemaphoreInfo,
 };
 use crate::error::Result;
@@ -112,6 +112,14 @@ impl State {
 struct Semaphore {
     permits: u32,
     holders: Vec<Entry>,
+}
+
+impl Semaphore {
+    fn info(&self, name: &str, now: Instant) -> SemaphoreInfo {
+        let live = self.holders.iter().filter(|e| e.live(now));
+        let holders = live.map(|e| LockInfo::new(name, e.owner.clone(), e.fence, e.expires_at));
+        SemaphoreInfo::new(name, Some(self.permits), holders.collect())
+    }
 }
 
 struct Entry {
@@ -334,6 +342,24 @@ impl QueueBackend for MemoryBackend {
         Ok(found)
     }
 
+    async fn list_queues(&self, prefix: &str, limit: usize, _: Deadline) -> Result<Vec<QueueInfo>> {
+        let now = Instant::now();
+        let state = self.state();
+        let mut lines: Vec<QueueInfo> = (state.queues.iter())
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, line)| {
+                QueueInfo::new(
+                    name.clone(),
+                    line.iter().filter(|t| t.deadline > now).count() as u64,
+                )
+            })
+            .filter(|line| line.waiting > 0)
+            .collect();
+        lines.sort_by(|a, b| a.name.cmp(&b.name));
+        lines.truncate(limit.max(1));
+        Ok(lines)
+    }
+
     async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {
         let mut state = self.state();
         let queue = state.queue(name, Instant::now());
@@ -441,18 +467,29 @@ impl SemaphoreBackend for MemoryBackend {
     }
 
     async fn inspect_semaphore(&self, name: &str, _deadline: Deadline) -> Result<SemaphoreInfo> {
+        let state = self.state();
+        Ok(match state.semaphores.get(name) {
+            Some(sem) => sem.info(name, Instant::now()),
+            None => SemaphoreInfo::new(name, None, Vec::new()),
+        })
+    }
+
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        _: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
         let now = Instant::now();
         let state = self.state();
-        let Some(sem) = state.semaphores.get(name) else {
-            return Ok(SemaphoreInfo::new(name, None, Vec::new()));
-        };
-        let holders = sem
-            .holders
-            .iter()
-            .filter(|e| e.live(now))
-            .map(|e| LockInfo::new(name, e.owner.clone(), e.fence, e.expires_at))
+        let mut all: Vec<SemaphoreInfo> = (state.semaphores.iter())
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, sem)| sem.info(name, now))
+            .filter(|info| !info.holders.is_empty())
             .collect();
-        Ok(SemaphoreInfo::new(name, Some(sem.permits), holders))
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.truncate(limit.max(1));
+        Ok(all)
     }
 
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {

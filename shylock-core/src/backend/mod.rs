@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use name::{validate_name, MAX_NAME_LEN};
-pub use queue::{queues_unsupported, QueueBackend};
+pub use queue::{queues_unsupported, QueueBackend, QueueInfo};
 pub use semaphore::{
     permits_mismatch, semaphores_unsupported, SemaphoreBackend, SemaphoreInfo, MAX_PERMITS,
 };

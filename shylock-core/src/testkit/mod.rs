@@ -151,7 +151,7 @@ macro_rules! __conformance_cases {
             semaphore_limits_holders, semaphore_expired_permits_are_reclaimed,
             semaphore_owner_checked, semaphore_reclaim_is_idempotent,
             semaphore_permit_count_mismatch, semaphore_inspect_and_bad_input,
-            semaphore_release_wakes_waiter);
+            semaphore_release_wakes_waiter, semaphore_list_by_prefix);
     };
     (queues; $callback:path; $($args:tt)*) => {
         $callback!($($args)*;
@@ -159,7 +159,7 @@ macro_rules! __conformance_cases {
             tickets_are_owner_checked_and_idempotent,
             fair_try_acquire_respects_the_line_and_others_barge,
             cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket,
-            concurrent_first_enqueues_all_get_a_place);
+            concurrent_first_enqueues_all_get_a_place, queue_list_by_prefix);
     };
 }
 
