@@ -85,6 +85,7 @@ pub mod metrics;
 mod multi;
 mod observe;
 mod options;
+mod owner;
 mod reentrant;
 mod renewal;
 mod runtime;

@@ -38,7 +38,7 @@ pub(crate) async fn acquire(
     local: Option<&LocalSlot>,
 ) -> Result<Option<AsyncLockGuard>> {
     let owner = match owner {
-        Owner::New => uuid::Uuid::new_v4().to_string(),
+        Owner::New => crate::owner::token(options.owner_label.as_deref()),
         Owner::Given(owner) => owner,
     };
     let labels = Labels::new(name, target, &backend, &options);
