@@ -26,20 +26,22 @@ use crate::ticket::AsyncTicket;
 /// A named distributed lock for blocking (non-async) code.
 ///
 /// The same lock as [`AsyncLock`] with the same methods, minus `.await`.
-/// Each call blocks the calling thread until it is done; see the module
-/// docs for what that means inside async code.
+/// Each call blocks the calling thread until it is done, on shylock's
+/// background runtime, so no runtime of the caller's is needed. From async
+/// code use [`AsyncLock`] (or `tokio::task::spawn_blocking`): a blocking
+/// call there stalls the worker thread it runs on.
 ///
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{Lock, MemoryBackend};
+/// use shylock::{Lock, MemoryBackend};
 ///
 /// let backend = MemoryBackend::new();
 /// let lock = Lock::with_backend("nightly-job", backend.clone());
 /// let guard = lock.acquire()?;
 /// assert!(Lock::with_backend("nightly-job", backend).try_acquire()?.is_none());
 /// guard.release()?;
-/// # Ok::<(), shylock_core::Error>(())
+/// # Ok::<(), shylock::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Lock {
@@ -133,7 +135,7 @@ impl Lock {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{Lock, MemoryBackend};
+/// use shylock::{Lock, MemoryBackend};
 ///
 /// let lock = Lock::with_backend("cron", MemoryBackend::new());
 /// {
@@ -141,7 +143,7 @@ impl Lock {
 ///     // exclusive work
 /// } // released here
 /// assert!(!lock.is_locked()?);
-/// # Ok::<(), shylock_core::Error>(())
+/// # Ok::<(), shylock::Error>(())
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
@@ -227,9 +229,9 @@ impl Drop for LockGuard {
 /// background, without blocking).
 ///
 /// ```
-/// use shylock_core::{Lock, LockOptions, MemoryBackend};
+/// use shylock::{Lock, LockOptions, MemoryBackend};
 ///
-/// # fn main() -> shylock_core::Result<()> {
+/// # fn main() -> shylock::Result<()> {
 /// let lock = Lock::with_backend("queue", MemoryBackend::new());
 /// let ticket = lock.enqueue()?;
 /// let guard = ticket.wait()?;

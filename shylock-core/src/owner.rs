@@ -123,7 +123,10 @@ mod tests {
         let options = crate::LockOptions::default().owner_label("two\nlines");
         let lock = crate::AsyncLock::with_backend("labelled", crate::MemoryBackend::new())
             .with_options(options);
-        let error = lock.try_acquire().await.expect_err("a bad label is refused");
+        let error = lock
+            .try_acquire()
+            .await
+            .expect_err("a bad label is refused");
         assert!(matches!(error, Error::InvalidOptions { .. }), "{error:?}");
         assert!(error.to_string().contains("control character"), "{error}");
         let labelled = crate::LockOptions::default().owner_label("worker-7");

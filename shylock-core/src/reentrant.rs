@@ -24,10 +24,10 @@ use crate::runtime::run;
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncReentrantLock, MemoryBackend};
+/// use shylock::{AsyncReentrantLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let tree = AsyncReentrantLock::with_backend("tree", backend.clone());
 /// let outer = tree.acquire().await?;
@@ -171,7 +171,7 @@ impl AsyncReentrantLock {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{MemoryBackend, ReentrantLock};
+/// use shylock::{MemoryBackend, ReentrantLock};
 ///
 /// let lock = ReentrantLock::with_backend("tree", MemoryBackend::new());
 /// let outer = lock.acquire()?;
@@ -179,7 +179,7 @@ impl AsyncReentrantLock {
 /// assert_eq!(inner.fencing_token(), outer.fencing_token());
 /// drop(inner);
 /// outer.release()?;
-/// # Ok::<(), shylock_core::Error>(())
+/// # Ok::<(), shylock::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ReentrantLock {

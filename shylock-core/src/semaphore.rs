@@ -37,10 +37,10 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncSemaphore, MemoryBackend};
+/// use shylock::{AsyncSemaphore, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let pool = AsyncSemaphore::with_backend("upstream-connections", 2, backend);
 /// let a = pool.acquire().await?;
@@ -246,13 +246,13 @@ impl AsyncSemaphore {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{MemoryBackend, Semaphore};
+/// use shylock::{MemoryBackend, Semaphore};
 ///
 /// let licences = Semaphore::with_backend("licences", 1, MemoryBackend::new());
 /// let held = licences.acquire()?;
 /// assert!(licences.try_acquire()?.is_none());
 /// held.release()?;
-/// # Ok::<(), shylock_core::Error>(())
+/// # Ok::<(), shylock::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Semaphore {

@@ -7,14 +7,14 @@
 //! of every capability into one `#[tokio::test]` each:
 //!
 //! ```text
-//! async fn backend() -> shylock_core::SharedBackend {
-//!     shylock_core::MemoryBackend::new().into()
+//! async fn backend() -> shylock::SharedBackend {
+//!     shylock::MemoryBackend::new().into()
 //! }
-//! shylock_core::conformance_tests!(backend());
+//! shylock::backend::conformance_tests!(backend());
 //! // A suite that needs a server: skipped (reported as ignored by cargo)
 //! // unless run with `--ignored`, which scripts/test.sh does when the
 //! // server is there.
-//! // shylock_core::conformance_tests!(real_server(), ignore = "needs MY_DB_URL");
+//! // shylock::backend::conformance_tests!(real_server(), ignore = "needs MY_DB_URL");
 //! ```
 //!
 //! Every case uses lock names with a random prefix, so cases may share one
@@ -179,9 +179,9 @@ macro_rules! __conformance_cases {
 /// test binaries.
 ///
 /// ```text
-/// shylock_core::conformance_tests!(backend());
-/// shylock_core::conformance_tests!(server(), ignore = "needs MY_DB_URL");
-/// shylock_core::conformance_tests!(server(), ignore = "needs MY_DB_URL", groups = [semaphores]);
+/// shylock::backend::conformance_tests!(backend());
+/// shylock::backend::conformance_tests!(server(), ignore = "needs MY_DB_URL");
+/// shylock::backend::conformance_tests!(server(), ignore = "needs MY_DB_URL", groups = [semaphores]);
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {
