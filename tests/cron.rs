@@ -151,3 +151,30 @@ mod mongo {
         run_cron(&uri, Some("drop"), &[("CRON_DATABASE", &database)], backend).await;
     }
 }
+
+/// A guard dropped as its runtime ends, as at the end of a
+/// `#[tokio::test]`, frees its lock: 20 rounds, each on a runtime of its
+/// own that ends right after the drop, and the next round (another
+/// runtime, another backend handle on the same file) takes the lock.
+#[test]
+fn sqlite_guard_dropped_as_a_test_runtime_ends_frees_the_lock() {
+    let (store, _) = sqlite_store("test-runtime");
+    let path = store.strip_prefix("sqlite:").unwrap().to_owned();
+    for round in 1..=RUNS {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let path = path.clone();
+        runtime.block_on(async move {
+            let backend = shylock::SqliteBackend::open(&path).unwrap();
+            let guard = AsyncLock::with_backend("end-of-test", backend)
+                .try_acquire()
+                .await
+                .unwrap();
+            assert!(guard.is_some(), "round {round}: the lock was still held");
+            // The guard is dropped here, and the runtime ends with the block.
+        });
+        drop(runtime);
+    }
+}
