@@ -99,6 +99,7 @@ async fn attempt_until(
     let mut subscribed = false;
     let mut attempts: u32 = 0;
     let mut settled = false;
+    let mut releasing = false;
     // A fair waiter known not to be first in line, whose turn the backend
     // signals through a watch that was running before its ticket was taken,
     // waits for that signal before its first attempt: every release since
@@ -124,6 +125,9 @@ async fn attempt_until(
         } else {
             attempts += 1;
             observed.attempt();
+            // Read before the attempt: a release that lands while the
+            // attempt runs is no longer in flight when it comes back.
+            releasing = !waits && crate::inflight::pending(name);
             let pending = attempt::start(
                 target,
                 &backend,
@@ -199,7 +203,7 @@ async fn attempt_until(
                 // may still be releasing in the background: once that
                 // release lands, one more attempt, so `drop(guard)` then
                 // `try_acquire()` finds the lock free.
-                if !settled && crate::inflight::pending(name) {
+                if !settled && (releasing || crate::inflight::pending(name)) {
                     settled = true;
                     let until = Instant::now() + options.operation_timeout;
                     crate::inflight::settle(name, until).await;
