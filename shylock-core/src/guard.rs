@@ -247,21 +247,18 @@ impl Drop for AsyncLockGuard {
         // may end right after this drop (the last line of `main`).
         let backend = self.backend.clone();
         let shared = self.shared.clone();
-        crate::inflight::spawn(
-            &shared.name.clone(),
-            shared.operation_timeout(),
-            async move {
-                match shared.release(&backend).await {
-                    Ok(true) => tracing::debug!(lock = %shared.name, "lock released on drop"),
-                    Ok(false) => {
-                        tracing::warn!(lock = %shared.name, "lock was already lost when its guard was dropped")
-                    }
-                    Err(error) => {
-                        tracing::warn!(lock = %shared.name, %error, "release on drop failed; the lock expires by its ttl")
-                    }
+        let (name, lost) = (shared.name.clone(), shared.is_lost());
+        crate::inflight::spawn(&name, lost, shared.operation_timeout(), async move {
+            match shared.release(&backend).await {
+                Ok(true) => tracing::debug!(lock = %shared.name, "lock released on drop"),
+                Ok(false) => {
+                    tracing::warn!(lock = %shared.name, "lock was already lost when its guard was dropped")
                 }
-            },
-        );
+                Err(error) => {
+                    tracing::warn!(lock = %shared.name, %error, "release on drop failed; the lock expires by its ttl")
+                }
+            }
+        });
     }
 }
 

@@ -47,20 +47,23 @@ fn registry() -> MutexGuard<'static, Registry> {
 }
 
 /// One release in flight; finished when dropped (done, failed or
-/// cancelled alike).
+/// cancelled alike). `name` is `None` for a release that acquires need not
+/// wait for.
 struct Entry {
-    name: String,
+    name: Option<String>,
 }
 
 impl Entry {
-    fn new(name: &str, timeout: Duration) -> Self {
+    fn new(name: Option<&str>, timeout: Duration) -> Self {
         let until = Instant::now() + timeout + SLACK;
         let mut registry = registry();
-        *registry.names.entry(name.to_owned()).or_default() += 1;
+        if let Some(name) = name {
+            *registry.names.entry(name.to_owned()).or_default() += 1;
+        }
         registry.total += 1;
         registry.latest = Some(registry.latest.map_or(until, |l| l.max(until)));
         Entry {
-            name: name.to_owned(),
+            name: name.map(str::to_owned),
         }
     }
 }
@@ -69,10 +72,12 @@ impl Drop for Entry {
     fn drop(&mut self) {
         {
             let mut registry = registry();
-            if let Some(count) = registry.names.get_mut(&self.name) {
-                *count -= 1;
-                if *count == 0 {
-                    registry.names.remove(&self.name);
+            if let Some(name) = &self.name {
+                if let Some(count) = registry.names.get_mut(name) {
+                    *count -= 1;
+                    if *count == 0 {
+                        registry.names.remove(name);
+                    }
                 }
             }
             registry.total -= 1;
@@ -87,12 +92,17 @@ impl Drop for Entry {
 
 /// Runs `release` (the release of a dropped guard of lock `name`, bounded
 /// by `timeout`) on the background runtime, counted until it finishes.
+/// With `lost`, the lease was already over (expired or taken): acquires of
+/// the name do not wait for it, only `release_all` and the exit do. Such a
+/// release may hang on a store this handle cannot reach, and the lock is
+/// free for others anyway.
 pub(crate) fn spawn(
     name: &str,
+    lost: bool,
     timeout: Duration,
     release: impl Future<Output = ()> + Send + 'static,
 ) {
-    let entry = Entry::new(name, timeout);
+    let entry = Entry::new((!lost).then_some(name), timeout);
     match crate::runtime::background_runtime() {
         Ok(runtime) => {
             exit_hook::install();
@@ -219,9 +229,14 @@ mod tests {
     #[tokio::test]
     async fn settle_waits_for_the_release_of_that_name_only() {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        spawn("inflight-test/a", Duration::from_secs(10), async move {
-            let _ = rx.await;
-        });
+        spawn(
+            "inflight-test/a",
+            false,
+            Duration::from_secs(10),
+            async move {
+                let _ = rx.await;
+            },
+        );
         // Another name is not held up.
         let soon = tokio::time::Instant::now() + Duration::from_secs(30);
         settle("inflight-test/b", soon).await;
@@ -233,5 +248,25 @@ mod tests {
             .expect("settled once the release finished")
             .unwrap();
         assert!(!registry().names.contains_key("inflight-test/a"));
+    }
+
+    #[tokio::test]
+    async fn acquires_do_not_wait_for_the_release_of_a_lost_lease() {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        // A lost guard's release that hangs (its store is cut off).
+        spawn(
+            "inflight-test/lost",
+            true,
+            Duration::from_secs(10),
+            async move {
+                let _ = rx.await;
+            },
+        );
+        assert!(!pending("inflight-test/lost"));
+        assert!(
+            in_flight() >= 1,
+            "still counted for release_all and the exit"
+        );
+        tx.send(()).unwrap();
     }
 }
