@@ -99,7 +99,6 @@ async fn attempt_until(
     let mut subscribed = false;
     let mut attempts: u32 = 0;
     let mut settled = false;
-    let mut releasing = false;
     // A fair waiter known not to be first in line, whose turn the backend
     // signals through a watch that was running before its ticket was taken,
     // waits for that signal before its first attempt: every release since
@@ -127,7 +126,7 @@ async fn attempt_until(
             observed.attempt();
             // Read before the attempt: a release that lands while the
             // attempt runs is no longer in flight when it comes back.
-            releasing = !waits && crate::inflight::pending(name);
+            let releasing = !waits && crate::inflight::pending(name);
             let pending = attempt::start(
                 target,
                 &backend,
