@@ -106,7 +106,59 @@ pub use shylock_core::{
 
 pub use shylock_core::metrics;
 
-// Documented in shylock-macros, so the page shows the documentation once.
+/// Holds a distributed lock for the whole function (feature `macros`, on
+/// by default).
+///
+/// ```text
+/// #[shylock::locked("report-{user_id}")]                  // waits
+/// #[shylock::locked("import-{tenant}", nowait)]           // held -> Err(Error::Held { .. })
+/// #[shylock::locked("sync-{job.id}", timeout = "5s", ttl = "30s", backend = my_backend())]
+/// ```
+///
+/// - The name is a template over the function's arguments: `{arg}`, or
+///   `{arg.field}` for a field (`{self.id}` in methods); `{{` and `}}` are
+///   braces. Each value is formatted with `Display`.
+/// - Without options the function waits for the lock (the default
+///   backend's options apply); `nowait` returns `Err(Error::Held { name })`
+///   when someone else holds it; `timeout = "5s"` returns
+///   `Err(Error::Timeout { .. })` after that long. Durations are whole
+///   numbers with `ms`, `s`, `m` or `h`.
+/// - `ttl = ".."` sets the lease's ttl; `backend = expr` uses that backend
+///   (anything `Into<SharedBackend>`) instead of the default one.
+/// - The function must return `Result<T, E>` with `E: From<shylock::Error>`:
+///   lock errors arrive through it. An `async fn` uses [`AsyncLock`], a
+///   plain `fn` the blocking [`Lock`].
+/// - The lock is held across the whole body, `.await`s included, and
+///   released on every return path; a panic drops the guard, which releases
+///   it too. A body that returned `Ok` while its lease was lost returns
+///   `Err(Error::LockLost { .. })` instead: its work was not protected.
+/// - A companion function `<name>_lock(same arguments)` returns the lock
+///   for those arguments, for `is_locked()`, `inspect()` or
+///   `force_release()` from outside.
+///
+/// # Examples
+///
+/// ```
+/// use shylock::{locked, MemoryBackend, SharedBackend};
+///
+/// fn store() -> SharedBackend {
+///     static STORE: std::sync::OnceLock<MemoryBackend> = std::sync::OnceLock::new();
+///     STORE.get_or_init(MemoryBackend::new).clone().into()
+/// }
+///
+/// #[locked("report-{user_id}", nowait, backend = store())]
+/// async fn build_report(user_id: u64) -> Result<String, shylock::Error> {
+///     // At most one report per user at a time, across all processes.
+///     Ok(format!("report for {user_id}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), shylock::Error> {
+/// assert_eq!(build_report(7).await?, "report for 7");
+/// assert!(!build_report_lock(7).is_locked().await?);
+/// # Ok(())
+/// # }
+/// ```
 #[cfg(feature = "macros")]
 #[cfg_attr(docsrs, doc(cfg(feature = "macros")))]
 pub use shylock_macros::locked;

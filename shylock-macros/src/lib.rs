@@ -1,5 +1,6 @@
 //! `#[locked]`: hold a shylock lock for a whole function. Use it through
-//! the `shylock` crate, as `#[shylock::locked(...)]`.
+//! the `shylock` crate, as `#[shylock::locked(...)]`, where it is
+//! documented.
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -9,59 +10,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Token, Type};
 
-/// Holds a distributed lock for the whole function (`shylock::locked`,
-/// feature `macros` of the `shylock` crate, on by default).
-///
-/// ```text
-/// #[shylock::locked("report-{user_id}")]                  // waits
-/// #[shylock::locked("import-{tenant}", nowait)]           // held -> Err(Error::Held { .. })
-/// #[shylock::locked("sync-{job.id}", timeout = "5s", ttl = "30s", backend = my_backend())]
-/// ```
-///
-/// - The name is a template over the function's arguments: `{arg}`, or
-///   `{arg.field}` for a field (`{self.id}` in methods); `{{` and `}}` are
-///   braces. Each value is formatted with `Display`.
-/// - Without options the function waits for the lock (the default
-///   backend's options apply); `nowait` returns `Err(Error::Held { name })`
-///   when someone else holds it; `timeout = "5s"` returns
-///   `Err(Error::Timeout { .. })` after that long. Durations are whole
-///   numbers with `ms`, `s`, `m` or `h`.
-/// - `ttl = ".."` sets the lease's ttl; `backend = expr` uses that backend
-///   (anything `Into<SharedBackend>`) instead of the default one.
-/// - The function must return `Result<T, E>` with `E: From<shylock::Error>`:
-///   lock errors arrive through it. An `async fn` uses `shylock::AsyncLock`,
-///   a plain `fn` the blocking `shylock::Lock`.
-/// - The lock is held across the whole body, `.await`s included, and
-///   released on every return path; a panic drops the guard, which releases
-///   it too. A body that returned `Ok` while its lease was lost returns
-///   `Err(Error::LockLost { .. })` instead: its work was not protected.
-/// - A companion function `<name>_lock(same arguments)` returns the lock
-///   for those arguments, for `is_locked()`, `inspect()` or
-///   `force_release()` from outside.
-///
-/// # Examples
-///
-/// ```
-/// use shylock::{locked, MemoryBackend, SharedBackend};
-///
-/// fn store() -> SharedBackend {
-///     static STORE: std::sync::OnceLock<MemoryBackend> = std::sync::OnceLock::new();
-///     STORE.get_or_init(MemoryBackend::new).clone().into()
-/// }
-///
-/// #[locked("report-{user_id}", nowait, backend = store())]
-/// async fn build_report(user_id: u64) -> Result<String, shylock::Error> {
-///     // At most one report per user at a time, across all processes.
-///     Ok(format!("report for {user_id}"))
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), shylock::Error> {
-/// assert_eq!(build_report(7).await?, "report for 7");
-/// assert!(!build_report_lock(7).is_locked().await?);
-/// # Ok(())
-/// # }
-/// ```
+/// The implementation of `#[locked]`, which lives in the `shylock-macros`
+/// crate.
 #[proc_macro_attribute]
 pub fn locked(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(attr as Args);
