@@ -14,7 +14,7 @@
 /// # Examples
 ///
 /// ```
-/// use shylock::arango::document_key;
+/// use shylock_arango::document_key;
 ///
 /// assert_eq!(document_key("orders/42"), "orders%2F42");
 /// assert!(document_key(&"x".repeat(1000)).starts_with("%h"));
@@ -31,7 +31,7 @@ pub fn document_key(name: &str) -> String {
 /// # Examples
 ///
 /// ```
-/// use shylock::arango::{document_key, semaphore_key};
+/// use shylock_arango::{document_key, semaphore_key};
 ///
 /// assert_eq!(semaphore_key("pool"), "%spool");
 /// assert_ne!(semaphore_key("pool"), document_key("pool"));
@@ -71,7 +71,7 @@ fn encode_key(name: &str, max: usize) -> String {
 /// # Examples
 ///
 /// ```
-/// use shylock::arango::sort_key;
+/// use shylock_arango::sort_key;
 ///
 /// assert_eq!(sort_key("a/"), "612f");
 /// ```

@@ -26,11 +26,11 @@
 //! # Examples
 //!
 //! ```no_run
-//! use shylock::ArangoBackend;
-//! use shylock::AsyncLock;
+//! use shylock_arango::ArangoBackend;
+//! use shylock_core::AsyncLock;
 //!
 //! # #[tokio::main]
-//! # async fn main() -> shylock::Result<()> {
+//! # async fn main() -> shylock_core::Result<()> {
 //! let backend = ArangoBackend::builder("http://localhost:8529")
 //!     .basic_auth("root", "secret")
 //!     .database("myapp")

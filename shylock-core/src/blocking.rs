@@ -34,14 +34,14 @@ use crate::ticket::AsyncTicket;
 /// # Examples
 ///
 /// ```
-/// use shylock::{Lock, MemoryBackend};
+/// use shylock_core::{Lock, MemoryBackend};
 ///
 /// let backend = MemoryBackend::new();
 /// let lock = Lock::with_backend("nightly-job", backend.clone());
 /// let guard = lock.acquire()?;
 /// assert!(Lock::with_backend("nightly-job", backend).try_acquire()?.is_none());
 /// guard.release()?;
-/// # Ok::<(), shylock::Error>(())
+/// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Lock {
@@ -135,7 +135,7 @@ impl Lock {
 /// # Examples
 ///
 /// ```
-/// use shylock::{Lock, MemoryBackend};
+/// use shylock_core::{Lock, MemoryBackend};
 ///
 /// let lock = Lock::with_backend("cron", MemoryBackend::new());
 /// {
@@ -143,7 +143,7 @@ impl Lock {
 ///     // exclusive work
 /// } // released here
 /// assert!(!lock.is_locked()?);
-/// # Ok::<(), shylock::Error>(())
+/// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
@@ -229,9 +229,9 @@ impl Drop for LockGuard {
 /// background, without blocking).
 ///
 /// ```
-/// use shylock::{Lock, LockOptions, MemoryBackend};
+/// use shylock_core::{Lock, LockOptions, MemoryBackend};
 ///
-/// # fn main() -> shylock::Result<()> {
+/// # fn main() -> shylock_core::Result<()> {
 /// let lock = Lock::with_backend("queue", MemoryBackend::new());
 /// let ticket = lock.enqueue()?;
 /// let guard = ticket.wait()?;

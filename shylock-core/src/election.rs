@@ -80,10 +80,10 @@ pub struct LeaderInfo {
 /// # Examples
 ///
 /// ```
-/// use shylock::{Election, MemoryBackend, Role};
+/// use shylock_core::{Election, MemoryBackend, Role};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let a = Election::with_backend("scheduler", "node-a", backend.clone()).campaign()?;
 /// let term = a.wait_until_leader().await;

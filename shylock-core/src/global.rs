@@ -19,10 +19,10 @@ static DEFAULT: OnceLock<(SharedBackend, LockOptions)> = OnceLock::new();
 /// # Examples
 ///
 /// ```
-/// use shylock::{configure, AsyncLock, MemoryBackend};
+/// use shylock_core::{configure, AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// configure(MemoryBackend::new())?;
 /// let guard = AsyncLock::new("orders/42").acquire().await?;
 /// # drop(guard);
@@ -45,10 +45,10 @@ pub fn configure(backend: impl Into<SharedBackend>) -> Result<()> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use shylock::{configure_with, LockOptions, MemoryBackend};
+/// use shylock_core::{configure_with, LockOptions, MemoryBackend};
 ///
 /// configure_with(MemoryBackend::new(), LockOptions::default().ttl(Duration::from_secs(60)))?;
-/// # Ok::<(), shylock::Error>(())
+/// # Ok::<(), shylock_core::Error>(())
 /// ```
 pub fn configure_with(backend: impl Into<SharedBackend>, options: LockOptions) -> Result<()> {
     options.validate()?;

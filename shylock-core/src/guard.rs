@@ -38,10 +38,10 @@ use crate::target::Target;
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncLock, MemoryBackend};
+/// use shylock_core::{AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let guard = AsyncLock::with_backend("invoices", MemoryBackend::new()).acquire().await?;
 /// tokio::select! {
 ///     _ = guard.lost() => eprintln!("lost the lock, stopping"),

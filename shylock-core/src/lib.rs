@@ -52,10 +52,10 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use shylock::{AsyncLock, LockOptions, MemoryBackend};
+//! use shylock_core::{AsyncLock, LockOptions, MemoryBackend};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> shylock::Result<()> {
+//! # async fn main() -> shylock_core::Result<()> {
 //! let backend = MemoryBackend::new();
 //! let lock = AsyncLock::with_backend("orders/42", backend)
 //!     .with_options(LockOptions::default().ttl(Duration::from_secs(10)));

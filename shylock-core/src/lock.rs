@@ -23,10 +23,10 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncLock, MemoryBackend};
+/// use shylock_core::{AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let lock = AsyncLock::with_backend("orders/42", backend);
 ///
@@ -174,10 +174,10 @@ impl AsyncLock {
     /// # Examples
     ///
     /// ```
-    /// use shylock::{AsyncLock, MemoryBackend};
+    /// use shylock_core::{AsyncLock, MemoryBackend};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> shylock::Result<()> {
+    /// # async fn main() -> shylock_core::Result<()> {
     /// let lock = AsyncLock::with_backend("nightly-report", MemoryBackend::new());
     /// match lock.try_run(async { /* the job */ 42 }).await? {
     ///     Some(answer) => assert_eq!(answer, 42),

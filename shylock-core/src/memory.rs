@@ -21,10 +21,10 @@ use crate::error::Result;
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncLock, MemoryBackend};
+/// use shylock_core::{AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let guard = AsyncLock::with_backend("report", backend.clone()).acquire().await?;
 /// assert!(AsyncLock::with_backend("report", backend).try_acquire().await?.is_none());

@@ -28,10 +28,10 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncMultiLock, MemoryBackend};
+/// use shylock_core::{AsyncMultiLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let transfer = AsyncMultiLock::with_backend(["acct/bob", "acct/alice"], backend.clone());
 /// let guard = transfer.acquire().await?;
@@ -318,13 +318,13 @@ impl MultiLockGuard {
 /// # Examples
 ///
 /// ```
-/// use shylock::{MemoryBackend, MultiLock};
+/// use shylock_core::{MemoryBackend, MultiLock};
 ///
 /// let locks = MultiLock::with_backend(["a", "b"], MemoryBackend::new());
 /// let held = locks.acquire()?;
 /// assert_eq!(held.fencing_token("a").is_some(), true);
 /// held.release()?;
-/// # Ok::<(), shylock::Error>(())
+/// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct MultiLock {

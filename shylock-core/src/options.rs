@@ -16,7 +16,7 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 ///
 /// ```
 /// use std::time::Duration;
-/// use shylock::LockOptions;
+/// use shylock_core::LockOptions;
 ///
 /// let options = LockOptions::default()
 ///     .ttl(Duration::from_secs(10))
@@ -115,7 +115,7 @@ impl LockOptions {
     /// ([`Error::InvalidOptions`] otherwise, when the lock is used).
     ///
     /// ```
-    /// use shylock::LockOptions;
+    /// use shylock_core::LockOptions;
     ///
     /// assert!(LockOptions::default().owner_label("billing-worker-3").validate().is_ok());
     /// assert!(LockOptions::default().owner_label("bad\nlabel").validate().is_err());

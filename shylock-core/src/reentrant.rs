@@ -24,10 +24,10 @@ use crate::runtime::run;
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncReentrantLock, MemoryBackend};
+/// use shylock_core::{AsyncReentrantLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let tree = AsyncReentrantLock::with_backend("tree", backend.clone());
 /// let outer = tree.acquire().await?;
@@ -171,7 +171,7 @@ impl AsyncReentrantLock {
 /// # Examples
 ///
 /// ```
-/// use shylock::{MemoryBackend, ReentrantLock};
+/// use shylock_core::{MemoryBackend, ReentrantLock};
 ///
 /// let lock = ReentrantLock::with_backend("tree", MemoryBackend::new());
 /// let outer = lock.acquire()?;
@@ -179,7 +179,7 @@ impl AsyncReentrantLock {
 /// assert_eq!(inner.fencing_token(), outer.fencing_token());
 /// drop(inner);
 /// outer.release()?;
-/// # Ok::<(), shylock::Error>(())
+/// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ReentrantLock {

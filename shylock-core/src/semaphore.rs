@@ -37,10 +37,10 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncSemaphore, MemoryBackend};
+/// use shylock_core::{AsyncSemaphore, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let pool = AsyncSemaphore::with_backend("upstream-connections", 2, backend);
 /// let a = pool.acquire().await?;
@@ -246,13 +246,13 @@ impl AsyncSemaphore {
 /// # Examples
 ///
 /// ```
-/// use shylock::{MemoryBackend, Semaphore};
+/// use shylock_core::{MemoryBackend, Semaphore};
 ///
 /// let licences = Semaphore::with_backend("licences", 1, MemoryBackend::new());
 /// let held = licences.acquire()?;
 /// assert!(licences.try_acquire()?.is_none());
 /// held.release()?;
-/// # Ok::<(), shylock::Error>(())
+/// # Ok::<(), shylock_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Semaphore {

@@ -34,10 +34,10 @@ use crate::error::{Error, Result};
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncLock, MemoryBackend, ShardedBackend};
+/// use shylock_core::{AsyncLock, MemoryBackend, ShardedBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let shards = [MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
 /// let backend = ShardedBackend::new(shards)?;
 /// let guard = AsyncLock::with_backend("orders/42", backend.clone()).acquire().await?;

@@ -47,11 +47,11 @@ pub struct ReleaseAllReport {
 /// # Examples
 ///
 /// ```
-/// use shylock::{release_all, AsyncLock, MemoryBackend};
+/// use shylock_core::{release_all, AsyncLock, MemoryBackend};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let guard = AsyncLock::with_backend("cron", backend.clone()).acquire().await?;
 /// let report = release_all(Duration::from_secs(5)).await;

@@ -30,10 +30,10 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock::{AsyncLock, LockOptions, MemoryBackend};
+/// use shylock_core::{AsyncLock, LockOptions, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock::Result<()> {
+/// # async fn main() -> shylock_core::Result<()> {
 /// let lock = AsyncLock::with_backend("queue", MemoryBackend::new())
 ///     .with_options(LockOptions::default().fair(true));
 /// let ticket = lock.enqueue().await?;      // a place in line, at once

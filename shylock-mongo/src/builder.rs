@@ -277,11 +277,11 @@ impl MongoBackend {
     /// Blocks the calling thread until the backend is ready.
     ///
     /// ```no_run
-    /// use shylock::MongoBackend;
+    /// use shylock_mongo::MongoBackend;
     ///
-    /// # fn main() -> shylock::Result<()> {
+    /// # fn main() -> shylock_core::Result<()> {
     /// let backend = MongoBackend::connect_blocking("mongodb://localhost:27017", "app")?;
-    /// let guard = shylock::Lock::with_backend("nightly-job", backend).acquire()?;
+    /// let guard = shylock_core::Lock::with_backend("nightly-job", backend).acquire()?;
     /// guard.release()?;
     /// # Ok(())
     /// # }
@@ -304,9 +304,9 @@ impl MongoBackend {
     /// timeout unless the URI sets one, as [`connect`](Self::connect) does.
     ///
     /// ```no_run
-    /// use shylock::MongoBackend;
+    /// use shylock_mongo::MongoBackend;
     ///
-    /// # fn main() -> shylock::Result<()> {
+    /// # fn main() -> shylock_core::Result<()> {
     /// let client = MongoBackend::client_blocking("mongodb://localhost:27017")?;
     /// let backend = MongoBackend::builder(client.database("app"))
     ///     .collection("locks")

@@ -27,11 +27,11 @@
 //! # Examples
 //!
 //! ```no_run
-//! use shylock::AsyncLock;
-//! use shylock::MongoBackend;
+//! use shylock_core::AsyncLock;
+//! use shylock_mongo::MongoBackend;
 //!
 //! # #[tokio::main]
-//! # async fn main() -> shylock::Result<()> {
+//! # async fn main() -> shylock_core::Result<()> {
 //! let backend = MongoBackend::connect("mongodb://localhost:27017", "myapp").await?;
 //! let guard = AsyncLock::with_backend("orders/42", backend).acquire().await?;
 //! guard.release().await?;

@@ -19,11 +19,11 @@
 //! # Examples
 //!
 //! ```
-//! use shylock::AsyncLock;
-//! use shylock::SqliteBackend;
+//! use shylock_core::AsyncLock;
+//! use shylock_sqlite::SqliteBackend;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> shylock::Result<()> {
+//! # async fn main() -> shylock_core::Result<()> {
 //! let dir = std::env::temp_dir().join(format!("shylock-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
 //! let backend = SqliteBackend::open(dir.join("locks.db"))?;

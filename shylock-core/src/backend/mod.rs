@@ -315,7 +315,7 @@ fn broken_paging(what: &str) -> crate::Error {
 /// # Examples
 ///
 /// ```
-/// use shylock::{MemoryBackend, SharedBackend};
+/// use shylock_core::{MemoryBackend, SharedBackend};
 ///
 /// let backend: SharedBackend = MemoryBackend::new().into();
 /// let again = backend.clone(); // same store

@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 /// Works for any backend that talks TCP (MongoDB, ArangoDB over HTTP).
 ///
 /// ```
-/// use shylock::backend::testkit::FaultProxy;
+/// use shylock_core::testkit::FaultProxy;
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
 /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
