@@ -271,6 +271,8 @@ if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
     cargo test --all-features -p shylock-mongo --test conformance --test blocking --test runtimes "$@" -- --ignored
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
+    echo "== the README's cron program as a whole process, 20 runs in a row on MongoDB"
+    cargo test --all-features -p shylock --test cron "$@" -- --ignored mongo_
     cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored mongo_
     # Last: it rewrites one document thousands of times, after which the
     # SecantusDB test server is slower for everything.

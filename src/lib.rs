@@ -99,9 +99,9 @@ pub use shylock_core::{
     release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
     AsyncMultiLockGuard, AsyncReentrantGuard, AsyncReentrantLock, AsyncSemaphore, AsyncTicket,
     BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock, LockGuard, LockInfo,
-    LockOptions, MemoryBackend, MultiLock, ReentrantLock, ReleaseAllReport, Renewal, Result, Role,
-    Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM,
-    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL, MAX_WAITERS,
+    LockOptions, MemoryBackend, MultiLock, QueueInfo, ReentrantLock, ReleaseAllReport, Renewal,
+    Result, Role, Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, Ticket,
+    DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL, MAX_WAITERS,
 };
 
 // The old guard names, deprecated for one release.
@@ -226,6 +226,10 @@ pub mod backend {
     #[cfg(feature = "testkit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
     pub use shylock_core::testkit;
+
+    #[cfg(feature = "testkit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+    pub use shylock_core::conformance_tests;
 }
 
 /// The guide: the lock shapes beyond the single lock, operating shylock,

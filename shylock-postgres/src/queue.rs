@@ -9,11 +9,14 @@
 
 use std::time::Duration;
 
-use shylock_core::backend::{line_full, Deadline, Grant, QueueBackend};
+use shylock_core::backend::{
+    line_full, prefix_upper_bound, Deadline, Grant, QueueBackend, QueueInfo,
+};
 use shylock_core::Result;
+use sqlx::Row;
 
 use crate::backend::PostgresBackend;
-use crate::conn::{key_of, long_name, signal_key, ttl_ms, Arg};
+use crate::conn::{int, key_of, long_name, signal_key, ttl_ms, Arg};
 
 #[async_trait::async_trait]
 impl QueueBackend for PostgresBackend {
@@ -28,6 +31,7 @@ impl QueueBackend for PostgresBackend {
             Arg::Bytes(key_of(name)),
             Arg::Text(owner.to_owned()),
             Arg::Int(ttl_ms(ttl)),
+            Arg::OptBytes(long_name(name)),
         ];
         let ahead = self
             .count_of("enqueue", &self.inner().sql.enqueue, args, deadline, true)
@@ -89,6 +93,35 @@ impl QueueBackend for PostgresBackend {
             )
             .await?;
         Ok(left > 0)
+    }
+
+    async fn list_queues(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<QueueInfo>> {
+        const WHAT: &str = "list queues";
+        let inner = self.inner();
+        let args = vec![
+            Arg::Bytes(prefix.as_bytes().to_vec()),
+            Arg::OptBytes(prefix_upper_bound(prefix).map(String::into_bytes)),
+            Arg::Int(i64::try_from(limit.max(1)).unwrap_or(i64::MAX)),
+        ];
+        let rows = inner
+            .run(WHAT, &inner.sql.list_queues, args, deadline)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let name = String::from_utf8(row.try_get::<Vec<u8>, _>(0)?)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                Ok(QueueInfo::new(
+                    name,
+                    u64::try_from(int(row, 1)?).unwrap_or(0),
+                ))
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(|e| inner.fail(WHAT, e))
     }
 
     fn turn_signal(&self, name: &str, owner: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {

@@ -11,13 +11,14 @@
 use std::time::{Duration, SystemTime};
 
 use shylock_core::backend::{
-    permits_mismatch, system_time_from_millis, Deadline, Grant, SemaphoreBackend, SemaphoreInfo,
+    permits_mismatch, prefix_upper_bound, system_time_from_millis, Deadline, Grant,
+    SemaphoreBackend, SemaphoreInfo,
 };
-use shylock_core::Result;
+use shylock_core::{LockInfo, Result};
 use sqlx::Row;
 
 use crate::backend::{holder_of, PostgresBackend};
-use crate::conn::{fence_of, key_of, long_name, signal_key, ttl_ms, Arg};
+use crate::conn::{fence_of, int, key_of, long_name, signal_key, ttl_ms, Arg};
 
 #[async_trait::async_trait]
 impl SemaphoreBackend for PostgresBackend {
@@ -120,6 +121,49 @@ impl SemaphoreBackend for PostgresBackend {
             holders.push(holder_of(name, row).map_err(|e| inner.fail(WHAT, e))?);
         }
         Ok(SemaphoreInfo::new(name, permits, holders))
+    }
+
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
+        const WHAT: &str = "list semaphores";
+        let inner = self.inner();
+        let args = vec![
+            Arg::Bytes(prefix.as_bytes().to_vec()),
+            Arg::OptBytes(prefix_upper_bound(prefix).map(String::into_bytes)),
+            Arg::Int(i64::try_from(limit.max(1)).unwrap_or(i64::MAX)),
+        ];
+        let rows = inner
+            .run(WHAT, &inner.sql.list_semaphores, args, deadline)
+            .await?;
+        // One row per live holder, in name order: grouped by name.
+        let mut all: Vec<(String, Option<u32>, Vec<LockInfo>)> = Vec::new();
+        for row in &rows {
+            let read = || -> std::result::Result<(String, LockInfo, i32), sqlx::Error> {
+                let name = String::from_utf8(row.try_get::<Vec<u8>, _>(0)?)
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+                let owner: String = row.try_get(1)?;
+                let holder = LockInfo::new(
+                    name.clone(),
+                    owner,
+                    fence_of(int(row, 3)?),
+                    system_time_from_millis(int(row, 2)?),
+                );
+                Ok((name, holder, row.try_get(4)?))
+            };
+            let (name, holder, permits) = read().map_err(|e| inner.fail(WHAT, e))?;
+            match all.last_mut() {
+                Some((last, _, holders)) if *last == name => holders.push(holder),
+                _ => all.push((name, u32::try_from(permits).ok(), vec![holder])),
+            }
+        }
+        Ok(all
+            .into_iter()
+            .map(|(name, permits, holders)| SemaphoreInfo::new(name, permits, holders))
+            .collect())
     }
 
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {

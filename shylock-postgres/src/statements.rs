@@ -52,6 +52,10 @@ pub struct Statements {
     pub release_permit: String,
     /// Rows (owner, expiry ms, fence, permits) of live permits.
     pub inspect_semaphore: String,
+    /// Semaphores with live holders, by name prefix (`$1`, `$2` its upper
+    /// bound), at most `$3`: (name, owner, expiry ms, fence, permits) per
+    /// live holder, in name and fence order.
+    pub list_semaphores: String,
     /// `$2` owner, `$3` ttl ms; one row (tickets ahead).
     pub enqueue: String,
     /// As `claim`, only for the first live ticket; removes it on a win.
@@ -60,6 +64,9 @@ pub struct Statements {
     pub extend_ticket: String,
     /// `$2` owner; one row (count of removed tickets).
     pub leave_queue: String,
+    /// Lines with live tickets, by name prefix (`$1`, `$2` its upper
+    /// bound), at most `$3`: (name, live tickets), in name order.
+    pub list_queues: String,
     /// The notification channel (for `LISTEN`).
     pub channel: String,
 }
@@ -128,6 +135,7 @@ impl Statements {
              CREATE INDEX IF NOT EXISTS {sems_exp} ON {sems} (expires_at);
              CREATE TABLE IF NOT EXISTS {tickets} (
                  key bytea PRIMARY KEY,
+                 name bytea,
                  owners text[] NOT NULL,
                  seqs int8[] NOT NULL,
                  expiries timestamptz[] NOT NULL,
@@ -326,11 +334,36 @@ impl Statements {
             extend_permit,
             release_permit,
             inspect_semaphore,
+            list_semaphores: format!(
+                "WITH picked AS (
+                     SELECT coalesce(s.name, s.key) AS n, s.permits, s.owners, s.expiries, s.fences
+                     FROM {sems} s
+                     WHERE coalesce(s.name, s.key) >= $1
+                       AND ($2::bytea IS NULL OR coalesce(s.name, s.key) < $2)
+                       AND EXISTS (SELECT 1 FROM unnest(s.expiries) AS x(e) WHERE e > {now})
+                     ORDER BY n LIMIT $3
+                 )
+                 SELECT p.n, u.o, {}, u.f, p.permits
+                 FROM picked p, unnest(p.owners, p.expiries, p.fences) AS u(o, e, f)
+                 WHERE u.e > {now} ORDER BY p.n, u.f",
+                ms("u.e")
+            ),
+            list_queues: format!(
+                "SELECT n, waiting FROM (
+                     SELECT coalesce(t.name, t.key) AS n,
+                            (SELECT count(*) FROM unnest(t.expiries) AS x(e) WHERE e > {now})
+                                AS waiting
+                     FROM {tickets} t
+                     WHERE coalesce(t.name, t.key) >= $1
+                       AND ($2::bytea IS NULL OR coalesce(t.name, t.key) < $2)
+                 ) AS lines WHERE waiting > 0 ORDER BY n LIMIT $3"
+            ),
             // The lock's live holder gets no ticket (no row: the answer
             // 0); a new owner of a full line none either (the answer -1).
             enqueue: format!(
-                "INSERT INTO {tickets} AS t (key, owners, seqs, expiries, expires_at)
-                 SELECT $1, ARRAY[$2::text], ARRAY[nextval({seq})], ARRAY[{until}], {until}
+                "INSERT INTO {tickets} AS t (key, name, owners, seqs, expiries, expires_at)
+                 SELECT $1, $4::bytea, ARRAY[$2::text], ARRAY[nextval({seq})], ARRAY[{until}],
+                        {until}
                  WHERE NOT EXISTS (SELECT 1 FROM {locks}
                                    WHERE key = $1 AND owner = $2 AND expires_at > {now})
                  ON CONFLICT (key) DO UPDATE SET
