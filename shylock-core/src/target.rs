@@ -136,6 +136,12 @@ impl Target {
         }
     }
 
+    /// Whether a refused claim may leave something in the store that an
+    /// abandoned attempt must withdraw (a waiting writer's intent).
+    pub(crate) fn refusal_leaves_state(self) -> bool {
+        matches!(self, Target::Write { intent: true })
+    }
+
     /// Fails at once, before any attempt, when the backend does not offer
     /// what this target needs.
     pub(crate) fn check(self, backend: &SharedBackend) -> Result<()> {
