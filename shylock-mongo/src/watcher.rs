@@ -47,6 +47,9 @@ fn shared_watchers() -> &'static Mutex<HashMap<String, Weak<Shared>>> {
 struct Shared {
     signals: ReleaseSignals,
     permit_signals: ReleaseSignals,
+    /// Read/write locks: readers may enter, a writer may win.
+    read_signals: ReleaseSignals,
+    write_signals: ReleaseSignals,
     enabled: bool,
     running: AtomicBool,
     /// Which started task is the current one.
@@ -72,6 +75,8 @@ impl ReleaseWatcher {
             Arc::new(Shared {
                 signals: ReleaseSignals::new(),
                 permit_signals: ReleaseSignals::new(),
+                read_signals: ReleaseSignals::new(),
+                write_signals: ReleaseSignals::new(),
                 enabled,
                 running: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
@@ -117,6 +122,16 @@ impl ReleaseWatcher {
         &self.shared.permit_signals
     }
 
+    /// The per-name signals for readers of read/write locks.
+    pub(crate) fn read_signals(&self) -> &ReleaseSignals {
+        &self.shared.read_signals
+    }
+
+    /// The per-name signals for writers of read/write locks.
+    pub(crate) fn write_signals(&self) -> &ReleaseSignals {
+        &self.shared.write_signals
+    }
+
     /// Starts the stream once, on the current runtime, if watching is on.
     pub(crate) fn ensure_running(&self) {
         let shared = &self.shared;
@@ -148,7 +163,10 @@ impl ReleaseWatcher {
 
 impl Shared {
     fn has_waiters(&self) -> bool {
-        self.signals.has_subscribers() || self.permit_signals.has_subscribers()
+        self.signals.has_subscribers()
+            || self.permit_signals.has_subscribers()
+            || self.read_signals.has_subscribers()
+            || self.write_signals.has_subscribers()
     }
 
     /// Wakes the waiter that can win after the release `event`: for a
@@ -164,6 +182,13 @@ impl Shared {
         };
         if kind == Released::Permit {
             self.permit_signals.notify(name);
+            return;
+        }
+        if kind == Released::RwLock {
+            // Every reader and one writer try again: the document's state
+            // decides who wins.
+            self.read_signals.notify_every(name);
+            self.write_signals.notify(name);
             return;
         }
         match wake_target(full, server_now(event.wall_time, event.cluster_time)) {
@@ -301,6 +326,7 @@ async fn run(shared: Weak<Shared>, collection: Collection<Document>, generation:
 enum Released {
     Lock,
     Permit,
+    RwLock,
 }
 
 /// The lock or semaphore an event is about, from its `_id` (the name, or
@@ -314,11 +340,16 @@ fn released_name<'a>(
     let stored_name = || full.and_then(|doc| doc.get_str("name").ok());
     match id? {
         Bson::Document(id) => {
-            let name = match id.get("semaphore")? {
+            let (kind, stored) = match (id.get("semaphore"), id.get("rwlock")) {
+                (Some(stored), _) => (Released::Permit, stored),
+                (None, Some(stored)) => (Released::RwLock, stored),
+                (None, None) => return None,
+            };
+            let name = match stored {
                 Bson::String(name) => name.as_str(),
                 _ => stored_name()?,
             };
-            Some((Released::Permit, name))
+            Some((kind, name))
         }
         Bson::String(name) => Some((Released::Lock, name.as_str())),
         _ => Some((Released::Lock, stored_name()?)),
@@ -479,6 +510,16 @@ mod tests {
         assert_eq!(
             released_name(Some(&lock), None),
             Some((Released::Lock, "orders"))
+        );
+        let rw = Bson::Document(doc! { "rwlock": "cache" });
+        assert_eq!(
+            released_name(Some(&rw), None),
+            Some((Released::RwLock, "cache"))
+        );
+        let long_rw = Bson::Document(doc! { "rwlock": digest });
+        assert_eq!(
+            released_name(Some(&long_rw), Some(&full)),
+            Some((Released::RwLock, "s".repeat(2000).as_str()))
         );
     }
 
