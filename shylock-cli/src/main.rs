@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use shylock::backend::{list_all, semaphores_unsupported, Deadline};
+use shylock::backend::{list_all, rwlocks_unsupported, semaphores_unsupported, Deadline};
 use shylock::{LockInfo, SharedBackend};
 
 use show::{details, lock_json, printable, semaphore_json, table, utc, Style};
@@ -86,6 +86,9 @@ enum Command {
         /// NAME is a semaphore: show its permit count and every holder.
         #[arg(long)]
         semaphore: bool,
+        /// NAME is a read/write lock: show its readers and writer.
+        #[arg(long, conflicts_with = "semaphore")]
+        rwlock: bool,
     },
     /// Frees a lock whoever holds it: shows the holder, asks for
     /// confirmation, then releases exactly that holder's lease (if the lock
@@ -225,7 +228,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::List { prefix } => list(&backend, prefix.as_deref().unwrap_or(""), &out).await,
-        Command::Inspect { name, semaphore } => inspect(&backend, &name, semaphore, &out).await,
+        Command::Inspect {
+            name, rwlock: true, ..
+        } => inspect_rwlock(&backend, &name, &out).await,
+        Command::Inspect {
+            name, semaphore, ..
+        } => inspect(&backend, &name, semaphore, &out).await,
         Command::Release { name, force, yes } => release(&backend, &name, force, yes, &out).await,
         Command::Watch { prefix, interval } => {
             watch(
@@ -354,6 +362,28 @@ async fn inspect(
         println!("{}", json!({ "name": name, "held": false }));
     }
     Err(Failure::not_found(not_held))
+}
+
+/// A read/write lock's readers and writer; exit 1 when nobody holds it.
+async fn inspect_rwlock(backend: &SharedBackend, name: &str, out: &Output) -> Result<(), Failure> {
+    check_name(name)?;
+    let rwlocks = backend
+        .rwlocks()
+        .ok_or_else(|| Failure::from_error(rwlocks_unsupported(backend.kind())))?;
+    let deadline = Deadline::after(out.timeout);
+    let info = bounded(out, rwlocks.inspect_rwlock(name, deadline)).await?;
+    if out.json {
+        println!("{}", show::rwlock_json(&info));
+    } else {
+        print!("{}", show::rwlock_text(&info, out.style));
+    }
+    if info.is_free() {
+        return Err(Failure::not_found(format!(
+            "nobody holds {}",
+            printable(name)
+        )));
+    }
+    Ok(())
 }
 
 /// A semaphore's permit count and holders; exit 1 when nobody holds one.
