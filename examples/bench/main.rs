@@ -38,7 +38,7 @@ use crate::handoff::{fairness, print_handoff, Mode};
 use crate::idle::print_idle;
 use crate::lock::{
     bench_options, commands_per_op, commands_per_permit, library_pairs, permit_pairs, print_shapes,
-    raw_pairs, uncontended,
+    raw_pairs, reader_throughput, rw_pairs, uncontended,
 };
 use crate::report::{report_failures, us};
 use crate::setup::setup;
@@ -240,12 +240,26 @@ async fn main() {
         us(permit.p99),
         permit.per_sec
     );
+    for (row, write) in [
+        ("read lease of a read/write lock", false),
+        ("write lease of a read/write lock", true),
+    ] {
+        let st = rw_pairs(&s.backend, half, write).await;
+        println!(
+            "| {row} | {} | {} | {:.0} |",
+            us(st.median),
+            us(st.p99),
+            st.per_sec
+        );
+    }
     println!(
         "| ratio permit / lock | {:.2} | {:.2} | {:.2} |\n",
         permit.median.as_secs_f64() / lock_pairs.median.as_secs_f64(),
         permit.p99.as_secs_f64() / lock_pairs.p99.as_secs_f64(),
         permit.per_sec / lock_pairs.per_sec
     );
+    let readers = reader_throughput(&s.backend, 16, std::time::Duration::from_secs(2)).await;
+    println!("Readers sharing one read/write lock: 16 tasks, {readers:.0} read acquire + release pairs/s.\n");
     if let Some((a, r)) = commands_per_permit(&s, 100).await {
         println!("| per uncontended permit acquire | per permit release | unit |");
         println!("|---|---|---|");

@@ -128,7 +128,10 @@ async fn operate_on(store: &str, backend: SharedBackend, extra: &[&str], env: &[
     let (r1, r2) = (rw.read().await.unwrap(), rw.read().await.unwrap());
     let (code, out, err) = run(base().args(["inspect", "rw/cache", "--rwlock"]));
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("2 readers") && out.contains(r1.owner()), "{out}");
+    assert!(
+        out.contains("2 readers") && out.contains(r1.owner()),
+        "{out}"
+    );
     let (code, out, _) = run(base().args(["inspect", "rw/cache", "--rwlock", "--json"]));
     assert_eq!(code, 0);
     assert_eq!(json(&out)["readers"].as_array().unwrap().len(), 2, "{out}");
