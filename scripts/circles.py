@@ -8,7 +8,9 @@ come from. Comments and string literals are skipped. Modules are taken at
 the top level (`backend::time` counts as `backend`), except those given
 with --split (default: blocking), whose submodules count one by one. A
 parent's own `mod` and `pub use child::..` lines are its public face, not
-a dependency.
+a dependency. Unit-test modules (`#[cfg(test)] mod name { .. }`) are
+left out: a test may drive its module through the crate's front door
+without making the library's modules depend on each other.
 
 Prints each crate's strongly connected components of more than one module
 (Tarjan) with one circle through each, and exits 1 when there is any.
@@ -60,6 +62,20 @@ def strip(source):
             out.append(c)
             i += 1
     return "".join(out)
+
+
+def without_tests(code):
+    """`code` without its `#[cfg(test)] mod name { .. }` blocks."""
+    pattern = re.compile(r"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+" + IDENT + r"\s*\{")
+    while True:
+        m = pattern.search(code)
+        if not m:
+            return code
+        depth, i = 1, m.end()
+        while i < len(code) and depth:
+            depth += {"{": 1, "}": -1}.get(code[i], 0)
+            i += 1
+        code = code[: m.start()] + code[i:]
 
 
 def module_path(src, file):
@@ -125,7 +141,9 @@ class Crate:
     def __init__(self, src, split):
         self.src = src
         self.split = split
-        self.files = {module_path(src, f): strip(f.read_text()) for f in sorted(src.rglob("*.rs"))}
+        self.files = {
+            module_path(src, f): without_tests(strip(f.read_text())) for f in sorted(src.rglob("*.rs"))
+        }
         self.modules = set(self.files)
         self.reexports = {path: self.reexports_of(path, code) for path, code in self.files.items()}
 

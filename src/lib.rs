@@ -25,6 +25,7 @@
 //! | `sqlite` (default) | `SqliteBackend` | a file shared by the processes of one machine |
 //! | `mongo` | `MongoBackend` | a MongoDB collection (replica sets and sharded clusters too) |
 //! | `arango` | `ArangoBackend` | an ArangoDB collection |
+//! | `postgres` | `PostgresBackend` | a PostgreSQL table (through PgBouncer too) |
 //!
 //! Other features: `macros` (default) for [`#[locked]`](macro@locked),
 //! `metrics` for the [`metrics`] facade, `testkit` for the conformance
@@ -98,9 +99,9 @@ pub use shylock_core::{
     release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
     AsyncMultiLockGuard, AsyncReadGuard, AsyncReentrantGuard, AsyncReentrantLock, AsyncRwLock,
     AsyncSemaphore, AsyncTicket, AsyncWriteGuard, BoxError, Campaign, Election, Error, ErrorKind,
-    LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, ReentrantLock,
-    ReleaseAllReport, Renewal, Result, Role, RwLock, RwLockInfo, RwPreference, Semaphore,
-    SemaphoreInfo, ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM,
+    LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, QueueInfo,
+    ReentrantLock, ReleaseAllReport, Renewal, Result, Role, RwLock, RwLockInfo, RwPreference,
+    Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM,
     DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL, MAX_WAITERS,
 };
 
@@ -204,6 +205,18 @@ pub mod arango {
     pub use shylock_arango::*;
 }
 
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub use shylock_postgres::PostgresBackend;
+
+/// The PostgreSQL backend (feature `postgres`), with sqlx re-exported as
+/// `shylock::postgres::sqlx`.
+#[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+pub mod postgres {
+    pub use shylock_postgres::*;
+}
+
 /// For backend authors: the [`Backend`](backend::Backend) trait, what its
 /// operations return, time helpers and release signals; with feature
 /// `testkit`, the conformance suite as `shylock::backend::testkit`.
@@ -214,6 +227,10 @@ pub mod backend {
     #[cfg(feature = "testkit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
     pub use shylock_core::testkit;
+
+    #[cfg(feature = "testkit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+    pub use shylock_core::conformance_tests;
 }
 
 /// The guide: the lock shapes beyond the single lock, operating shylock,

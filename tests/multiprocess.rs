@@ -15,7 +15,8 @@ use shylock_core::testkit::{
     check_hold_log, read_hold_log, unique_name, HoldEvent, HoldKind, HoldLog,
 };
 
-/// Builds the backend named by `spec` (`sqlite:<path>` or `mongo:<uri>|<db>`).
+/// Builds the backend named by `spec` (`sqlite:<path>`, `mongo:<uri>|<db>`
+/// or `postgres:<url>|<table>`).
 async fn backend_from_spec(spec: &str) -> SharedBackend {
     if let Some(path) = spec.strip_prefix("sqlite:") {
         return shylock::SqliteBackend::open(path).unwrap().into();
@@ -27,6 +28,17 @@ async fn backend_from_spec(spec: &str) -> SharedBackend {
             .await
             .unwrap();
         return shylock::MongoBackend::builder(client.database(db))
+            .build()
+            .await
+            .unwrap()
+            .into();
+    }
+    #[cfg(feature = "postgres")]
+    if let Some(rest) = spec.strip_prefix("postgres:") {
+        let (url, table) = rest.split_once('|').unwrap();
+        let pool = shylock::PostgresBackend::pool_for(url).await.unwrap();
+        return shylock::PostgresBackend::builder(pool)
+            .table(table)
             .build()
             .await
             .unwrap()
@@ -905,17 +917,18 @@ fn sqlite_spec() -> (String, PathBuf) {
     (format!("sqlite:{}", dir.join("locks.db").display()), dir)
 }
 
-/// The backend a spec names (`sqlite`, `mongo`), for messages.
+/// The backend a spec names (`sqlite`, `mongo`, `postgres`), for messages.
 fn label_of(spec: &str) -> String {
     spec.split(':').next().unwrap_or(spec).to_owned()
 }
 
 /// One test of a scenario per backend: `$sqlite` on a lock file in a fresh
 /// directory, `$mongo` (ignored: it needs `MONGODB_URI`) on a fresh
-/// database. The scenario gets its `$arg`s, then the backend's spec and a
+/// database, `$postgres` (ignored: it needs `POSTGRES_URL`) on fresh
+/// tables. The scenario gets its `$arg`s, then the backend's spec and a
 /// directory for logs.
 macro_rules! on_each_backend {
-    ($($sqlite:ident, $mongo:ident => $scenario:ident($($arg:expr),*);)*) => {$(
+    ($($sqlite:ident, $mongo:ident, $postgres:ident => $scenario:ident($($arg:expr),*);)*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn $sqlite() {
             let (spec, dir) = sqlite_spec();
@@ -928,7 +941,23 @@ macro_rules! on_each_backend {
         async fn $mongo() {
             $scenario($($arg,)* mongo_spec(), &temp_dir()).await;
         }
+
+        #[cfg(feature = "postgres")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+        async fn $postgres() {
+            $scenario($($arg,)* postgres_spec(), &temp_dir()).await;
+        }
     )*};
+}
+
+/// `postgres:<url>|<table>` for fresh tables; panics when no server is
+/// configured (the tests that use it are `#[ignore]`d).
+#[cfg(feature = "postgres")]
+fn postgres_spec() -> String {
+    use shylock_core::testkit::{required_env, unique_store_name};
+    let url = required_env("POSTGRES_URL");
+    format!("postgres:{url}|{}", unique_store_name("shylock_mp"))
 }
 
 /// `mongo:<uri>|<db>` for a fresh database; panics when no server is
@@ -942,22 +971,22 @@ fn mongo_spec() -> String {
 }
 
 on_each_backend! {
-    sqlite_processes_never_overlap, mongo_processes_never_overlap
+    sqlite_processes_never_overlap, mongo_processes_never_overlap, postgres_processes_never_overlap
         => processes_never_overlap();
-    sqlite_killed_holder_frees_after_ttl, mongo_killed_holder_frees_after_ttl
+    sqlite_killed_holder_frees_after_ttl, mongo_killed_holder_frees_after_ttl, postgres_killed_holder_frees_after_ttl
         => killed_holder_frees_after_ttl(Kind::Lock);
-    sqlite_killed_permit_holder_frees_after_ttl, mongo_killed_permit_holder_frees_after_ttl
+    sqlite_killed_permit_holder_frees_after_ttl, mongo_killed_permit_holder_frees_after_ttl, postgres_killed_permit_holder_frees_after_ttl
         => killed_holder_frees_after_ttl(Kind::Permit);
-    sqlite_paused_holder_learns_it_lost, mongo_paused_holder_learns_it_lost
+    sqlite_paused_holder_learns_it_lost, mongo_paused_holder_learns_it_lost, postgres_paused_holder_learns_it_lost
         => paused_holder_learns_it_lost();
-    sqlite_soak, mongo_soak => soak();
-    sqlite_candidates_never_lead_at_once, mongo_candidates_never_lead_at_once
+    sqlite_soak, mongo_soak, postgres_soak => soak();
+    sqlite_candidates_never_lead_at_once, mongo_candidates_never_lead_at_once, postgres_candidates_never_lead_at_once
         => candidates_never_lead_at_once();
-    sqlite_multi_locks_never_deadlock, mongo_multi_locks_never_deadlock
+    sqlite_multi_locks_never_deadlock, mongo_multi_locks_never_deadlock, postgres_multi_locks_never_deadlock
         => multi_locks_never_deadlock();
-    sqlite_fair_processes_keep_arrival_order, mongo_fair_processes_keep_arrival_order
+    sqlite_fair_processes_keep_arrival_order, mongo_fair_processes_keep_arrival_order, postgres_fair_processes_keep_arrival_order
         => fair_processes_keep_arrival_order();
-    sqlite_killed_queued_waiter_is_skipped, mongo_killed_queued_waiter_is_skipped
+    sqlite_killed_queued_waiter_is_skipped, mongo_killed_queued_waiter_is_skipped, postgres_killed_queued_waiter_is_skipped
         => killed_queued_waiter_is_skipped();
 }
 

@@ -41,6 +41,7 @@ fn _core(
     _: shylock::Result<()>,
     _: shylock::LockInfo,
     _: shylock::SemaphoreInfo,
+    _: shylock::QueueInfo,
     _: shylock::MemoryBackend,
     _: shylock::ShardedBackend,
     _: shylock::SharedBackend,
@@ -112,6 +113,7 @@ fn _backend(
     _: &dyn shylock::backend::RwLockBackend,
     _: shylock::backend::RwLockInfo,
     _: shylock::backend::Access,
+    _: shylock::backend::QueueInfo,
     _: shylock::backend::SharedBackend,
     _: shylock::backend::Deadline,
     _: shylock::backend::ReleaseSignals,
@@ -148,6 +150,16 @@ fn _arango(
     _: shylock::arango::ArangoBackend,
     _: shylock::arango::ArangoBackendBuilder,
     _: shylock::arango::HttpClient,
+) {
+}
+
+#[cfg(feature = "postgres")]
+fn _postgres(
+    _: shylock::PostgresBackend,
+    _: shylock::postgres::PostgresBackend,
+    _: shylock::postgres::PostgresBackendBuilder,
+    _: shylock::postgres::StatementMode,
+    _: shylock::postgres::sqlx::PgPool,
 ) {
 }
 

@@ -199,7 +199,64 @@ pub(crate) async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
             }
             stats(samples, start.elapsed())
         }
+        #[cfg(feature = "postgres")]
+        Raw::Postgres(backend) => {
+            use shylock::postgres::sqlx;
+            let sql = backend.statements();
+            let key = b"bench/raw".to_vec();
+            let start = Instant::now();
+            for i in 0..n {
+                let t = Instant::now();
+                let _grant = sqlx::query(&sql.claim)
+                    .bind(&key)
+                    .bind(owner)
+                    .bind(30_000_i64)
+                    .bind(None::<Vec<u8>>)
+                    .fetch_optional(backend.pool())
+                    .await
+                    .unwrap()
+                    .expect("raw claim refused");
+                sqlx::query(&sql.release)
+                    .bind(&key)
+                    .bind(owner)
+                    .bind(format!("{i:016x}"))
+                    .fetch_one(backend.pool())
+                    .await
+                    .unwrap();
+                samples.push(t.elapsed());
+            }
+            stats(samples, start.elapsed())
+        }
     }
+}
+
+/// PostgreSQL only: `pg_try_advisory_lock` + `pg_advisory_unlock` on one
+/// held connection (session locks need it), the usual alternative.
+#[cfg(feature = "postgres")]
+pub(crate) async fn advisory_pairs(raw: &Raw, n: usize) -> Option<Stats> {
+    use shylock::postgres::sqlx;
+    let Raw::Postgres(backend) = raw else {
+        return None;
+    };
+    let mut conn = backend.pool().acquire().await.unwrap();
+    let mut samples = Vec::with_capacity(n);
+    let start = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(7_i64)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert!(got);
+        let _: bool = sqlx::query_scalar("SELECT pg_advisory_unlock($1)")
+            .bind(7_i64)
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        samples.push(t.elapsed());
+    }
+    Some(stats(samples, start.elapsed()))
 }
 
 /// Commands per uncontended acquire and per release.
@@ -385,6 +442,30 @@ pub(crate) async fn print_shapes(s: &Setup, n: usize) {
         }
         println!();
     }
-    #[cfg(not(feature = "mongo"))]
+    #[cfg(feature = "postgres")]
+    if let Some(advisory) = advisory_pairs(&s.raw, n).await {
+        let raw = raw_pairs(&s.raw, n).await;
+        let lib = library_pairs(&s.backend, n, bench_options()).await;
+        println!("## PostgreSQL: shylock beside advisory locks, same run\n");
+        println!("| one acquire + one release | median | p99 | pairs/s |");
+        println!("|---|---|---|---|");
+        for (label, st) in [
+            ("shylock (a row, through the pool)", &lib),
+            ("raw sqlx, the same two statements", &raw),
+            (
+                "`pg_try_advisory_lock` + `pg_advisory_unlock` (one held connection)",
+                &advisory,
+            ),
+        ] {
+            println!(
+                "| {label} | {} | {} | {:.0} |",
+                us(st.median),
+                us(st.p99),
+                st.per_sec
+            );
+        }
+        println!();
+    }
+    #[cfg(not(any(feature = "mongo", feature = "postgres")))]
     let _ = (s, n);
 }

@@ -7,6 +7,8 @@
 //! cargo run --release --example bench --features bench -- --backend sqlite
 //! MONGODB_URI="mongodb://127.0.0.1:27017/?directConnection=true" \
 //!     cargo run --release --example bench --features bench,mongo -- --backend mongo
+//! POSTGRES_URL="postgres://postgres@127.0.0.1:5432/postgres" \
+//!     cargo run --release --example bench --features bench,postgres -- --backend postgres
 //! ```
 //!
 //! Options: `--pairs N` (uncontended pairs, default 2000; 500 on mongo),
@@ -50,6 +52,8 @@ enum Kind {
     Sqlite,
     #[cfg(feature = "mongo")]
     Mongo,
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -73,8 +77,8 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench --backend memory|sqlite|mongo [--pairs N] [--handoffs N] [--hold-secs N] [--only uncontended|idle|throughput|handoff] [--waiters 1,8,64]\n\
-         (mongo needs --features mongo and MONGODB_URI)"
+        "usage: bench --backend memory|sqlite|mongo|postgres [--pairs N] [--handoffs N] [--hold-secs N] [--only uncontended|idle|throughput|handoff] [--waiters 1,8,64]\n\
+         (mongo needs --features mongo and MONGODB_URI, postgres --features postgres and POSTGRES_URL)"
     );
     std::process::exit(2)
 }
@@ -94,6 +98,13 @@ fn parse_args() -> Args {
                     "sqlite" => Kind::Sqlite,
                     #[cfg(feature = "mongo")]
                     "mongo" => Kind::Mongo,
+                    #[cfg(feature = "postgres")]
+                    "postgres" => Kind::Postgres,
+                    #[cfg(not(feature = "postgres"))]
+                    "postgres" => {
+                        eprintln!("the postgres backend needs: cargo run --release --example bench --features bench,postgres -- --backend postgres");
+                        std::process::exit(2)
+                    }
                     #[cfg(not(feature = "mongo"))]
                     "mongo" => {
                         eprintln!("the mongo backend needs: cargo run --release --example bench --features mongo -- --backend mongo");

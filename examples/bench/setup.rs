@@ -26,6 +26,9 @@ pub(crate) enum Raw {
     Sqlite(std::path::PathBuf),
     #[cfg(feature = "mongo")]
     Mongo(shylock::mongo::mongodb::Collection<bson::Document>),
+    /// A handle for its pool and its statements, sent with sqlx directly.
+    #[cfg(feature = "postgres")]
+    Postgres(shylock::PostgresBackend),
 }
 
 pub(crate) async fn setup(kind: Kind) -> Setup {
@@ -68,6 +71,54 @@ pub(crate) async fn setup(kind: Kind) -> Setup {
         }
         #[cfg(feature = "mongo")]
         Kind::Mongo => mongo_setup().await,
+        #[cfg(feature = "postgres")]
+        Kind::Postgres => postgres_setup().await,
+    }
+}
+
+/// Fresh tables in the database at `POSTGRES_URL`; the separate handles
+/// each have a pool and a `LISTEN` connection of their own, as processes.
+#[cfg(feature = "postgres")]
+pub(crate) async fn postgres_setup() -> Setup {
+    use shylock::PostgresBackend;
+    let url = std::env::var("POSTGRES_URL").expect("set POSTGRES_URL");
+    let table = format!("shylock_bench_{}", std::process::id());
+    let handle = |share: bool| {
+        let (url, table) = (url.clone(), table.clone());
+        async move {
+            let pool = PostgresBackend::pool_for(&url).await.expect("connect");
+            PostgresBackend::builder(pool)
+                .table(table)
+                .share_release_listener(share)
+                .build()
+                .await
+                .expect("set up tables")
+        }
+    };
+    let backend = handle(true).await;
+    let mut separate = Vec::new();
+    for _ in 0..65 {
+        separate.push(handle(false).await.into());
+    }
+    let pool = backend.pool().clone();
+    let drop_sql = format!(
+        "DROP TABLE IF EXISTS {table}, {table}_semaphores, {table}_tickets; DROP SEQUENCE IF EXISTS {table}_fence"
+    );
+    Setup {
+        backend: backend.clone().into(),
+        separate,
+        sharing: Vec::new(),
+        commands: Box::new(|| Some(shylock::postgres::statements_executed())),
+        command_unit: "SQL statements",
+        raw: Raw::Postgres(backend),
+        cleanup: Box::new(move || {
+            let _ = shylock::block_on("dropping the bench tables", async move {
+                let _ = shylock::postgres::sqlx::raw_sql(&drop_sql)
+                    .execute(&pool)
+                    .await;
+                Ok(())
+            });
+        }),
     }
 }
 

@@ -119,6 +119,34 @@ FOR d IN @@coll FILTER d._key == @key
       SORT h.fence
       RETURN { owner: h.owner, fence: TO_NUMBER(h.fence), expiresAtMs: h.expiresAtMs }) }";
 
+/// Semaphores: the first `@limit` semaphores whose names start with
+/// `@prefix` (the name itself) and that have live holders, by name, each
+/// with its stored count and live holders in fence order.
+pub const LIST_SEMAPHORES: &str = "LET now = DATE_NOW()
+FOR d IN @@coll
+  FILTER IS_STRING(d.semaphore) AND STARTS_WITH(d.semaphore, @prefix)
+  LET holders = (
+    FOR h IN (IS_ARRAY(d.holders) ? d.holders : [])
+      FILTER IS_STRING(h.owner) && IS_NUMBER(h.expiresAtMs) && h.expiresAtMs >= now
+      SORT h.fence
+      RETURN { owner: h.owner, fence: TO_NUMBER(h.fence), expiresAtMs: h.expiresAtMs })
+  FILTER LENGTH(holders) > 0
+  SORT d.semaphore
+  LIMIT @limit
+  RETURN { name: d.semaphore, permits: d.permits, holders: holders }";
+
+/// Fair queues: the first `@limit` lines with live tickets whose `sortKey`
+/// starts with `@prefix` (as [`LIST`]), in byte order of names, each with
+/// its count of live tickets.
+pub const LIST_QUEUES: &str = "LET now = DATE_NOW()
+FOR d IN @@coll
+  FILTER STARTS_WITH(d.sortKey, @prefix) AND IS_STRING(d.name) AND IS_ARRAY(d.queue)
+  LET waiting = LENGTH(FOR t IN d.queue FILTER IS_NUMBER(t.expiresAtMs) && t.expiresAtMs >= now RETURN 1)
+  FILTER waiting > 0
+  SORT d.sortKey
+  LIMIT @limit
+  RETURN { name: d.name, waiting: waiting }";
+
 /// Fair queues: puts `@owner` at the end of the lock's line (the array
 /// `queue` of `{ owner, expiresAtMs }` in the lock document), or pushes
 /// the expiry of its ticket; drops expired tickets; returns the ticket's

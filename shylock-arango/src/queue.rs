@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use serde_json::json;
 use shylock_core::backend::{
-    duration_to_millis, line_full, Deadline, Grant, QueueBackend, MAX_WAITERS,
+    duration_to_millis, line_full, Deadline, Grant, QueueBackend, QueueInfo, MAX_WAITERS,
 };
 use shylock_core::Result;
 
 use crate::backend::{claim_vars, ArangoBackend};
 use crate::error::{ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT};
-use crate::key::document_key;
+use crate::key::{document_key, sort_key};
 use crate::queries;
 
 const CONFLICTS: [u16; 2] = [ERROR_UNIQUE_CONSTRAINT, ERROR_CONFLICT];
@@ -84,6 +84,31 @@ impl QueueBackend for ArangoBackend {
             self.inner().signals.notify(name);
         }
         Ok(left)
+    }
+
+    async fn list_queues(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<QueueInfo>> {
+        #[derive(serde::Deserialize)]
+        struct Row {
+            name: String,
+            waiting: f64,
+        }
+        let vars = vec![
+            ("prefix", json!(sort_key(prefix))),
+            ("limit", json!(limit.max(1))),
+        ];
+        let rows: Vec<Row> = self
+            .query("list queues", queries::LIST_QUEUES, vars, deadline)
+            .await
+            .map_err(|e| e.into_error())?;
+        Ok(rows
+            .into_iter()
+            .map(|row| QueueInfo::new(row.name, row.waiting.max(0.0) as u64))
+            .collect())
     }
 }
 

@@ -40,8 +40,28 @@ struct HolderRow {
 
 #[derive(Deserialize)]
 struct SemaphoreRow {
+    #[serde(default)]
+    name: Option<String>,
     permits: Option<serde_json::Value>,
     holders: Vec<HolderRow>,
+}
+
+impl SemaphoreRow {
+    fn into_info(self, name: &str) -> SemaphoreInfo {
+        let holders = self
+            .holders
+            .into_iter()
+            .map(|h| {
+                LockInfo::new(
+                    name,
+                    h.owner,
+                    fence_of(h.fence),
+                    system_time_from_millis(h.expires_at_ms as i64),
+                )
+            })
+            .collect();
+        SemaphoreInfo::new(name, permits_of(self.permits.as_ref()), holders)
+    }
 }
 
 fn permits_of(value: Option<&serde_json::Value>) -> Option<u32> {
@@ -156,26 +176,30 @@ impl SemaphoreBackend for ArangoBackend {
             )
             .await
             .map_err(QueryError::into_error)?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(SemaphoreInfo::new(name, None, Vec::new()));
-        };
-        let holders = row
-            .holders
+        Ok(match rows.into_iter().next() {
+            Some(row) => row.into_info(name),
+            None => SemaphoreInfo::new(name, None, Vec::new()),
+        })
+    }
+
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
+        let vars = vec![("prefix", json!(prefix)), ("limit", json!(limit.max(1)))];
+        let rows: Vec<SemaphoreRow> = self
+            .query("list semaphores", queries::LIST_SEMAPHORES, vars, deadline)
+            .await
+            .map_err(QueryError::into_error)?;
+        Ok(rows
             .into_iter()
-            .map(|h| {
-                LockInfo::new(
-                    name,
-                    h.owner,
-                    fence_of(h.fence),
-                    system_time_from_millis(h.expires_at_ms as i64),
-                )
+            .map(|mut row| {
+                let name = row.name.take().unwrap_or_default();
+                row.into_info(&name)
             })
-            .collect();
-        Ok(SemaphoreInfo::new(
-            name,
-            permits_of(row.permits.as_ref()),
-            holders,
-        ))
+            .collect())
     }
 
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use shylock::{LockInfo, RwLockInfo, SemaphoreInfo};
+use shylock::{LockInfo, QueueInfo, RwLockInfo, SemaphoreInfo};
 
 /// Terminal styling, on only when stdout is a terminal and `NO_COLOR` is
 /// unset.
@@ -80,11 +80,22 @@ pub(crate) fn utc(at: SystemTime) -> String {
     )
 }
 
+/// Who holds a lease, for people: the label of its owner token (`host:pid`
+/// unless the holder set another, see `LockOptions::owner_label`), or the
+/// whole token when it has none (a bare UUID).
+pub(crate) fn holder_label(owner: &str) -> &str {
+    match owner.rsplit_once(':') {
+        Some((label, _)) if !label.is_empty() => label,
+        _ => owner,
+    }
+}
+
 /// One holder as JSON.
 pub(crate) fn lock_json(info: &LockInfo) -> Value {
     json!({
         "name": info.name,
         "owner": info.owner,
+        "holder": holder_label(&info.owner),
         "fencing_token": info.fencing_token,
         "expires_at": utc(info.expires_at),
         "expires_at_ms": unix_ms(info.expires_at),
@@ -97,42 +108,61 @@ pub(crate) fn semaphore_json(info: &SemaphoreInfo) -> Value {
     json!({
         "name": info.name,
         "permits": info.permits,
+        "used": info.holders.len(),
         "holders": info.holders.iter().map(lock_json).collect::<Vec<_>>(),
     })
 }
 
-/// A read/write lock, its readers and writer as JSON.
-pub(crate) fn rwlock_json(info: &RwLockInfo) -> Value {
-    json!({
-        "name": info.name,
-        "readers": info.readers.iter().map(lock_json).collect::<Vec<_>>(),
-        "writer": info.writer.as_ref().map(lock_json),
-        "writer_waiting": info.writer_waiting,
-    })
+/// A line of fair waiters as JSON.
+pub(crate) fn queue_json(info: &QueueInfo) -> Value {
+    json!({ "name": info.name, "waiting": info.waiting })
 }
 
-/// A read/write lock as text: a summary line, then its writer or readers.
-pub(crate) fn rwlock_text(info: &RwLockInfo, style: Style) -> String {
-    let name = printable(&info.name);
-    let waiting = if info.writer_waiting {
-        " (a writer waits)"
-    } else {
-        ""
-    };
-    match &info.writer {
-        Some(writer) => format!(
-            "read/write lock {name}: held by a writer{waiting}\n{}",
-            table(std::slice::from_ref(writer), style)
-        ),
-        None if info.readers.is_empty() => {
-            format!("read/write lock {name} has no readers and no writer{waiting}\n")
+/// Semaphores as a table: permits used of the limit, and who holds them.
+pub(crate) fn semaphore_table(rows: &[SemaphoreInfo], style: Style) -> String {
+    let cells = rows.iter().map(|s| {
+        let limit = s.permits.map_or("?".to_owned(), |p| p.to_string());
+        let holders: Vec<String> = (s.holders.iter())
+            .map(|h| printable(holder_label(&h.owner)))
+            .collect();
+        vec![
+            printable(&s.name),
+            format!("{}/{limit}", s.holders.len()),
+            holders.join(", "),
+        ]
+    });
+    columns(&["SEMAPHORE", "PERMITS", "HELD BY"], cells.collect(), style)
+}
+
+/// Lines of fair waiters as a table.
+pub(crate) fn queue_table(rows: &[QueueInfo], style: Style) -> String {
+    let cells = rows
+        .iter()
+        .map(|q| vec![printable(&q.name), q.waiting.to_string()]);
+    columns(&["QUEUE", "WAITING"], cells.collect(), style)
+}
+
+/// Cells as left-aligned columns under a bold header.
+fn columns(header: &[&str], rows: Vec<Vec<String>>, style: Style) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
         }
-        None => format!(
-            "read/write lock {name}: {} readers{waiting}\n{}",
-            info.readers.len(),
-            table(&info.readers, style)
-        ),
     }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = (cells.iter().zip(&widths))
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_owned()
+    };
+    let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
+    let mut out = style.bold(&line(&header)) + "\n";
+    for row in &rows {
+        out += &line(row);
+        out.push('\n');
+    }
+    out
 }
 
 /// Holders as an aligned table with a header.
@@ -195,13 +225,48 @@ pub(crate) fn printable(text: &str) -> String {
 /// `inspect` of one holder, as `key: value` lines.
 pub(crate) fn details(info: &LockInfo) -> String {
     format!(
-        "name:          {}\nowner:         {}\nfencing token: {}\nexpires at:    {} (in {})\n",
+        "name:          {}\nheld by:       {}\nowner:         {}\nfencing token: {}\nexpires at:    {} (in {})\n",
         printable(&info.name),
+        printable(holder_label(&info.owner)),
         printable(&info.owner),
         info.fencing_token,
         utc(info.expires_at),
         human_duration(left(info.expires_at)),
     )
+}
+
+/// A read/write lock, its readers and writer as JSON.
+pub(crate) fn rwlock_json(info: &RwLockInfo) -> Value {
+    json!({
+        "name": info.name,
+        "readers": info.readers.iter().map(lock_json).collect::<Vec<_>>(),
+        "writer": info.writer.as_ref().map(lock_json),
+        "writer_waiting": info.writer_waiting,
+    })
+}
+
+/// A read/write lock as text: a summary line, then its writer or readers.
+pub(crate) fn rwlock_text(info: &RwLockInfo, style: Style) -> String {
+    let name = printable(&info.name);
+    let waiting = if info.writer_waiting {
+        " (a writer waits)"
+    } else {
+        ""
+    };
+    match &info.writer {
+        Some(writer) => format!(
+            "read/write lock {name}: held by a writer{waiting}\n{}",
+            table(std::slice::from_ref(writer), style)
+        ),
+        None if info.readers.is_empty() => {
+            format!("read/write lock {name} has no readers and no writer{waiting}\n")
+        }
+        None => format!(
+            "read/write lock {name}: {} readers{waiting}\n{}",
+            info.readers.len(),
+            table(&info.readers, style)
+        ),
+    }
 }
 
 #[cfg(test)]

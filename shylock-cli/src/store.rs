@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use shylock::mongo::mongodb::options::ClientOptions;
 use shylock::mongo::mongodb::Client;
-use shylock::{ArangoBackend, MongoBackend, SharedBackend, SqliteBackend};
+use shylock::postgres::{StatementMode, DEFAULT_SCHEMA, DEFAULT_TABLE};
+use shylock::{ArangoBackend, MongoBackend, PostgresBackend, SharedBackend, SqliteBackend};
 
 use crate::Failure;
 
@@ -20,8 +21,8 @@ pub(crate) struct StoreArgs<'a> {
     pub(crate) timeout: Duration,
 }
 
-const SCHEMES: &str = "sqlite:PATH, mongodb://HOST/..., mongodb+srv://..., or http(s)://HOST:PORT \
-                       for ArangoDB";
+const SCHEMES: &str = "sqlite:PATH, mongodb://HOST/..., mongodb+srv://..., \
+                       postgres://HOST/DATABASE, or http(s)://HOST:PORT for ArangoDB";
 
 /// Opens the store.
 pub(crate) async fn open(args: &StoreArgs<'_>) -> Result<SharedBackend, Failure> {
@@ -37,6 +38,9 @@ pub(crate) async fn open(args: &StoreArgs<'_>) -> Result<SharedBackend, Failure>
     }
     if url.starts_with("http://") || url.starts_with("https://") {
         return open_arango(args).await;
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return open_postgres(args).await;
     }
     Err(Failure::usage(format!(
         "the store {url:?} is not a URL shylock knows; use {SCHEMES}"
@@ -100,6 +104,33 @@ async fn open_arango(args: &StoreArgs<'_>) -> Result<SharedBackend, Failure> {
         builder = builder.basic_auth(args.arango_user, password);
     }
     builder
+        .build()
+        .await
+        .map(SharedBackend::from)
+        .map_err(Failure::from_error)
+}
+
+/// The collection option's default, which names no PostgreSQL table.
+const DEFAULT_COLLECTION: &str = "shylock";
+
+async fn open_postgres(args: &StoreArgs<'_>) -> Result<SharedBackend, Failure> {
+    // `--collection [SCHEMA.]TABLE`; the default collection name means the
+    // backend's default table.
+    let (schema, table) = match args.collection.split_once('.') {
+        Some((schema, table)) => (schema, table),
+        None if args.collection == DEFAULT_COLLECTION => (DEFAULT_SCHEMA, DEFAULT_TABLE),
+        None => (DEFAULT_SCHEMA, args.collection),
+    };
+    let pool = PostgresBackend::pool_for(args.url)
+        .await
+        .map_err(Failure::from_error)?;
+    // Unprepared statements work behind any connection pooler, and create
+    // nothing on the server; without a LISTEN pool, `watch` polls.
+    PostgresBackend::builder(pool)
+        .schema(schema)
+        .table(table)
+        .create_tables(false)
+        .statement_mode(StatementMode::Unprepared)
         .build()
         .await
         .map(SharedBackend::from)

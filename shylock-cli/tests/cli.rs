@@ -1,7 +1,7 @@
 //! The `shylock` binary run as an operator runs it, against locks held by
 //! another process (this test process, through the library): SQLite always,
-//! the ArangoDB fake server always, MongoDB with `MONGODB_URI`, and the
-//! terminal screens in tmux.
+//! the ArangoDB fake server always, MongoDB with `MONGODB_URI`, PostgreSQL
+//! with `POSTGRES_URL`, and the terminal screens in tmux.
 
 #[path = "../../shylock-arango/tests/fake/mod.rs"]
 mod fake;
@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use shylock::{AsyncLock, AsyncSemaphore, Error, SharedBackend, SqliteBackend};
+use shylock::{AsyncLock, AsyncSemaphore, Error, LockOptions, SharedBackend, SqliteBackend};
 use shylock_core::testkit::{required_env, unique_store_name};
 
 /// The binary with a clean environment: no store from the caller's shell.
@@ -173,6 +173,106 @@ async fn operate_on(store: &str, backend: SharedBackend, extra: &[&str], env: &[
     for guard in [next, b, other] {
         guard.release().await.unwrap();
     }
+    every_kind(&base, backend).await;
+}
+
+/// The label of an owner token (`host:pid` by default).
+fn label(owner: &str) -> &str {
+    owner.rsplit_once(':').unwrap().0
+}
+
+/// `list` and `inspect` show semaphores and lines of waiters too, and
+/// holders by their label.
+async fn every_kind(base: &dyn Fn() -> Command, backend: SharedBackend) {
+    let sem = AsyncSemaphore::with_backend("kinds/pool", 3, backend.clone());
+    let p1 = sem.acquire().await.unwrap();
+    let worker = LockOptions::default().owner_label("worker-7");
+    let p2 = sem.clone().with_options(worker).acquire().await.unwrap();
+    assert_eq!(label(p2.owner()), "worker-7");
+    let fair = AsyncLock::with_backend("kinds/queue", backend.clone())
+        .with_options(LockOptions::default().fair(true));
+    let holder = fair.acquire().await.unwrap();
+    let t1 = fair.enqueue().await.unwrap();
+    let t2 = fair.enqueue().await.unwrap();
+
+    let (code, out, err) = run(base().args(["list", "kinds/"]));
+    assert_eq!(code, 0, "{err}");
+    let this_process = label(p1.owner());
+    assert!(
+        this_process.ends_with(&format!(":{}", std::process::id())),
+        "the default label is host:pid: {this_process}"
+    );
+    for expected in [
+        "kinds/queue", // the held lock
+        "SEMAPHORE",
+        "kinds/pool",
+        "2/3",
+        "worker-7",
+        this_process,
+        "QUEUE",
+    ] {
+        assert!(out.contains(expected), "list lacks {expected:?}:\n{out}");
+    }
+    let queue_row = out.lines().last().unwrap();
+    assert!(
+        queue_row.starts_with("kinds/queue") && queue_row.trim_end().ends_with(" 2"),
+        "{out}"
+    );
+    let (code, out, _) = run(base().args(["list", "kinds/", "--json"]));
+    assert_eq!(code, 0);
+    let rows = json(&out);
+    let of = |kind: &str| -> Vec<Value> {
+        let rows = rows.as_array().unwrap().iter();
+        rows.filter(|r| r["kind"] == kind).cloned().collect()
+    };
+    assert_eq!(of("lock").len(), 1, "{out}");
+    assert_eq!(of("lock")[0]["holder"], this_process);
+    let semaphores = of("semaphore");
+    assert_eq!(semaphores.len(), 1, "{out}");
+    assert_eq!(
+        (
+            semaphores[0]["used"].as_u64(),
+            semaphores[0]["permits"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+    let queues = of("queue");
+    assert_eq!(queues.len(), 1, "{out}");
+    assert_eq!(
+        (queues[0]["name"].as_str(), queues[0]["waiting"].as_u64()),
+        (Some("kinds/queue"), Some(2))
+    );
+
+    // inspect finds each kind by name.
+    let (code, out, _) = run(base().args(["inspect", "kinds/queue"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("held by:       {this_process}")),
+        "{out}"
+    );
+    assert!(out.contains("waiting:       2 in line"), "{out}");
+    let (code, out, _) = run(base().args(["inspect", "kinds/queue", "--json"]));
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["waiting"], 2);
+    let (code, out, _) = run(base().args(["inspect", "kinds/pool"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("semaphore kinds/pool: 2 of 3 permits held"),
+        "{out}"
+    );
+    assert!(out.contains(p2.owner()), "{out}");
+
+    // Waiters in line with nobody holding the lock (a moment between two
+    // holders) are told apart from nothing at all.
+    holder.release().await.unwrap();
+    let (code, _, err) = run(base().args(["inspect", "kinds/queue"]));
+    assert_eq!(code, 1);
+    assert!(err.contains("2 waiting in line"), "{err}");
+    assert!(t1.leave().await.unwrap() && t2.leave().await.unwrap());
+    p1.release().await.unwrap();
+    p2.release().await.unwrap();
+    let (code, out, _) = run(base().args(["list", "kinds/"]));
+    assert_eq!((code, out.trim()), (0, "no locks held under \"kinds/\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,10 +317,9 @@ async fn sqlite_list_inspect_and_release() {
     let (code, out, _) = run(shylock(&store).args(["inspect", "pool", "--json"]));
     assert_eq!(code, 0);
     assert_eq!(json(&out)["permits"], 3);
-    // `list` shows locks only, and says where semaphores are.
-    let (code, out, err) = run(shylock(&store).args(["list", "pool"]));
-    assert_eq!((code, out.trim()), (0, "no locks held under \"pool\""));
-    assert!(err.contains("shylock inspect NAME"), "{err}");
+    let (code, out, _) = run(shylock(&store).args(["list", "pool"]));
+    assert_eq!(code, 0);
+    assert!(out.starts_with("SEMAPHORE") && out.contains("2/3"), "{out}");
     p1.release().await.unwrap();
     p2.release().await.unwrap();
     let (code, _, err) = run(shylock(&store).args(["inspect", "pool"]));
@@ -470,4 +569,40 @@ async fn mongo_list_inspect_and_release() {
     );
     assert!(out.contains(permit.owner()), "{out}");
     permit.release().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn postgres_list_inspect_and_release() {
+    let url = required_env("POSTGRES_URL");
+    let table = unique_store_name("shylock_cli");
+    let pool = shylock::PostgresBackend::pool_for(&url).await.unwrap();
+    let backend: SharedBackend = shylock::PostgresBackend::builder(pool)
+        .table(&table)
+        .build()
+        .await
+        .unwrap()
+        .into();
+    let collection = format!("public.{table}");
+    operate_on(&url, backend.clone(), &["--collection", &collection], &[]).await;
+
+    // A semaphore found by its name alone.
+    let permit = AsyncSemaphore::with_backend("pool", 3, backend)
+        .acquire()
+        .await
+        .unwrap();
+    let (code, out, err) =
+        run(shylock(&url).args(["--collection", &collection, "inspect", "pool"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with("semaphore pool: 1 of 3 permits held"),
+        "{out}"
+    );
+    assert!(out.contains(permit.owner()), "{out}");
+    permit.release().await.unwrap();
+
+    // A table that does not exist is a clear error, not an empty list.
+    let (code, _, err) = run(shylock(&url).args(["--collection", "no_such_table", "list"]));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("missing"), "{err}");
 }

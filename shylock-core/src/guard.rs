@@ -26,9 +26,14 @@ use crate::target::Target;
 /// [`fencing_token`](Self::fencing_token) so those systems can refuse a
 /// stale holder.
 ///
-/// Dropping the guard never blocks: it releases in the background on the
-/// runtime the lock was acquired on; if that runtime is gone, the lock
-/// expires after its ttl.
+/// Dropping the guard never blocks: it releases in the background, on
+/// shylock's own runtime, so the release finishes even when the caller's
+/// runtime ends right after the drop (the last line of `#[tokio::main]`).
+/// A later acquire of the same name in this process first waits for that
+/// release, and so does [`release_all`](crate::release_all); on Unix the
+/// process's exit waits for it too (bounded by the operation timeout). See
+/// [Releasing on drop](crate#releasing-on-drop) for backends whose client
+/// lives on the caller's runtime.
 ///
 /// # Examples
 ///
@@ -51,7 +56,6 @@ use crate::target::Target;
 pub struct AsyncLockGuard {
     shared: Arc<Shared>,
     backend: SharedBackend,
-    runtime: Option<tokio::runtime::Handle>,
     renewal: Option<JoinHandle<()>>,
     released: bool,
 }
@@ -78,7 +82,7 @@ impl AsyncLockGuard {
         ));
         crate::shutdown::register(&shared, &backend);
         let runtime = tokio::runtime::Handle::try_current().ok();
-        let renewal = match (options.renewal_interval(), &runtime) {
+        let renewal = match (options.renewal_interval(), runtime) {
             (Some(interval), Some(handle)) => {
                 Some(handle.spawn(renew(shared.clone(), backend.clone(), interval, options)))
             }
@@ -87,7 +91,6 @@ impl AsyncLockGuard {
         AsyncLockGuard {
             shared,
             backend,
-            runtime,
             renewal,
             released: false,
         }
@@ -240,23 +243,22 @@ impl Drop for AsyncLockGuard {
         if self.released {
             return;
         }
-        match &self.runtime {
-            Some(handle) => {
-                let backend = self.backend.clone();
-                let shared = self.shared.clone();
-                handle.spawn(async move {
-                    match shared.release(&backend).await {
-                        Ok(true) => tracing::debug!(lock = %shared.name, "lock released on drop"),
-                        Ok(false) => tracing::warn!(lock = %shared.name, "lock was already lost when its guard was dropped"),
-                        Err(error) => tracing::warn!(lock = %shared.name, %error, "release on drop failed; the lock expires by its ttl"),
-                    }
-                });
+        // On the background runtime, not the caller's: the caller's runtime
+        // may end right after this drop (the last line of `main`).
+        let backend = self.backend.clone();
+        let shared = self.shared.clone();
+        let (name, lost) = (shared.name.clone(), shared.is_lost());
+        crate::inflight::spawn(&name, lost, shared.operation_timeout(), async move {
+            match shared.release(&backend).await {
+                Ok(true) => tracing::debug!(lock = %shared.name, "lock released on drop"),
+                Ok(false) => {
+                    tracing::warn!(lock = %shared.name, "lock was already lost when its guard was dropped")
+                }
+                Err(error) => {
+                    tracing::warn!(lock = %shared.name, %error, "release on drop failed; the lock expires by its ttl")
+                }
             }
-            None => tracing::debug!(
-                lock = %self.shared.name,
-                "guard dropped outside a runtime; the lock expires by its ttl"
-            ),
-        }
+        });
     }
 }
 

@@ -136,6 +136,11 @@ impl Shared {
         }
     }
 
+    /// The bound of each of this lease's operations.
+    pub(crate) fn operation_timeout(&self) -> Duration {
+        self.operation_timeout
+    }
+
     pub(crate) fn fencing_token(&self) -> u64 {
         self.fencing_token
     }

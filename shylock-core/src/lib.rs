@@ -13,6 +13,33 @@
 //! backend only implements six single-attempt operations
 //! ([`backend::Backend`]).
 //!
+//! # Releasing on drop
+//!
+//! `guard.release().await` frees a lock and says whether it was still
+//! ours. Dropping a guard frees it too, without blocking: the release runs
+//! on shylock's background runtime, not the caller's, so it finishes even
+//! when the caller's runtime ends right after the drop, as on the last line
+//! of a `#[tokio::main]` or a `#[tokio::test]`. Until it has finished:
+//!
+//! - an acquire of the same name in this process waits for it, so
+//!   `drop(guard)` followed by `try_acquire()` finds the lock free;
+//! - [`release_all`] waits for it;
+//! - on Unix, the process's exit waits for it (an `atexit` hook), bounded
+//!   by the operation timeout.
+//!
+//! Where a program must be certain without relying on the exit hook, it
+//! awaits the release: [`AsyncLock::try_run`] runs work under a lock and
+//! releases it before returning, and `release_all(timeout).await` at the end
+//! of `main` also waits for releases of guards dropped before it.
+//!
+//! One case needs the caller's runtime: a backend built on a client that
+//! the caller created on its own runtime (a `mongodb::Client` passed to
+//! `MongoBackend::builder`). That client stops working when its runtime
+//! ends, and a release still in flight then fails and the lock expires by
+//! its ttl. With such a client, release guards (or call `release_all`)
+//! before the runtime ends; backends whose client shylock creates
+//! (`MongoBackend::connect`, SQLite, ArangoDB) have no such limit.
+//!
 //! # Observability
 //!
 //! Every acquire runs in a `shylock.acquire` tracing span (fields `lock`,
@@ -49,6 +76,7 @@ mod election;
 mod error;
 mod global;
 mod guard;
+mod inflight;
 mod join;
 mod lease;
 mod line;
@@ -58,6 +86,7 @@ pub mod metrics;
 mod multi;
 mod observe;
 mod options;
+mod owner;
 mod reentrant;
 mod renewal;
 mod runtime;
@@ -73,7 +102,9 @@ pub mod testkit;
 mod ticket;
 mod wait;
 
-pub use backend::{LockInfo, RwLockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS, MAX_WAITERS};
+pub use backend::{
+    LockInfo, QueueInfo, RwLockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS, MAX_WAITERS,
+};
 pub use blocking::{Lock, LockGuard, MultiLock, ReentrantLock, RwLock, Semaphore, Ticket};
 pub use election::{Campaign, Election, LeaderInfo, Role};
 pub use error::{BoxError, Error, ErrorKind, Result};

@@ -157,6 +157,53 @@ impl AsyncLock {
         .await
     }
 
+    /// Runs `work` under the lock if it is free: one attempt as
+    /// [`try_acquire`](Self::try_acquire); then `work` runs, and the lock is
+    /// released, awaited, before this returns. `None` (and `work` never
+    /// polled) when someone else holds the lock.
+    ///
+    /// The scoped form for short programs: nothing is left in the
+    /// background when it returns, whatever runtime the caller is on.
+    ///
+    /// # Errors
+    ///
+    /// Those of [`try_acquire`](Self::try_acquire), and those of
+    /// [`AsyncLockGuard::release`]: [`Error::LockLost`] when the lease was
+    /// lost while `work` ran (it was not protected all along).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use shylock_core::{AsyncLock, MemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> shylock_core::Result<()> {
+    /// let lock = AsyncLock::with_backend("nightly-report", MemoryBackend::new());
+    /// match lock.try_run(async { /* the job */ 42 }).await? {
+    ///     Some(answer) => assert_eq!(answer, 42),
+    ///     None => eprintln!("running elsewhere; skipped"),
+    /// }
+    /// assert!(!lock.is_locked().await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropped before `work` finished, the guard is dropped with it and the
+    /// lock released in the background, as for any dropped guard.
+    pub async fn try_run<T>(
+        &self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<Option<T>> {
+        let Some(guard) = self.try_acquire().await? else {
+            return Ok(None);
+        };
+        let output = work.await;
+        guard.release().await?;
+        Ok(Some(output))
+    }
+
     /// Waits at most `timeout` for the lock; `None` when it timed out. This
     /// overrides the wait timeout of the options. Returns within `timeout`
     /// (plus scheduling) even when the database stalls mid-request.

@@ -1,6 +1,6 @@
 //! Tracing spans, and (feature `metrics`) metrics, for acquires, releases
 //! and renewals. The names and fields are documented on the crate's
-//! `metrics` module and in README, "Operating shylock".
+//! `metrics` module and in GUIDE.md, "Operating shylock".
 
 use std::time::Duration;
 

@@ -52,6 +52,9 @@ pub struct LockOptions {
     /// Whether `acquire()` waits in line: granted in arrival order. Default:
     /// `false`.
     pub fair: bool,
+    /// The human part of owner tokens, shown by `shylock list`. Default:
+    /// `None`, meaning this host's name and process id (`host:pid`).
+    pub owner_label: Option<String>,
 }
 
 /// Default [`LockOptions::clock_drift_ppm`]: 1 %, twenty times the 500 ppm
@@ -87,6 +90,7 @@ impl Default for LockOptions {
             clock_drift_ppm: DEFAULT_CLOCK_DRIFT_PPM,
             name_in_metrics: false,
             fair: false,
+            owner_label: None,
         }
     }
 }
@@ -101,6 +105,23 @@ impl LockOptions {
     /// lock at most this long. Default: 30 s. Range: 1 ms to one year.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = ttl;
+        self
+    }
+
+    /// Labels this process's owner tokens, so an operator can tell who
+    /// holds a lock (`shylock list`, `inspect`): a token is `LABEL:UUID`,
+    /// with a fresh UUID per acquisition. Default: this host's name and
+    /// process id, `host:pid`. At most 128 bytes, no control characters
+    /// ([`Error::InvalidOptions`] otherwise, when the lock is used).
+    ///
+    /// ```
+    /// use shylock_core::LockOptions;
+    ///
+    /// assert!(LockOptions::default().owner_label("billing-worker-3").validate().is_ok());
+    /// assert!(LockOptions::default().owner_label("bad\nlabel").validate().is_err());
+    /// ```
+    pub fn owner_label(mut self, label: impl Into<String>) -> Self {
+        self.owner_label = Some(label.into());
         self
     }
 
@@ -255,6 +276,9 @@ impl LockOptions {
                  by less than 500 ppm (default 10 000)",
                 self.clock_drift_ppm
             )));
+        }
+        if let Some(label) = &self.owner_label {
+            crate::owner::validate_label(label)?;
         }
         if let Renewal::Every(every) = self.renewal {
             if every.is_zero() || every >= self.ttl {

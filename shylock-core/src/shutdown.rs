@@ -39,6 +39,11 @@ pub struct ReleaseAllReport {
 /// process's own leases, never another's), all within `timeout`. Another
 /// process can take the locks at once instead of after their ttl.
 ///
+/// It also waits, within the same `timeout`, for the background releases
+/// of guards dropped before the call, so a program that ends with
+/// `release_all(..).await` has freed every lock it took, whichever way its
+/// guards went.
+///
 /// # Examples
 ///
 /// ```
@@ -69,7 +74,16 @@ pub async fn release_all(timeout: Duration) -> ReleaseAllReport {
     }
     let mut report = ReleaseAllReport::default();
     let releases = live.iter().map(|(shared, backend)| shared.release(backend));
-    let outcomes = tokio::time::timeout(timeout, crate::join::join_all(releases)).await;
+    // Releases of guards dropped a moment ago are waited for alongside.
+    let until = tokio::time::Instant::now() + timeout;
+    let releases = async {
+        let (outcomes, ()) = tokio::join!(
+            crate::join::join_all(releases),
+            crate::inflight::settle_all(until)
+        );
+        outcomes
+    };
+    let outcomes = tokio::time::timeout_at(until, releases).await;
     match outcomes {
         Ok(outcomes) => {
             for outcome in outcomes {

@@ -84,7 +84,7 @@ impl AsyncTicket {
     ) -> Result<AsyncTicket> {
         // A backend without lines fails here, before anything is sent.
         queues(&backend)?;
-        let owner = uuid::Uuid::new_v4().to_string();
+        let owner = crate::owner::token(options.owner_label.as_deref());
         // In the process's line, and subscribed to the backend's turn
         // signal, before the place is asked for: a turn signalled between
         // the answer and the first wait is kept.

@@ -38,7 +38,7 @@ pub(crate) async fn acquire(
     local: Option<&LocalSlot>,
 ) -> Result<Option<AsyncLockGuard>> {
     let owner = match owner {
-        Owner::New => uuid::Uuid::new_v4().to_string(),
+        Owner::New => crate::owner::token(options.owner_label.as_deref()),
         Owner::Given(owner) => owner,
     };
     let labels = Labels::new(name, target, &backend, &options);
@@ -98,6 +98,7 @@ async fn attempt_until(
     let mut signal: std::sync::Arc<tokio::sync::Notify> = std::sync::Arc::default();
     let mut subscribed = false;
     let mut attempts: u32 = 0;
+    let mut settled = false;
     // A fair waiter known not to be first in line, whose turn the backend
     // signals through a watch that was running before its ticket was taken,
     // waits for that signal before its first attempt: every release since
@@ -123,6 +124,9 @@ async fn attempt_until(
         } else {
             attempts += 1;
             observed.attempt();
+            // Read before the attempt: a release that lands while the
+            // attempt runs is no longer in flight when it comes back.
+            let releasing = !waits && crate::inflight::pending(name);
             let pending = attempt::start(
                 target,
                 &backend,
@@ -194,6 +198,16 @@ async fn attempt_until(
             }
             tracing::debug!(lock = %name, attempts, "attempt: lock held by another owner");
             if !waits {
+                // A guard of this name dropped in this process a moment ago
+                // may still be releasing in the background: once that
+                // release lands, one more attempt, so `drop(guard)` then
+                // `try_acquire()` finds the lock free.
+                if !settled && (releasing || crate::inflight::pending(name)) {
+                    settled = true;
+                    let until = Instant::now() + options.operation_timeout;
+                    crate::inflight::settle(name, until).await;
+                    continue;
+                }
                 return Ok(None);
             }
             observed.waiting();
@@ -233,8 +247,18 @@ async fn attempt_until(
             }
             wake = wake.min(deadline);
         }
+        // A release of a guard of this name dropped in this process wakes
+        // this waiter too, whatever the backend signals.
+        let local_release = async {
+            if crate::inflight::pending(name) {
+                crate::inflight::settle(name, wake).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             _ = &mut notified => {}
+            _ = local_release => {}
             _ = tokio::time::sleep_until(wake) => {}
         }
         // No new attempt once the deadline passed: it would only be

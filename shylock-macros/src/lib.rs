@@ -1,5 +1,6 @@
 //! `#[locked]`: hold a shylock lock for a whole function. Use it through
-//! the `shylock` crate (`#[shylock::locked(...)]`), which documents it.
+//! the `shylock` crate, as `#[shylock::locked(...)]`, where it is
+//! documented.
 
 use proc_macro::TokenStream;
 use proc_macro2::Span;
@@ -9,8 +10,8 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, FnArg, Ident, ItemFn, LitStr, Pat, ReturnType, Token, Type};
 
-/// Holds a distributed lock for the whole function. See the `shylock`
-/// crate's documentation of `locked`.
+/// The implementation of `#[locked]`, which lives in the `shylock-macros`
+/// crate.
 #[proc_macro_attribute]
 pub fn locked(attr: TokenStream, item: TokenStream) -> TokenStream {
     let args = syn::parse_macro_input!(attr as Args);

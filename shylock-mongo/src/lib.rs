@@ -51,6 +51,7 @@ mod queue;
 mod runtime_watch;
 mod rwlock;
 mod semaphore;
+mod wake;
 mod watcher;
 
 pub use backend::MongoBackend;

@@ -105,6 +105,26 @@ fn live_queue() -> Bson {
     }})
 }
 
+/// `list_queues`: the lines of waiters with live tickets of the first
+/// `limit` lock documents whose names are in `range`, as `{name, waiting}`
+/// in name order (short names are the `_id`, long ones sit under a digest
+/// with the full name in `name`).
+pub(crate) fn queue_lengths(range: Document, limit: i64) -> Vec<Document> {
+    vec![
+        doc! { "$match": { "$or": [
+            { "_id": range.clone() },
+            { "_id": { "$type": "binData" }, "name": range },
+        ]}},
+        doc! { "$project": {
+            "name": { "$cond": [{ "$eq": [{ "$type": "$_id" }, "string"] }, "$_id", "$name"] },
+            "waiting": { "$size": live_queue() },
+        }},
+        doc! { "$match": { "waiting": { "$gt": 0 } } },
+        doc! { "$sort": { "name": 1 } },
+        doc! { "$limit": limit },
+    ]
+}
+
 /// `claim_fair`: [`acquire_pipeline`], taken only by the first live ticket
 /// (or anyone when the line is empty), which the same update removes.
 /// Expired tickets are dropped on the way.
@@ -279,7 +299,7 @@ pub fn list_hashed(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Do
 }
 
 /// Strings from `prefix` (or after `after`) and below `upper`.
-fn name_range(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Document {
+pub(crate) fn name_range(prefix: &str, upper: Option<&str>, after: Option<&str>) -> Document {
     let mut range = Document::new();
     match after {
         Some(after) if after >= prefix => range.insert("$gt", after),

@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use bson::doc;
 use shylock_core::backend::{
-    duration_to_millis, line_full, Deadline, Grant, QueueBackend, MAX_WAITERS,
+    duration_to_millis, line_full, prefix_upper_bound, Deadline, Grant, QueueBackend, QueueInfo,
+    MAX_WAITERS,
 };
 use shylock_core::Result;
 
 use crate::backend::MongoBackend;
-use crate::error::{corrupt, is_duplicate_key, mongo_error};
+use crate::error::{corrupt, is_duplicate_key, mongo_error, retry_rate_limited};
 use crate::key::{document_id, is_hashed};
 use crate::queries;
 
@@ -139,6 +140,49 @@ impl QueueBackend for MongoBackend {
                     self.watcher().signals().notify(name);
                 }
                 Ok(left)
+            }
+            .await,
+        )
+    }
+
+    async fn list_queues(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<QueueInfo>> {
+        self.explain(
+            async {
+                use futures_util::TryStreamExt;
+                let upper = prefix_upper_bound(prefix);
+                let range = queries::name_range(prefix, upper.as_deref(), None);
+                let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+                let pipeline = queries::queue_lengths(range, limit);
+                let max_time = deadline.remaining().max(Duration::from_millis(1));
+                let cursor = retry_rate_limited(|| {
+                    self.collection()
+                        .aggregate(pipeline.clone())
+                        .max_time(max_time)
+                })
+                .await
+                .map_err(|e| mongo_error("list queues (aggregate)", e))?;
+                let docs: Vec<bson::Document> = cursor
+                    .try_collect()
+                    .await
+                    .map_err(|e| mongo_error("list queues (aggregate)", e))?;
+                docs.iter()
+                    .map(|doc| {
+                        let name = doc
+                            .get_str("name")
+                            .map_err(|_| corrupt("of a line of waiters has no name"))?;
+                        let waiting = match doc.get("waiting") {
+                            Some(bson::Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+                            Some(bson::Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+                            _ => 0,
+                        };
+                        Ok(QueueInfo::new(name, waiting))
+                    })
+                    .collect()
             }
             .await,
         )

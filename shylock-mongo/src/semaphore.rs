@@ -19,7 +19,8 @@ use std::time::{Duration, SystemTime};
 use bson::{doc, Bson, Document};
 use mongodb::options::ReturnDocument;
 use shylock_core::backend::{
-    duration_to_millis, permits_mismatch, Deadline, Grant, SemaphoreBackend, SemaphoreInfo,
+    duration_to_millis, permits_mismatch, prefix_upper_bound, Deadline, Grant, SemaphoreBackend,
+    SemaphoreInfo,
 };
 use shylock_core::{LockInfo, Result};
 
@@ -27,7 +28,7 @@ use crate::backend::MongoBackend;
 use crate::bounded::max_time;
 use crate::error::{corrupt, is_duplicate_key, mongo_error, retry_rate_limited};
 use crate::key::{document_id, is_hashed};
-use crate::queries::{long_or_zero, now_ms};
+use crate::queries::{self, long_or_zero, now_ms};
 
 /// The `_id` of semaphore `name`'s document.
 pub(crate) fn semaphore_id(name: &str) -> Bson {
@@ -200,6 +201,30 @@ pub(crate) async fn extend_holder(
     }
 }
 
+/// A semaphore document projected to `permits` and its live `holders`.
+fn semaphore_info(name: &str, doc: &Document) -> Result<SemaphoreInfo> {
+    let permits = match doc.get("permits") {
+        Some(Bson::Int64(v)) => u32::try_from(*v).ok(),
+        Some(Bson::Int32(v)) => u32::try_from(*v).ok(),
+        _ => None,
+    };
+    let mut holders = Vec::new();
+    for holder in doc
+        .get_array("holders")
+        .map(|a| a.iter().filter_map(Bson::as_document).collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let owner = holder.get_str("owner").unwrap_or_default().to_owned();
+        holders.push(LockInfo::new(
+            name,
+            owner,
+            fence_of(name, holder)?,
+            expires_of(name, holder)?,
+        ));
+    }
+    Ok(SemaphoreInfo::new(name, permits, holders))
+}
+
 #[async_trait::async_trait]
 impl SemaphoreBackend for MongoBackend {
     async fn claim_permit(
@@ -332,26 +357,59 @@ impl SemaphoreBackend for MongoBackend {
                 let Some(doc) = docs.into_iter().next() else {
                     return Ok(SemaphoreInfo::new(name, None, Vec::new()));
                 };
-                let permits = match doc.get("permits") {
-                    Some(Bson::Int64(v)) => u32::try_from(*v).ok(),
-                    Some(Bson::Int32(v)) => u32::try_from(*v).ok(),
-                    _ => None,
-                };
-                let mut holders = Vec::new();
-                for holder in doc
-                    .get_array("holders")
-                    .map(|a| a.iter().filter_map(Bson::as_document).collect::<Vec<_>>())
-                    .unwrap_or_default()
-                {
-                    let owner = holder.get_str("owner").unwrap_or_default().to_owned();
-                    holders.push(LockInfo::new(
-                        name,
-                        owner,
-                        fence_of(name, holder)?,
-                        expires_of(name, holder)?,
-                    ));
-                }
-                Ok(SemaphoreInfo::new(name, permits, holders))
+                semaphore_info(name, &doc)
+            }
+            .await,
+        )
+    }
+
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
+        self.explain(
+            async {
+                use futures_util::TryStreamExt;
+                let upper = prefix_upper_bound(prefix);
+                let range = queries::name_range(prefix, upper.as_deref(), None);
+                let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+                // Short names are the `_id`'s `semaphore` string; long ones
+                // sit under a digest with the full name in `name`.
+                let pipeline = vec![
+                    doc! { "$match": { "$or": [
+                        { "_id.semaphore": range.clone() },
+                        { "_id.semaphore": { "$type": "binData" }, "name": range },
+                    ]}},
+                    doc! { "$project": {
+                        "name": { "$ifNull": ["$name", "$_id.semaphore"] },
+                        "permits": 1,
+                        "holders": live_holders(),
+                    }},
+                    doc! { "$match": { "$expr": { "$gt": [{ "$size": "$holders" }, 0] } } },
+                    doc! { "$sort": { "name": 1 } },
+                    doc! { "$limit": limit },
+                ];
+                let cursor = retry_rate_limited(|| {
+                    self.collection()
+                        .aggregate(pipeline.clone())
+                        .max_time(max_time(deadline))
+                })
+                .await
+                .map_err(|e| mongo_error("list semaphores (aggregate)", e))?;
+                let docs: Vec<Document> = cursor
+                    .try_collect()
+                    .await
+                    .map_err(|e| mongo_error("list semaphores (aggregate)", e))?;
+                docs.iter()
+                    .map(|doc| {
+                        let name = doc
+                            .get_str("name")
+                            .map_err(|_| corrupt("of a semaphore has no name"))?;
+                        semaphore_info(name, doc)
+                    })
+                    .collect()
             }
             .await,
         )

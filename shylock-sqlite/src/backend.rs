@@ -219,7 +219,7 @@ impl SqliteBackend {
     }
 }
 
-fn utf8_name(bytes: Vec<u8>) -> rusqlite::Result<String> {
+pub(crate) fn utf8_name(bytes: Vec<u8>) -> rusqlite::Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Blob, Box::new(e))
     })

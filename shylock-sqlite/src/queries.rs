@@ -158,6 +158,28 @@ pub const PERMITS_LIVE: &str = "SELECT p.owner, p.expires_at_ms, CAST(p.fence AS
        AND typeof(p.expires_at_ms) = 'integer' AND p.expires_at_ms >= ?2
      ORDER BY p.fence";
 
+/// Semaphores: the live permits, in name then fence order, of the first ?4
+/// semaphores with live permits whose names are from ?1 (the prefix,
+/// inclusive) below ?2 (its upper bound, or NULL), live at ?3; with each
+/// the stored count.
+pub const SEMAPHORES_LIST: &str = "SELECT p.name, p.owner, p.expires_at_ms,
+         CAST(p.fence AS INTEGER), CAST(s.permits AS INTEGER)
+     FROM shylock_permits p LEFT JOIN shylock_semaphores s ON s.name = p.name
+     WHERE typeof(p.owner) = 'text'
+       AND typeof(p.expires_at_ms) = 'integer' AND p.expires_at_ms >= ?3
+       AND p.name IN (SELECT DISTINCT name FROM shylock_permits
+           WHERE name >= ?1 AND (?2 IS NULL OR name < ?2) AND typeof(name) = 'blob'
+             AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?3
+           ORDER BY name LIMIT ?4)
+     ORDER BY p.name, p.fence";
+
+/// Fair queues: the first ?4 lines with live tickets at ?3 whose names are
+/// from ?1 (inclusive) below ?2 (or NULL), with their live ticket counts.
+pub const QUEUES_LIST: &str = "SELECT name, count(*) FROM shylock_tickets
+     WHERE name >= ?1 AND (?2 IS NULL OR name < ?2) AND typeof(name) = 'blob'
+       AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?3
+     GROUP BY name ORDER BY name LIMIT ?4";
+
 /// Fair queues: drops tickets of ?1 that are not live at ?2.
 pub const TICKETS_SWEEP: &str = "DELETE FROM shylock_tickets
      WHERE name = ?1 AND NOT (typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?2)";

@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
-    duration_to_millis, line_full, system_time_from_millis, Deadline, Grant, QueueBackend,
-    MAX_WAITERS,
+    duration_to_millis, line_full, prefix_upper_bound, system_time_from_millis, Deadline, Grant,
+    QueueBackend, QueueInfo, MAX_WAITERS,
 };
 use shylock_core::Result;
 
-use crate::backend::SqliteBackend;
+use crate::backend::{utf8_name, SqliteBackend};
 use crate::conn::{fence_of, now_ms, with_conn, BACKEND};
 use crate::queries as sql;
 
@@ -163,6 +163,29 @@ impl QueueBackend for SqliteBackend {
             self.inner().signals.notify(name);
         }
         Ok(left)
+    }
+
+    async fn list_queues(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<QueueInfo>> {
+        let upper = prefix_upper_bound(prefix).map(String::into_bytes);
+        let prefix = prefix.as_bytes().to_vec();
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        with_conn(self.inner(), "list queues", deadline, move |conn| {
+            let mut statement = conn.prepare_cached(sql::QUEUES_LIST)?;
+            let rows = statement.query_map(params![prefix, upper, now_ms(), limit], |r| {
+                let waiting: i64 = r.get(1)?;
+                Ok(QueueInfo::new(
+                    utf8_name(r.get(0)?)?,
+                    u64::try_from(waiting).unwrap_or(0),
+                ))
+            })?;
+            rows.collect()
+        })
+        .await
     }
 
     fn turn_signal(&self, name: &str, owner: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {

@@ -11,12 +11,12 @@ use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
-    duration_to_millis, permits_mismatch, system_time_from_millis, Deadline, Grant,
-    SemaphoreBackend, SemaphoreInfo,
+    duration_to_millis, permits_mismatch, prefix_upper_bound, system_time_from_millis, Deadline,
+    Grant, SemaphoreBackend, SemaphoreInfo,
 };
 use shylock_core::{LockInfo, Result};
 
-use crate::backend::SqliteBackend;
+use crate::backend::{utf8_name, SqliteBackend};
 use crate::conn::{fence_of, now_ms, with_conn};
 use crate::queries as sql;
 
@@ -157,6 +157,50 @@ impl SemaphoreBackend for SqliteBackend {
             .and_then(|p| u32::try_from(p).ok());
         let holders = rows.into_iter().map(|(info, _)| info).collect();
         Ok(SemaphoreInfo::new(name, permits, holders))
+    }
+
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
+        let upper = prefix_upper_bound(prefix).map(String::into_bytes);
+        let prefix = prefix.as_bytes().to_vec();
+        let limit = i64::try_from(limit.max(1)).unwrap_or(i64::MAX);
+        let rows = with_conn(self.inner(), "list semaphores", deadline, move |conn| {
+            let mut statement = conn.prepare_cached(sql::SEMAPHORES_LIST)?;
+            let rows = statement.query_map(params![prefix, upper, now_ms(), limit], |r| {
+                let name = utf8_name(r.get(0)?)?;
+                let (expires, fence): (i64, i64) = (r.get(2)?, r.get(3)?);
+                let permits: Option<i64> = r.get(4)?;
+                let info = LockInfo::new(
+                    name,
+                    r.get::<_, String>(1)?,
+                    fence_of(fence),
+                    system_time_from_millis(expires),
+                );
+                Ok((info, permits.and_then(|p| u32::try_from(p).ok())))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?;
+        let mut semaphores: Vec<SemaphoreInfo> = Vec::new();
+        let mut holders: Vec<LockInfo> = Vec::new();
+        let mut permits = None;
+        // Rows come grouped by name: one semaphore per run of a name.
+        for (info, count) in rows {
+            if holders.first().is_some_and(|h| h.name != info.name) {
+                let done = std::mem::take(&mut holders);
+                semaphores.push(SemaphoreInfo::new(done[0].name.clone(), permits, done));
+            }
+            permits = count;
+            holders.push(info);
+        }
+        if let Some(first) = holders.first() {
+            semaphores.push(SemaphoreInfo::new(first.name.clone(), permits, holders));
+        }
+        Ok(semaphores)
     }
 
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {

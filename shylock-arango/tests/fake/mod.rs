@@ -514,6 +514,8 @@ async fn cursor(
             queries::CLAIM_FAIR,
             queries::EXTEND_TICKET,
             queries::LEAVE_QUEUE,
+            queries::LIST_SEMAPHORES,
+            queries::LIST_QUEUES,
         ];
         let Some(&query) = known.iter().find(|q| **q == query) else {
             return error(
@@ -563,6 +565,45 @@ async fn cursor(
                 (key, row)
             })
             .collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        return cursor_result(rows.into_iter().take(limit).map(|(_, r)| r).collect(), 0);
+    }
+    if query == queries::LIST_SEMAPHORES || query == queries::LIST_QUEUES {
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        let prefix = vars["prefix"].as_str().unwrap_or_default();
+        let limit = vars["limit"].as_u64().unwrap_or(0) as usize;
+        let docs = inner.dbs[&db].collections[&coll]
+            .docs
+            .values()
+            .map(|(_, d)| d);
+        let mut rows: Vec<(String, Value)> = if query == queries::LIST_SEMAPHORES {
+            docs.filter_map(|d| {
+                let name = d.get("semaphore")?.as_str()?;
+                let mut holders = live_holders(d, now);
+                if !name.starts_with(prefix) || holders.is_empty() {
+                    return None;
+                }
+                holders.sort_by_key(|h| num(h, "fence"));
+                let holders: Vec<Value> = holders
+                    .iter()
+                    .map(|h| json!({ "owner": h["owner"], "fence": num(h, "fence"), "expiresAtMs": h["expiresAtMs"] }))
+                    .collect();
+                let permits = d.get("permits").cloned().unwrap_or(Value::Null);
+                let row = json!({ "name": name, "permits": permits, "holders": holders });
+                Some((name.to_owned(), row))
+            })
+            .collect()
+        } else {
+            docs.filter_map(|d| {
+                let key = d.get("sortKey")?.as_str()?;
+                let name = d.get("name")?.as_str()?;
+                let waiting = live_queue(d, now).len();
+                (key.starts_with(prefix) && waiting > 0)
+                    .then(|| (key.to_owned(), json!({ "name": name, "waiting": waiting })))
+            })
+            .collect()
+        };
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         return cursor_result(rows.into_iter().take(limit).map(|(_, r)| r).collect(), 0);
     }

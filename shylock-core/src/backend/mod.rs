@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use name::{validate_name, MAX_NAME_LEN};
-pub use queue::{line_full, queues_unsupported, QueueBackend, MAX_WAITERS};
+pub use queue::{line_full, queues_unsupported, QueueBackend, QueueInfo, MAX_WAITERS};
 pub use rwlock::{rwlocks_unsupported, Access, RwLockBackend, RwLockInfo};
 pub use semaphore::{
     permits_mismatch, semaphores_unsupported, SemaphoreBackend, SemaphoreInfo, MAX_PERMITS,

@@ -41,6 +41,7 @@ pub fn line_full(backend: &'static str, name: &str) -> Error {
 /// | [`enqueue`](Self::enqueue) | a ticket in the line of waiters of a lock, with its own lease | one atomic step; arrival order kept; a retry by the same owner keeps its place; the lock's live holder gets no ticket |
 /// | [`claim_fair`](Self::claim_fair) | `claim`, only for the first live ticket (or an empty line) | atomic with the ticket's removal; expired tickets skipped by the attempt itself; a retry by the live holder wins whatever the line, keeping its token |
 /// | [`extend_ticket`](Self::extend_ticket) / [`leave_queue`](Self::leave_queue) | keep or give up a place in line | owner-checked |
+/// | [`list_queues`](Self::list_queues) | lines with live tickets, and their lengths | read only, one round trip |
 /// | [`turn_signal`](Self::turn_signal) | optional wake-up for the waiter first in line | never needed for correctness |
 #[async_trait::async_trait]
 pub trait QueueBackend: Send + Sync {
@@ -96,6 +97,18 @@ pub trait QueueBackend: Send + Sync {
     /// Removes `owner`'s ticket for `name`; whether there was one.
     async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool>;
 
+    /// The lines of waiters whose lock names start with `prefix` and that
+    /// hold at least one live ticket, ordered by name, at most `limit` of
+    /// them, each with its count of live tickets. One round trip (or one
+    /// read transaction); read only. For operators (the `shylock list`
+    /// command).
+    async fn list_queues(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<QueueInfo>>;
+
     /// A signal notified when the fair waiter holding `owner`'s ticket for
     /// `name` may now win: a release was seen while that ticket was first
     /// in the line. Backends that see the line at each release (MongoDB's
@@ -112,6 +125,26 @@ pub trait QueueBackend: Send + Sync {
     fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
         let _ = (name, owner);
         None
+    }
+}
+
+/// A line of fair waiters, as [`QueueBackend::list_queues`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueInfo {
+    /// The lock name the line waits for.
+    pub name: String,
+    /// Live tickets in the line (unexpired by the database's clock).
+    pub waiting: u64,
+}
+
+impl QueueInfo {
+    /// Builds a `QueueInfo` (for backend authors).
+    pub fn new(name: impl Into<String>, waiting: u64) -> Self {
+        QueueInfo {
+            name: name.into(),
+            waiting,
+        }
     }
 }
 

@@ -18,7 +18,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// |---|---|---|
 /// | [`claim_permit`](Self::claim_permit) | take one of N permits of a semaphore if fewer than N live holders exist | atomic in one round trip (or one transaction); expired holders' permits reclaimed by the attempt itself; tokens strictly increase per semaphore across all its permits; a retry by the same owner keeps its permit; a different N while live holders exist is [`permits_mismatch`] |
 /// | [`extend_permit`](Self::extend_permit) / [`release_permit`](Self::release_permit) | as `extend` / `release`, per permit | owner-checked |
-/// | [`inspect_semaphore`](Self::inspect_semaphore) | live permit holders | read only |
+/// | [`inspect_semaphore`](Self::inspect_semaphore) / [`list_semaphores`](Self::list_semaphores) | live permit holders of one semaphore / of those whose names start with a prefix | read only, one round trip |
 /// | [`release_signal`](Self::release_signal) | optional wake-up for permit waiters | never needed for correctness |
 ///
 /// Semaphore names are a namespace of their own: a semaphore and a lock
@@ -63,6 +63,18 @@ pub trait SemaphoreBackend: Send + Sync {
     /// The live holders of semaphore `name` and the permit count they hold
     /// under.
     async fn inspect_semaphore(&self, name: &str, deadline: Deadline) -> Result<SemaphoreInfo>;
+
+    /// The semaphores whose names start with `prefix` and that have at
+    /// least one live holder, ordered by name, at most `limit` of them,
+    /// each as [`inspect_semaphore`](Self::inspect_semaphore) reports it.
+    /// One round trip (or one read transaction); read only. For operators
+    /// (the `shylock list` command).
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>>;
 
     /// As [`Backend::release_signal`](super::Backend::release_signal), for
     /// permits of semaphore `name` (notified when a permit may have been

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use crate::backend::{
     Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals, RwLockBackend,
-    SemaphoreBackend,
+    SemaphoreBackend, SemaphoreInfo,
 };
 use crate::error::Result;
 
@@ -115,6 +115,14 @@ impl State {
 struct Semaphore {
     permits: u32,
     holders: Vec<Entry>,
+}
+
+impl Semaphore {
+    fn info(&self, name: &str, now: Instant) -> SemaphoreInfo {
+        let live = self.holders.iter().filter(|e| e.live(now));
+        let holders = live.map(|e| LockInfo::new(name, e.owner.clone(), e.fence, e.expires_at));
+        SemaphoreInfo::new(name, Some(self.permits), holders.collect())
+    }
 }
 
 struct Entry {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{MemoryBackend, State, Ticket};
-use crate::backend::{line_full, Deadline, Grant, QueueBackend, MAX_WAITERS};
+use crate::backend::{line_full, Deadline, Grant, QueueBackend, QueueInfo, MAX_WAITERS};
 use crate::error::Result;
 
 impl State {
@@ -102,6 +102,24 @@ impl QueueBackend for MemoryBackend {
         };
         state.tidy_queue(name);
         Ok(found)
+    }
+
+    async fn list_queues(&self, prefix: &str, limit: usize, _: Deadline) -> Result<Vec<QueueInfo>> {
+        let now = Instant::now();
+        let state = self.state();
+        let mut lines: Vec<QueueInfo> = (state.queues.iter())
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, line)| {
+                QueueInfo::new(
+                    name.clone(),
+                    line.iter().filter(|t| t.deadline > now).count() as u64,
+                )
+            })
+            .filter(|line| line.waiting > 0)
+            .collect();
+        lines.sort_by(|a, b| a.name.cmp(&b.name));
+        lines.truncate(limit.max(1));
+        Ok(lines)
     }
 
     async fn leave_queue(&self, name: &str, owner: &str, _deadline: Deadline) -> Result<bool> {

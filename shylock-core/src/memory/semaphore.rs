@@ -6,9 +6,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::{expiry, Entry, MemoryBackend, Semaphore};
-use crate::backend::{
-    permits_mismatch, Deadline, Grant, LockInfo, SemaphoreBackend, SemaphoreInfo,
-};
+use crate::backend::{permits_mismatch, Deadline, Grant, SemaphoreBackend, SemaphoreInfo};
 use crate::error::Result;
 
 #[async_trait::async_trait]
@@ -102,18 +100,29 @@ impl SemaphoreBackend for MemoryBackend {
     }
 
     async fn inspect_semaphore(&self, name: &str, _deadline: Deadline) -> Result<SemaphoreInfo> {
+        let state = self.state();
+        Ok(match state.semaphores.get(name) {
+            Some(sem) => sem.info(name, Instant::now()),
+            None => SemaphoreInfo::new(name, None, Vec::new()),
+        })
+    }
+
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        _: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
         let now = Instant::now();
         let state = self.state();
-        let Some(sem) = state.semaphores.get(name) else {
-            return Ok(SemaphoreInfo::new(name, None, Vec::new()));
-        };
-        let holders = sem
-            .holders
-            .iter()
-            .filter(|e| e.live(now))
-            .map(|e| LockInfo::new(name, e.owner.clone(), e.fence, e.expires_at))
+        let mut all: Vec<SemaphoreInfo> = (state.semaphores.iter())
+            .filter(|(name, _)| name.starts_with(prefix))
+            .map(|(name, sem)| sem.info(name, now))
+            .filter(|info| !info.holders.is_empty())
             .collect();
-        Ok(SemaphoreInfo::new(name, Some(sem.permits), holders))
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.truncate(limit.max(1));
+        Ok(all)
     }
 
     fn release_signal(&self, name: &str) -> Option<std::sync::Arc<tokio::sync::Notify>> {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::{
     queues_unsupported, semaphores_unsupported, Backend, Deadline, Grant, LockInfo, QueueBackend,
-    RwLockBackend, SemaphoreBackend, SemaphoreInfo, SharedBackend,
+    QueueInfo, RwLockBackend, SemaphoreBackend, SemaphoreInfo, SharedBackend,
 };
 use crate::error::{Error, Result};
 
@@ -268,6 +268,23 @@ impl SemaphoreBackend for ShardedBackend {
             .await
     }
 
+    /// Every shard's list, merged in name order (as [`Backend::list`]).
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
+        let pages = crate::join::join_all(self.shards.iter().map(|shard| async move {
+            let semaphores = shard
+                .semaphores()
+                .ok_or_else(|| semaphores_unsupported(shard.kind()))?;
+            semaphores.list_semaphores(prefix, limit, deadline).await
+        }))
+        .await;
+        merged(pages, limit, |s: &SemaphoreInfo| s.name.clone())
+    }
+
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.shard(name).semaphores()?.release_signal(name)
     }
@@ -318,9 +335,41 @@ impl QueueBackend for ShardedBackend {
             .await
     }
 
+    /// Every shard's list, merged in name order (as [`Backend::list`]).
+    async fn list_queues(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<QueueInfo>> {
+        let pages = crate::join::join_all(self.shards.iter().map(|shard| async move {
+            let queues = shard
+                .queues()
+                .ok_or_else(|| queues_unsupported(shard.kind()))?;
+            queues.list_queues(prefix, limit, deadline).await
+        }))
+        .await;
+        merged(pages, limit, |q: &QueueInfo| q.name.clone())
+    }
+
     fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.shard(name).queues()?.turn_signal(name, owner)
     }
+}
+
+/// The shards' pages as one, in name order, the first `limit`.
+fn merged<T>(
+    pages: Vec<Result<Vec<T>>>,
+    limit: usize,
+    name: impl Fn(&T) -> String,
+) -> Result<Vec<T>> {
+    let mut all = Vec::new();
+    for page in pages {
+        all.extend(page?);
+    }
+    all.sort_by_key(|item| name(item));
+    all.truncate(limit.max(1));
+    Ok(all)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::backend::{
-    Access, Backend, Deadline, Grant, LockInfo, QueueBackend, RwLockBackend, RwLockInfo,
+    Access, Backend, Deadline, Grant, LockInfo, QueueBackend, QueueInfo, RwLockBackend, RwLockInfo,
     SemaphoreBackend, SemaphoreInfo, SharedBackend,
 };
 use crate::error::Result;
@@ -161,6 +161,16 @@ impl SemaphoreBackend for CountingBackend {
             .inspect_semaphore(name, deadline)
             .await
     }
+    async fn list_semaphores(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<SemaphoreInfo>> {
+        semaphores(&self.inner)?
+            .list_semaphores(prefix, limit, deadline)
+            .await
+    }
     fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.inner.semaphores()?.release_signal(name)
     }
@@ -216,6 +226,16 @@ impl QueueBackend for CountingBackend {
     async fn leave_queue(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         queues(&self.inner)?
             .leave_queue(name, owner, deadline)
+            .await
+    }
+    async fn list_queues(
+        &self,
+        prefix: &str,
+        limit: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<QueueInfo>> {
+        queues(&self.inner)?
+            .list_queues(prefix, limit, deadline)
             .await
     }
     fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {

@@ -7,14 +7,14 @@
 //! of every capability into one `#[tokio::test]` each:
 //!
 //! ```text
-//! async fn backend() -> shylock_core::SharedBackend {
-//!     shylock_core::MemoryBackend::new().into()
+//! async fn backend() -> shylock::SharedBackend {
+//!     shylock::MemoryBackend::new().into()
 //! }
-//! shylock_core::conformance_tests!(backend());
+//! shylock::backend::conformance_tests!(backend());
 //! // A suite that needs a server: skipped (reported as ignored by cargo)
 //! // unless run with `--ignored`, which scripts/test.sh does when the
 //! // server is there.
-//! // shylock_core::conformance_tests!(real_server(), ignore = "needs MY_DB_URL");
+//! // shylock::backend::conformance_tests!(real_server(), ignore = "needs MY_DB_URL");
 //! ```
 //!
 //! Every case uses lock names with a random prefix, so cases may share one
@@ -141,6 +141,7 @@ macro_rules! __conformance_cases {
         $callback!($($args)*;
             mutual_exclusion, first_creation_race, try_acquire_while_held,
             owner_checked_release_and_extend, same_owner_reclaim_is_idempotent,
+            dropped_guard_frees_lock_for_next_acquire,
             expiry_frees_lock, expired_lease_cannot_be_extended, fencing_tokens_increase,
             force_release, is_locked, name_edge_cases,
             distinct_names_independent, waiter_gets_released_lock,
@@ -152,7 +153,7 @@ macro_rules! __conformance_cases {
             semaphore_limits_holders, semaphore_expired_permits_are_reclaimed,
             semaphore_owner_checked, semaphore_reclaim_is_idempotent,
             semaphore_permit_count_mismatch, semaphore_inspect_and_bad_input,
-            semaphore_release_wakes_waiter);
+            semaphore_release_wakes_waiter, semaphore_list_by_prefix);
     };
     (queues; $callback:path; $($args:tt)*) => {
         $callback!($($args)*;
@@ -160,7 +161,7 @@ macro_rules! __conformance_cases {
             tickets_are_owner_checked_and_idempotent,
             fair_try_acquire_respects_the_line_and_others_barge,
             cancelled_tickets_leave_the_line, fair_acquire_and_timeout_leave_no_ticket,
-            concurrent_first_enqueues_all_get_a_place,
+            concurrent_first_enqueues_all_get_a_place, queue_list_by_prefix,
             the_holder_wins_again_and_takes_no_ticket);
     };
     (rwlocks; $callback:path; $($args:tt)*) => {
@@ -188,9 +189,9 @@ macro_rules! __conformance_cases {
 /// test binaries.
 ///
 /// ```text
-/// shylock_core::conformance_tests!(backend());
-/// shylock_core::conformance_tests!(server(), ignore = "needs MY_DB_URL");
-/// shylock_core::conformance_tests!(server(), ignore = "needs MY_DB_URL", groups = [semaphores]);
+/// shylock::backend::conformance_tests!(backend());
+/// shylock::backend::conformance_tests!(server(), ignore = "needs MY_DB_URL");
+/// shylock::backend::conformance_tests!(server(), ignore = "needs MY_DB_URL", groups = [semaphores]);
 /// ```
 #[macro_export]
 macro_rules! conformance_tests {

@@ -1,30 +1,4 @@
-//! A TCP proxy that injects network faults between a client and a server.
-//!
-//! Point a backend at [`FaultProxy::addr`] instead of the server, then:
-//! - [`stall`](FaultProxy::stall): stop forwarding bytes while keeping every
-//!   connection open, so in-flight requests hang with no error and no reset
-//!   (a stalled server or a black-holed network path);
-//! - [`cut`](FaultProxy::cut): close every open connection at once;
-//! - [`set_delay`](FaultProxy::set_delay): add latency to every chunk;
-//! - [`refuse`](FaultProxy::refuse): close new connections as soon as
-//!   they arrive (a server that is down).
-//!
-//! Works for any backend that talks TCP (MongoDB, ArangoDB over HTTP).
-//!
-//! ```
-//! use shylock_core::testkit::FaultProxy;
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> std::io::Result<()> {
-//! let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let proxy = FaultProxy::start(server.local_addr()?).await?;
-//! let client = tokio::net::TcpStream::connect(proxy.addr()).await?;
-//! proxy.stall();
-//! // ... requests through `client` now hang ...
-//! proxy.resume();
-//! # drop((client, server));
-//! # Ok(())
-//! # }
-//! ```
+//! [`FaultProxy`]: a TCP proxy that injects network faults.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,8 +10,34 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A fault-injecting TCP proxy on a loopback port (see the module docs).
-/// Dropping it closes the listener and every connection.
+/// A fault-injecting TCP proxy on a loopback port, between a client and a
+/// server. Dropping it closes the listener and every connection.
+///
+/// Point a backend at [`FaultProxy::addr`] instead of the server, then:
+/// - [`stall`](FaultProxy::stall): stop forwarding bytes while keeping every
+///   connection open, so in-flight requests hang with no error and no reset
+///   (a stalled server or a black-holed network path);
+/// - [`cut`](FaultProxy::cut): close every open connection at once;
+/// - [`set_delay`](FaultProxy::set_delay): add latency to every chunk;
+/// - [`refuse`](FaultProxy::refuse): close new connections as soon as
+///   they arrive (a server that is down).
+///
+/// Works for any backend that talks TCP (MongoDB, ArangoDB over HTTP).
+///
+/// ```
+/// use shylock_core::testkit::FaultProxy;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let proxy = FaultProxy::start(server.local_addr()?).await?;
+/// let client = tokio::net::TcpStream::connect(proxy.addr()).await?;
+/// proxy.stall();
+/// // ... requests through `client` now hang ...
+/// proxy.resume();
+/// # drop((client, server));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,

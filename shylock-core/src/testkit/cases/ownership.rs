@@ -149,3 +149,24 @@ pub async fn is_locked(backend: SharedBackend) {
     .await;
     assert!(freed.is_some(), "expired lock still reported as held");
 }
+
+/// A dropped guard frees its lock for this process at once: `drop(guard)`
+/// then `try_acquire()` in the same task wins (the acquire waits for the
+/// drop's background release), round after round.
+pub async fn dropped_guard_frees_lock_for_next_acquire(backend: SharedBackend) {
+    let name = unique_name("dropped");
+    let lock = AsyncLock::with_backend(name.clone(), backend).with_options(suite_options());
+    let mut guard = lock.try_acquire().await.unwrap().expect("lock was free");
+    for round in 0..5 {
+        drop(guard);
+        guard = lock.try_acquire().await.unwrap().unwrap_or_else(|| {
+            panic!("round {round}: try_acquire right after drop(guard) found {name} held")
+        });
+    }
+    drop(guard);
+    let freed = wait_for(Duration::from_secs(10), || async {
+        (!lock.is_locked().await.unwrap()).then_some(())
+    })
+    .await;
+    assert!(freed.is_some(), "the last dropped guard never freed {name}");
+}

@@ -599,3 +599,59 @@ pub async fn a_first_waiter_leaving_wakes_the_next(
         .await
         .unwrap());
 }
+
+/// `list_queues` shows the lines with live tickets under a prefix, in name
+/// order, with their lengths; emptied lines, locks without a line and other
+/// prefixes are left out; `limit` cuts the list; a long name (stored under
+/// a digest by some backends) is listed by its full name.
+pub async fn queue_list_by_prefix(backend: SharedBackend) {
+    if !offers_queues(&backend, "queue_list_by_prefix") {
+        return;
+    }
+    let prefix = format!("{}/", unique_name("queue-list"));
+    let (a, b, emptied) = (
+        format!("{prefix}a"),
+        format!("{prefix}b"),
+        format!("{prefix}c"),
+    );
+    let long = format!("{prefix}{}", "z".repeat(1100));
+    let ttl = Duration::from_secs(30);
+    let line = lines(&backend);
+    let (o1, o2, o3) = (owner(), owner(), owner());
+    for (name, who) in [
+        (&a, &o1),
+        (&a, &o2),
+        (&a, &o3),
+        (&b, &o1),
+        (&emptied, &o2),
+        (&long, &o3),
+    ] {
+        line.enqueue(name, who, ttl, op_deadline()).await.unwrap();
+    }
+    assert!(line
+        .leave_queue(&emptied, &o2, op_deadline())
+        .await
+        .unwrap());
+    assert!(backend
+        .claim(&format!("{prefix}lock"), &o1, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    line.enqueue(&unique_name("queue-list-outside"), &o1, ttl, op_deadline())
+        .await
+        .unwrap();
+
+    let listed = line.list_queues(&prefix, 100, op_deadline()).await.unwrap();
+    let seen: Vec<(&str, u64)> = listed
+        .iter()
+        .map(|q| (q.name.as_str(), q.waiting))
+        .collect();
+    assert_eq!(
+        seen,
+        [(a.as_str(), 3), (b.as_str(), 1), (long.as_str(), 1)],
+        "listed lines"
+    );
+    let first = line.list_queues(&prefix, 1, op_deadline()).await.unwrap();
+    assert_eq!(first.len(), 1, "limit 1");
+    assert_eq!(first[0].name, a);
+}

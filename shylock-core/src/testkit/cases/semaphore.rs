@@ -379,3 +379,76 @@ pub async fn semaphore_release_wakes_waiter(backend: SharedBackend) {
     assert!(released_at.elapsed() < Duration::from_secs(10));
     got.release().await.unwrap();
 }
+
+/// `list_semaphores` shows the semaphores with live holders under a
+/// prefix, in name order, with their counts and holders; freed ones, locks
+/// and other prefixes are left out; `limit` cuts the list; a long name
+/// (stored under a digest by some backends) is listed by its full name.
+pub async fn semaphore_list_by_prefix(backend: SharedBackend) {
+    if !offers_semaphores(&backend, "semaphore_list_by_prefix") {
+        return;
+    }
+    let prefix = format!("{}/", unique_name("sem-list"));
+    let (a, b, freed) = (
+        format!("{prefix}a"),
+        format!("{prefix}b"),
+        format!("{prefix}c"),
+    );
+    let long = format!("{prefix}{}", "z".repeat(1100));
+    let ttl = Duration::from_secs(30);
+    let (o1, o2, o3, o4) = (owner(), owner(), owner(), owner());
+    let sem = sems(&backend);
+    for (name, who, permits) in [
+        (&a, &o1, 3),
+        (&a, &o2, 3),
+        (&b, &o3, 1),
+        (&freed, &o4, 2),
+        (&long, &o1, 2),
+    ] {
+        let grant = sem
+            .claim_permit(name, who, permits, ttl, op_deadline())
+            .await
+            .unwrap();
+        assert!(grant.is_some(), "permit of {name} not granted");
+    }
+    assert!(sem
+        .release_permit(&freed, &o4, op_deadline())
+        .await
+        .unwrap());
+    // A lock and a semaphore outside the prefix are not listed.
+    assert!(backend
+        .claim(&format!("{prefix}lock"), &o1, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    let outside = unique_name("sem-list-outside");
+    assert!(sem
+        .claim_permit(&outside, &o1, 1, ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+
+    let listed = sem
+        .list_semaphores(&prefix, 100, op_deadline())
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [a.as_str(), b.as_str(), long.as_str()],
+        "listed semaphores"
+    );
+    assert_eq!(listed[0].permits, Some(3));
+    let owners: Vec<&str> = listed[0].holders.iter().map(|h| h.owner.as_str()).collect();
+    assert_eq!(owners, [o1.as_str(), o2.as_str()], "holders in fence order");
+    assert!(listed[0].holders.iter().all(|h| h.name == a));
+    assert_eq!(listed[1].permits, Some(1));
+    assert_eq!(listed[1].holders.len(), 1);
+    assert_eq!(listed[2].holders.len(), 1);
+    let first = sem
+        .list_semaphores(&prefix, 1, op_deadline())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1, "limit 1");
+    assert_eq!(first[0].name, a);
+}

@@ -1,0 +1,437 @@
+//! Every statement the backend sends, built once per backend from the
+//! schema, table and channel names; public with the `bench` feature so the
+//! benchmark can send the same statements without the library. Not a
+//! stable API.
+//!
+//! Placeholders: `$1` is always the key of the lock or semaphore
+//! ([`key_of`](crate::key_of)); the others are listed per statement.
+//! Durations are milliseconds (`int8`), and every time is the server's
+//! `clock_timestamp()`: the time at which the statement evaluates it, not
+//! the start of the transaction (`now()`), so a statement that waited for
+//! another transaction's row lock judges expiry, and starts a lease, at the
+//! moment it decides. Times come back as whole milliseconds since the Unix
+//! epoch, rounded down, so a reported expiry is never later than the
+//! stored one.
+//!
+//! A lease is live while `expires_at > clock_timestamp()`.
+
+use shylock_core::backend::MAX_WAITERS;
+
+/// The SQL of one backend, built from its names.
+#[derive(Debug, Clone)]
+pub struct Statements {
+    /// Creates the tables, the index and the fence sequence (one
+    /// transaction, serialized by a transaction-scoped advisory lock so
+    /// many processes may start at once).
+    pub schema: String,
+    /// `$2` owner, `$3` ttl ms, `$4` the full name when the key is a digest
+    /// (else NULL); one row (fence, expiry ms) when taken.
+    pub claim: String,
+    /// `$2` owner, `$3` ttl ms; one row (expiry ms) when `$2` held it.
+    pub extend: String,
+    /// `$2` owner, `$3` a token of this release call; one row (count of
+    /// released leases, 0 or 1). Clears the owner (the row and its fence
+    /// stay) and records the call's token, so the same call sent again
+    /// after a lost answer answers the same while a second release call
+    /// answers 0; notifies the channel and sweeps a few rows that ended
+    /// long ago.
+    pub release: String,
+    /// One row (owner, expiry ms, fence) when held.
+    pub inspect: String,
+    /// `$1` prefix, `$2` upper bound (NULL: none), `$3` after (NULL: none),
+    /// `$4` limit; rows (name, owner, expiry ms, fence) in name order.
+    pub list: String,
+    /// One row (count of freed live leases, 0 or 1). Notifies the channel.
+    pub force_release: String,
+    /// `$2` owner, `$3` permits, `$4` ttl ms, `$5` full name or NULL; one
+    /// row (granted, fence, expiry ms, stored permits, live holders).
+    pub claim_permit: String,
+    /// `$2` owner, `$3` ttl ms; one row (expiry ms) when `$2` held a permit.
+    pub extend_permit: String,
+    /// `$2` owner; one row (count of released permits). Notifies.
+    pub release_permit: String,
+    /// Rows (owner, expiry ms, fence, permits) of live permits.
+    pub inspect_semaphore: String,
+    /// Semaphores with live holders, by name prefix (`$1`, `$2` its upper
+    /// bound), at most `$3`: (name, owner, expiry ms, fence, permits) per
+    /// live holder, in name and fence order.
+    pub list_semaphores: String,
+    /// `$2` owner, `$3` ttl ms; one row (tickets ahead).
+    pub enqueue: String,
+    /// As `claim`, only for the first live ticket; removes it on a win.
+    pub claim_fair: String,
+    /// `$2` owner, `$3` ttl ms; one row when the ticket was live.
+    pub extend_ticket: String,
+    /// `$2` owner; one row (count of removed tickets).
+    pub leave_queue: String,
+    /// Lines with live tickets, by name prefix (`$1`, `$2` its upper
+    /// bound), at most `$3`: (name, live tickets), in name order.
+    pub list_queues: String,
+    /// The notification channel (for `LISTEN`).
+    pub channel: String,
+}
+
+/// `x` (a `timestamptz`) as whole milliseconds since the epoch, rounded down.
+fn ms(x: &str) -> String {
+    format!("floor(extract(epoch FROM {x}) * 1000)::int8")
+}
+
+/// A double-quoted identifier.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// A single-quoted string literal (standard conforming strings).
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Rows a release sweeps besides its own: enough to outpace crashed
+/// holders, few enough to keep a release cheap.
+pub const SWEEP: u32 = 4;
+
+/// How long a row is kept after its lease ended (released or expired)
+/// before a release may sweep it. A claim that creates a row draws its
+/// fence before it learns whether it will insert, so a row removed while
+/// such a claim waits could let it insert an older fence; keeping ended
+/// rows this long means that claim would have had to be in flight for
+/// longer than this, and releases and force-releases only clear the owner.
+pub const SWEEP_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Statements {
+    /// The statements for tables named after `table` in `schema`, waking
+    /// waiters through `channel`.
+    pub fn new(schema: &str, table: &str, channel: &str) -> Self {
+        let q = |suffix: &str| format!("{}.{}", ident(schema), ident(&format!("{table}{suffix}")));
+        let (locks, sems, tickets) = (q(""), q("_semaphores"), q("_tickets"));
+        let seq_name = format!("{}.{}", ident(schema), ident(&format!("{table}_fence")));
+        let seq = literal(&seq_name);
+        let chan = literal(channel);
+        let now = "clock_timestamp()";
+        let until = "clock_timestamp() + $3::int8 * interval '1 millisecond'";
+        let exp = ms("expires_at");
+        let schema_sql = format!(
+            "SELECT pg_advisory_xact_lock(736368797, hashtext({lit}));
+             CREATE SCHEMA IF NOT EXISTS {schema_id};
+             CREATE SEQUENCE IF NOT EXISTS {seq_name} AS int8 CACHE 1 NO CYCLE;
+             CREATE TABLE IF NOT EXISTS {locks} (
+                 key bytea PRIMARY KEY,
+                 name bytea,
+                 owner text,
+                 expires_at timestamptz NOT NULL,
+                 fence int8 NOT NULL,
+                 released_by text
+             );
+             CREATE INDEX IF NOT EXISTS {locks_exp} ON {locks} (expires_at);
+             CREATE TABLE IF NOT EXISTS {sems} (
+                 key bytea PRIMARY KEY,
+                 name bytea,
+                 permits int4 NOT NULL,
+                 owners text[] NOT NULL,
+                 expiries timestamptz[] NOT NULL,
+                 fences int8[] NOT NULL,
+                 expires_at timestamptz NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS {sems_exp} ON {sems} (expires_at);
+             CREATE TABLE IF NOT EXISTS {tickets} (
+                 key bytea PRIMARY KEY,
+                 name bytea,
+                 owners text[] NOT NULL,
+                 seqs int8[] NOT NULL,
+                 expiries timestamptz[] NOT NULL,
+                 expires_at timestamptz NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS {tickets_exp} ON {tickets} (expires_at);",
+            lit = literal(&format!("{schema}.{table}")),
+            schema_id = ident(schema),
+            locks_exp = ident(&format!("{table}_expires_at")),
+            sems_exp = ident(&format!("{table}_semaphores_expires_at")),
+            tickets_exp = ident(&format!("{table}_tickets_expires_at")),
+        );
+        // The first live ticket of `$1`'s line, for the wake-up payload.
+        let head = format!(
+            "left(coalesce((SELECT u.o FROM {tickets} t, unnest(t.owners, t.seqs, t.expiries)
+                                AS u(o, s, e)
+                        WHERE t.key = $1 AND u.e > {now} ORDER BY u.s LIMIT 1), ''), 4000)"
+        );
+        // Up to SWEEP rows of `table` that ended over SWEEP_GRACE ago,
+        // other than `$1`'s; rows another statement holds are skipped, not
+        // waited for.
+        let grace = format!("{now} - interval '{} seconds'", SWEEP_GRACE.as_secs());
+        let sweep = |table: &str| {
+            format!(
+                "DELETE FROM {table} WHERE key = ANY (ARRAY(
+                     SELECT key FROM {table} WHERE expires_at < {grace} AND key <> $1
+                     ORDER BY expires_at LIMIT {SWEEP} FOR UPDATE SKIP LOCKED))
+                   AND expires_at < {grace}"
+            )
+        };
+        // `fair`: a condition on the line, for a new row and a taken-over one.
+        let claim_body = |fair: &str| {
+            // A fair claim sent again after a lost answer finds the lock
+            // its own (and its ticket gone): it wins again, line or not.
+            let extra_where = if fair.is_empty() {
+                String::new()
+            } else {
+                format!(" AND ({fair} OR (l.owner = $2 AND l.expires_at > {now}))")
+            };
+            let when = if fair.is_empty() {
+                "true".to_owned()
+            } else {
+                format!(
+                    "({fair} OR EXISTS (SELECT 1 FROM {locks}
+                                      WHERE key = $1 AND owner = $2 AND expires_at > {now}))"
+                )
+            };
+            format!(
+                "INSERT INTO {locks} AS l (key, name, owner, expires_at, fence)
+                 SELECT $1::bytea, $4::bytea, $2::text, {until}, nextval({seq}) WHERE {when}
+                 ON CONFLICT (key) DO UPDATE SET
+                     fence = CASE WHEN l.owner = $2 AND l.expires_at > {now}
+                                  THEN l.fence ELSE nextval({seq}) END,
+                     owner = $2,
+                     expires_at = {until}
+                 WHERE (l.owner IS NULL OR l.expires_at <= {now} OR l.owner = $2){extra_where}
+                 RETURNING fence, {exp}"
+            )
+        };
+        // No live ticket of another owner ahead of `$2`'s (or none at all).
+        let first_in_line = format!(
+            "coalesce((SELECT u.o = $2::text FROM {tickets} t,
+                           unnest(t.owners, t.seqs, t.expiries) AS u(o, s, e)
+                       WHERE t.key = $1 AND u.e > {now} ORDER BY u.s LIMIT 1), true)"
+        );
+        // The live permits of row `s`, as (o, e, f).
+        let live = format!(
+            "SELECT o, e, f FROM unnest(s.owners, s.expiries, s.fences) AS u(o, e, f)
+             WHERE e > {now}"
+        );
+        // The live tickets of row `t`, as (o, s, e).
+        let live_tickets = format!(
+            "SELECT o, s, e FROM unnest(t.owners, t.seqs, t.expiries) AS u(o, s, e)
+             WHERE e > {now}"
+        );
+        let claim_permit = format!(
+            "WITH granted AS (
+                 INSERT INTO {sems} AS s (key, name, permits, owners, expiries, fences, expires_at)
+                 VALUES ($1, $5, $3, ARRAY[$2::text], ARRAY[{until4}],
+                         ARRAY[nextval({seq})], {until4})
+                 ON CONFLICT (key) DO UPDATE SET
+                     permits = CASE WHEN EXISTS ({live}) THEN s.permits ELSE $3 END,
+                     (owners, expiries, fences) = (
+                         SELECT array_agg(o ORDER BY f), array_agg(e ORDER BY f),
+                                array_agg(f ORDER BY f)
+                         FROM (SELECT o, CASE WHEN o = $2 THEN {until4} ELSE e END AS e, f
+                               FROM ({live}) AS kept
+                               UNION ALL
+                               SELECT $2, {until4}, nextval({seq})
+                               WHERE NOT EXISTS (SELECT 1 FROM ({live}) AS m WHERE m.o = $2))
+                              AS n),
+                     expires_at = greatest(s.expires_at, {until4})
+                 WHERE EXISTS (SELECT 1 FROM ({live}) AS m WHERE m.o = $2)
+                    OR ((SELECT count(*) FROM ({live}) AS c) < $3::int4
+                        AND (s.permits = $3 OR NOT EXISTS ({live})))
+                 RETURNING s.fences[array_position(s.owners, $2::text)] AS fence,
+                           {exp_until4} AS expires
+             )
+             SELECT true, fence, expires, NULL::int4, NULL::int8 FROM granted
+             UNION ALL
+             SELECT false, NULL::int8, NULL::int8, s.permits,
+                    (SELECT count(*) FROM ({live}) AS c)
+             FROM {sems} s WHERE s.key = $1 AND NOT EXISTS (SELECT 1 FROM granted)",
+            until4 = "clock_timestamp() + $4::int8 * interval '1 millisecond'",
+            exp_until4 = ms("s.expiries[array_position(s.owners, $2::text)]"),
+        );
+        let extend_permit = format!(
+            "UPDATE {sems} AS s SET
+                 expiries = (SELECT array_agg(CASE WHEN o = $2 THEN {until} ELSE e END
+                                              ORDER BY ord)
+                             FROM unnest(s.owners, s.expiries) WITH ORDINALITY AS u(o, e, ord)),
+                 expires_at = greatest(s.expires_at, {until})
+             WHERE s.key = $1 AND EXISTS (SELECT 1 FROM ({live}) AS m WHERE m.o = $2)
+             RETURNING {}",
+            ms("s.expiries[array_position(s.owners, $2::text)]")
+        );
+        let release_permit = format!(
+            "WITH released AS (
+                 UPDATE {sems} AS s SET
+                     (owners, expiries, fences) = (
+                         SELECT coalesce(array_agg(o ORDER BY f), '{{}}'),
+                                coalesce(array_agg(e ORDER BY f), '{{}}'),
+                                coalesce(array_agg(f ORDER BY f), '{{}}')
+                         FROM unnest(s.owners, s.expiries, s.fences) AS u(o, e, f)
+                         WHERE o <> $2)
+                 WHERE s.key = $1 AND $2 = ANY (s.owners)
+                 RETURNING s.key
+             ), swept AS ({sweep_sems})
+             SELECT count(*) FROM (
+                 SELECT pg_notify({chan}, 'p ' || encode(r.key, 'hex')) FROM released r) AS n",
+            sweep_sems = sweep(&sems),
+        );
+        let inspect_semaphore = format!(
+            "SELECT u.o, {}, u.f, s.permits
+             FROM {sems} s, unnest(s.owners, s.expiries, s.fences) AS u(o, e, f)
+             WHERE s.key = $1 AND u.e > {now} ORDER BY u.f",
+            ms("u.e")
+        );
+        Statements {
+            schema: schema_sql,
+            claim: claim_body(""),
+            extend: format!(
+                "UPDATE {locks} SET expires_at = {until}
+                 WHERE key = $1 AND owner = $2 AND expires_at > {now}
+                 RETURNING {exp}"
+            ),
+            release: format!(
+                "WITH released AS (
+                     UPDATE {locks} SET owner = NULL, released_by = $3,
+                                        expires_at = least(expires_at, {now})
+                     WHERE key = $1
+                       AND (owner = $2 OR (owner IS NULL AND released_by = $3))
+                     RETURNING key
+                 ), swept AS ({sweep_locks}), swept_tickets AS ({sweep_tickets})
+                 SELECT count(*) FROM (
+                     SELECT pg_notify({chan}, 'l ' || encode(r.key, 'hex') || ' ' || {head})
+                     FROM released r) AS n",
+                sweep_locks = sweep(&locks),
+                sweep_tickets = sweep(&tickets),
+            ),
+            inspect: format!(
+                "SELECT owner, {exp}, fence FROM {locks}
+                 WHERE key = $1 AND owner IS NOT NULL AND expires_at > {now}"
+            ),
+            // Short names are their own keys (ordered like the names);
+            // long names' keys start with 0xFF, which no UTF-8 name does,
+            // so they sort after every short one and are listed by their
+            // stored names.
+            list: format!(
+                "SELECT n, owner, e, fence FROM (
+                     (SELECT key AS n, owner, {exp} AS e, fence FROM {locks}
+                      WHERE key >= $1 AND key < coalesce($2, '\\xff'::bytea)
+                        AND ($3::bytea IS NULL OR key > $3)
+                        AND owner IS NOT NULL AND expires_at > {now}
+                      ORDER BY key LIMIT $4)
+                     UNION ALL
+                     (SELECT name AS n, owner, {exp} AS e, fence FROM {locks}
+                      WHERE key >= '\\xff'::bytea AND name >= $1
+                        AND ($2::bytea IS NULL OR name < $2)
+                        AND ($3::bytea IS NULL OR name > $3)
+                        AND owner IS NOT NULL AND expires_at > {now}
+                      ORDER BY name LIMIT $4)
+                 ) AS page ORDER BY n LIMIT $4"
+            ),
+            force_release: format!(
+                "WITH removed AS (
+                     UPDATE {locks} SET owner = NULL, expires_at = {now}
+                     WHERE key = $1 AND owner IS NOT NULL AND expires_at > {now}
+                     RETURNING key
+                 )
+                 SELECT count(*) FROM (
+                     SELECT pg_notify({chan}, 'l ' || encode(r.key, 'hex') || ' ' || {head})
+                     FROM removed r) AS n"
+            ),
+            claim_permit,
+            extend_permit,
+            release_permit,
+            inspect_semaphore,
+            list_semaphores: format!(
+                "WITH picked AS (
+                     SELECT coalesce(s.name, s.key) AS n, s.permits, s.owners, s.expiries, s.fences
+                     FROM {sems} s
+                     WHERE coalesce(s.name, s.key) >= $1
+                       AND ($2::bytea IS NULL OR coalesce(s.name, s.key) < $2)
+                       AND EXISTS (SELECT 1 FROM unnest(s.expiries) AS x(e) WHERE e > {now})
+                     ORDER BY n LIMIT $3
+                 )
+                 SELECT p.n, u.o, {}, u.f, p.permits
+                 FROM picked p, unnest(p.owners, p.expiries, p.fences) AS u(o, e, f)
+                 WHERE u.e > {now} ORDER BY p.n, u.f",
+                ms("u.e")
+            ),
+            list_queues: format!(
+                "SELECT n, waiting FROM (
+                     SELECT coalesce(t.name, t.key) AS n,
+                            (SELECT count(*) FROM unnest(t.expiries) AS x(e) WHERE e > {now})
+                                AS waiting
+                     FROM {tickets} t
+                     WHERE coalesce(t.name, t.key) >= $1
+                       AND ($2::bytea IS NULL OR coalesce(t.name, t.key) < $2)
+                 ) AS lines WHERE waiting > 0 ORDER BY n LIMIT $3"
+            ),
+            // The lock's live holder gets no ticket (no row: the answer
+            // 0); a new owner of a full line none either (the answer -1).
+            enqueue: format!(
+                "INSERT INTO {tickets} AS t (key, name, owners, seqs, expiries, expires_at)
+                 SELECT $1, $4::bytea, ARRAY[$2::text], ARRAY[nextval({seq})], ARRAY[{until}],
+                        {until}
+                 WHERE NOT EXISTS (SELECT 1 FROM {locks}
+                                   WHERE key = $1 AND owner = $2 AND expires_at > {now})
+                 ON CONFLICT (key) DO UPDATE SET
+                     (owners, seqs, expiries) = (
+                         SELECT coalesce(array_agg(o ORDER BY s), '{{}}'),
+                                coalesce(array_agg(s ORDER BY s), '{{}}'),
+                                coalesce(array_agg(e ORDER BY s), '{{}}')
+                         FROM (SELECT o, s, CASE WHEN o = $2 THEN {until} ELSE e END AS e
+                               FROM ({live_tickets}) AS kept
+                               UNION ALL
+                               SELECT $2, nextval({seq}), {until}
+                               WHERE NOT EXISTS (SELECT 1 FROM ({live_tickets}) AS m
+                                                 WHERE m.o = $2)
+                                 AND (SELECT count(*) FROM ({live_tickets}) AS c)
+                                     < {MAX_WAITERS}) AS n),
+                     expires_at = greatest(t.expires_at, {until})
+                 RETURNING coalesce(array_position(t.owners, $2::text) - 1, -1)::int8"
+            ),
+            claim_fair: format!(
+                "WITH won AS ({claim}),
+                 left_line AS (
+                     UPDATE {tickets} AS t SET
+                         (owners, seqs, expiries) = (
+                             SELECT coalesce(array_agg(o ORDER BY s), '{{}}'),
+                                    coalesce(array_agg(s ORDER BY s), '{{}}'),
+                                    coalesce(array_agg(e ORDER BY s), '{{}}')
+                             FROM ({live_tickets}) AS kept WHERE o <> $2)
+                     WHERE t.key = $1 AND $2 = ANY (t.owners) AND EXISTS (SELECT 1 FROM won)
+                 )
+                 SELECT * FROM won",
+                claim = claim_body(&first_in_line),
+            ),
+            extend_ticket: format!(
+                "UPDATE {tickets} AS t SET
+                     expiries = (SELECT array_agg(CASE WHEN o = $2 THEN {until} ELSE e END
+                                                  ORDER BY ord)
+                                 FROM unnest(t.owners, t.expiries) WITH ORDINALITY
+                                      AS u(o, e, ord)),
+                     expires_at = greatest(t.expires_at, {until})
+                 WHERE t.key = $1
+                   AND EXISTS (SELECT 1 FROM ({live_tickets}) AS m WHERE m.o = $2)
+                 RETURNING 1"
+            ),
+            // Leaving a free lock's line wakes the next in line, in
+            // whichever process it waits (the notification names it).
+            leave_queue: format!(
+                "WITH removed AS (
+                     UPDATE {tickets} AS t SET
+                         (owners, seqs, expiries) = (
+                             SELECT coalesce(array_agg(o ORDER BY s), '{{}}'),
+                                    coalesce(array_agg(s ORDER BY s), '{{}}'),
+                                    coalesce(array_agg(e ORDER BY s), '{{}}')
+                             FROM unnest(t.owners, t.seqs, t.expiries) AS u(o, s, e)
+                             WHERE o <> $2)
+                     WHERE t.key = $1 AND $2 = ANY (t.owners)
+                     RETURNING t.key, t.owners, t.seqs, t.expiries
+                 )
+                 SELECT count(*) FROM removed r LEFT JOIN LATERAL (
+                     SELECT pg_notify({chan}, 'l ' || encode(r.key, 'hex') || ' ' || left(
+                         coalesce((SELECT u.o FROM unnest(r.owners, r.seqs, r.expiries)
+                                       AS u(o, s, e)
+                                   WHERE u.e > {now} ORDER BY u.s LIMIT 1), ''), 4000))
+                     WHERE NOT EXISTS (SELECT 1 FROM {locks}
+                                       WHERE key = $1 AND owner IS NOT NULL
+                                         AND expires_at > {now})
+                 ) AS woken ON true"
+            ),
+            channel: channel.to_owned(),
+        }
+    }
+}

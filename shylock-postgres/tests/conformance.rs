@@ -1,0 +1,305 @@
+//! The conformance suite against a real PostgreSQL server.
+//!
+//! Needs `POSTGRES_URL` (scripts/test.sh starts a throwaway cluster, sets
+//! it and runs these with `--ignored`). Without it cargo reports them as
+//! ignored; run with `--ignored` and no server, they fail and say what is
+//! missing. Every run uses tables of its own.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use shylock_core::backend::Backend;
+use shylock_core::testkit::{op_deadline, required_env, unique_name, unique_store_name};
+use shylock_core::SharedBackend;
+use shylock_postgres::{sqlx, PostgresBackend, StatementMode};
+
+/// One table name per test run.
+fn run_table() -> &'static str {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| unique_store_name("shylock_test"))
+}
+
+async fn backend_with(mode: StatementMode) -> PostgresBackend {
+    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+        .await
+        .expect("could not connect to POSTGRES_URL");
+    PostgresBackend::builder(pool)
+        .table(run_table())
+        .statement_mode(mode)
+        .build()
+        .await
+        .expect("could not set up the lock tables")
+}
+
+async fn postgres() -> SharedBackend {
+    backend_with(StatementMode::Prepared).await.into()
+}
+
+shylock_core::conformance_tests!(postgres(), ignore = "needs PostgreSQL: set POSTGRES_URL");
+
+mod unprepared {
+    use super::*;
+    async fn unprepared() -> SharedBackend {
+        backend_with(StatementMode::Unprepared).await.into()
+    }
+    shylock_core::conformance_tests!(
+        unprepared(),
+        ignore = "needs PostgreSQL: set POSTGRES_URL",
+        groups = [locks, queues]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn many_backends_starting_at_once_set_up_cleanly() {
+    let url = required_env("POSTGRES_URL");
+    let table = unique_store_name("setup_race");
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let (url, table) = (url.clone(), table.clone());
+        tasks.push(tokio::spawn(async move {
+            let pool = PostgresBackend::pool_for(&url).await?;
+            PostgresBackend::builder(pool).table(table).build().await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().expect("concurrent setup failed");
+    }
+}
+
+/// Fences keep increasing after the row is gone (released, swept or
+/// force-released): they come from a sequence, not from the row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn fences_increase_across_row_removal_and_long_names() {
+    let backend = backend_with(StatementMode::Prepared).await;
+    // The `backend` label of metrics and spans.
+    assert_eq!(backend.kind(), "postgres");
+    let name = unique_name("fence-removal");
+    let ttl = Duration::from_secs(30);
+    let first = backend
+        .claim(&name, "a", ttl, op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(backend.release(&name, "a", op_deadline()).await.unwrap());
+    let second = backend
+        .claim(&name, "b", ttl, op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(second.fencing_token > first.fencing_token);
+    assert!(backend.force_release(&name, op_deadline()).await.unwrap());
+    let third = backend
+        .claim(&name, "c", ttl, op_deadline())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(third.fencing_token > second.fencing_token);
+    // A long name is keyed by its digest and listed by its full name.
+    let long = format!("{}/{}", unique_name("long"), "x".repeat(3000));
+    assert!(backend
+        .claim(&long, "d", ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_some());
+    assert!(backend
+        .claim(&long, "e", ttl, op_deadline())
+        .await
+        .unwrap()
+        .is_none());
+    let listed = backend
+        .list(&long[..40], None, 10, op_deadline())
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, long);
+    assert!(backend.release(&long, "d", op_deadline()).await.unwrap());
+}
+
+/// Rows that ended long ago (crashed holders, releases) are swept by later
+/// releases; the grace period is simulated by moving their expiry back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn releases_sweep_expired_rows() {
+    let backend = PostgresBackend::builder(
+        PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+            .await
+            .unwrap(),
+    )
+    .table(unique_store_name("sweep"))
+    .build()
+    .await
+    .unwrap();
+    let ttl = Duration::from_millis(50);
+    for i in 0..6 {
+        let name = format!("crashed/{i}");
+        backend
+            .claim(&name, "dead", ttl, op_deadline())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sqlx::query(&format!(
+        "UPDATE {} SET expires_at = expires_at - interval '1 hour'",
+        backend.location()
+    ))
+    .execute(backend.pool())
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        backend
+            .claim("live", "me", Duration::from_secs(30), op_deadline())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(backend.release("live", "me", op_deadline()).await.unwrap());
+    }
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {}", backend.location()))
+        .fetch_one(backend.pool())
+        .await
+        .unwrap();
+    // Only the row of the lock just released (it ended now) is left.
+    assert_eq!(rows, 1, "rows that ended long ago were left behind");
+}
+
+/// A release through another backend handle (as by another process)
+/// reaches this process's listener and wakes a waiter at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_release_by_another_connection_wakes_a_waiter() {
+    let a = backend_with(StatementMode::Prepared).await;
+    let b = process_side().await;
+    let name = unique_name("cross-connection");
+    let holder = shylock_core::AsyncLock::with_backend(name.clone(), a)
+        .acquire()
+        .await
+        .unwrap();
+    let waiter = shylock_core::AsyncLock::with_backend(name, b).with_options(
+        shylock_core::LockOptions::default()
+            .backoff(Duration::from_secs(60), Duration::from_secs(60)),
+    );
+    let waiting = tokio::spawn(async move { waiter.acquire().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    holder.release().await.unwrap();
+    let guard = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the release did not wake the waiter")
+        .unwrap();
+    guard.release().await.unwrap();
+}
+
+#[test]
+fn bounds() {
+    fn send_sync<T: Send + Sync + Clone + std::fmt::Debug>() {}
+    send_sync::<PostgresBackend>();
+    send_sync::<shylock_postgres::PostgresBackendBuilder>();
+}
+
+#[test]
+fn bad_names_are_clear_errors() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .unwrap();
+        for builder in [
+            PostgresBackend::builder(pool.clone()).table(""),
+            PostgresBackend::builder(pool.clone()).table("x".repeat(60)),
+            PostgresBackend::builder(pool.clone()).channel("bad channel"),
+            PostgresBackend::builder(pool.clone()).schema(""),
+        ] {
+            let err = builder.build().await.unwrap_err();
+            assert!(
+                matches!(err, shylock_core::Error::InvalidOptions { .. }),
+                "{err}"
+            );
+        }
+    });
+}
+
+/// A handle with a listener of its own, as another process has.
+async fn process_side() -> SharedBackend {
+    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+        .await
+        .unwrap();
+    let backend = PostgresBackend::builder(pool)
+        .table(run_table())
+        .share_release_listener(false)
+        .build()
+        .await
+        .unwrap();
+    assert!(
+        backend
+            .release_listener_ready(Duration::from_secs(10))
+            .await
+    );
+    backend.into()
+}
+
+/// The holder's side and the waiters' side, like two processes: a release
+/// names the first live ticket, and only that waiter is woken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
+    shylock_core::testkit::a_release_wakes_only_the_first_in_line(
+        process_side().await,
+        process_side().await,
+    )
+    .await;
+}
+
+/// Two sides as two processes: a fair waiter behind another, while the
+/// listener works, sends no claim before its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
+    shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
+        process_side().await,
+        process_side().await,
+    )
+    .await;
+}
+
+/// The first in line leaving a free lock wakes the next one, in another
+/// process (leaving notifies the new first ticket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
+    shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
+        process_side().await,
+        process_side().await,
+    )
+    .await;
+}
+
+/// A line of `MAX_WAITERS` live tickets (written directly, as that many
+/// waiters would) refuses new owners with a clear error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+async fn a_full_line_refuses_new_owners() {
+    let backend = backend_with(StatementMode::Prepared).await;
+    let name = unique_name("full-line");
+    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+        .await
+        .unwrap();
+    let owners: Vec<String> = (0..shylock_core::MAX_WAITERS)
+        .map(shylock_core::testkit::seeded_owner)
+        .collect();
+    // Arrival numbers below any the fence sequence gives out.
+    let seqs: Vec<i64> = (-(shylock_core::MAX_WAITERS as i64)..0).collect();
+    sqlx::query(&format!(
+        "INSERT INTO {}_tickets (key, owners, seqs, expiries, expires_at)
+         SELECT $1, $2, $3, array_fill(now() + interval '1 hour', ARRAY[cardinality($2)]),
+                now() + interval '1 hour'",
+        run_table()
+    ))
+    .bind(name.as_bytes())
+    .bind(&owners)
+    .bind(&seqs)
+    .execute(&pool)
+    .await
+    .unwrap();
+    shylock_core::testkit::a_full_line_refuses_new_owners(backend.into(), &name).await;
+}
