@@ -97,11 +97,12 @@
 pub use shylock_core::{
     background_runtime, block_on, configure, configure_with, default_backend, is_configured,
     release_all, release_all_blocking, AsyncLock, AsyncLockGuard, AsyncMultiLock,
-    AsyncMultiLockGuard, AsyncReentrantGuard, AsyncReentrantLock, AsyncSemaphore, AsyncTicket,
-    BoxError, Campaign, Election, Error, ErrorKind, LeaderInfo, Lock, LockGuard, LockInfo,
-    LockOptions, MemoryBackend, MultiLock, QueueInfo, ReentrantLock, ReleaseAllReport, Renewal,
-    Result, Role, Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, Ticket,
-    DEFAULT_CLOCK_DRIFT_PPM, DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL, MAX_WAITERS,
+    AsyncMultiLockGuard, AsyncReadGuard, AsyncReentrantGuard, AsyncReentrantLock, AsyncRwLock,
+    AsyncSemaphore, AsyncTicket, AsyncWriteGuard, BoxError, Campaign, Election, Error, ErrorKind,
+    LeaderInfo, Lock, LockGuard, LockInfo, LockOptions, MemoryBackend, MultiLock, QueueInfo,
+    ReentrantLock, ReleaseAllReport, Renewal, Result, Role, RwLock, RwLockInfo, RwPreference,
+    Semaphore, SemaphoreInfo, ShardedBackend, SharedBackend, Ticket, DEFAULT_CLOCK_DRIFT_PPM,
+    DEFAULT_OPERATION_TIMEOUT, MAX_PERMITS, MAX_TTL, MAX_WAITERS,
 };
 
 // The old guard names, deprecated for one release.

@@ -23,6 +23,12 @@ fn _core(
     _: shylock::AsyncReentrantLock,
     _: shylock::AsyncReentrantGuard,
     _: shylock::ReentrantLock,
+    _: shylock::AsyncRwLock,
+    _: shylock::AsyncReadGuard,
+    _: shylock::AsyncWriteGuard,
+    _: shylock::RwLock,
+    _: shylock::RwPreference,
+    _: shylock::RwLockInfo,
     _: shylock::Election,
     _: shylock::Campaign,
     _: shylock::LeaderInfo,
@@ -53,6 +59,9 @@ fn _blocking(
     _: shylock::blocking::MultiLockGuard,
     _: shylock::blocking::ReentrantLock,
     _: shylock::blocking::ReentrantGuard,
+    _: shylock::blocking::RwLock,
+    _: shylock::blocking::ReadGuard,
+    _: shylock::blocking::WriteGuard,
 ) {
 }
 
@@ -65,6 +74,7 @@ fn _blocking_at_the_root(
     semaphore: shylock::Semaphore,
     multi: shylock::MultiLock,
     reentrant: shylock::ReentrantLock,
+    rwlock: shylock::RwLock,
 ) -> (
     shylock::blocking::Lock,
     shylock::blocking::LockGuard,
@@ -72,8 +82,9 @@ fn _blocking_at_the_root(
     shylock::blocking::Semaphore,
     shylock::blocking::MultiLock,
     shylock::blocking::ReentrantLock,
+    shylock::blocking::RwLock,
 ) {
-    (lock, guard, ticket, semaphore, multi, reentrant)
+    (lock, guard, ticket, semaphore, multi, reentrant, rwlock)
 }
 
 /// The old guard names, deprecated for one release, still name the same
@@ -99,6 +110,9 @@ fn _backend(
     _: shylock::backend::Grant,
     _: shylock::backend::LockInfo,
     _: shylock::backend::SemaphoreInfo,
+    _: &dyn shylock::backend::RwLockBackend,
+    _: shylock::backend::RwLockInfo,
+    _: shylock::backend::Access,
     _: shylock::backend::QueueInfo,
     _: shylock::backend::SharedBackend,
     _: shylock::backend::Deadline,

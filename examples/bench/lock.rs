@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use shylock::backend::{Backend, Deadline};
-use shylock::{AsyncLock, AsyncSemaphore, LockOptions, Renewal, SharedBackend};
+use shylock::{AsyncLock, AsyncRwLock, AsyncSemaphore, LockOptions, Renewal, SharedBackend};
 
 use crate::report::{stats, us, Stats};
 use crate::setup::{Raw, Setup};
@@ -281,6 +281,55 @@ pub(crate) async fn permit_pairs(backend: &SharedBackend, n: usize) -> Stats {
     let sem = AsyncSemaphore::with_backend("bench/permits", 4, backend.clone())
         .with_options(bench_options());
     pairs(n, || sem.try_acquire()).await
+}
+
+/// Uncontended read (or write) acquire+release of a read/write lock.
+pub(crate) async fn rw_pairs(backend: &SharedBackend, n: usize, write: bool) -> Stats {
+    let rw = AsyncRwLock::with_backend("bench/rw", backend.clone()).with_options(bench_options());
+    if write {
+        pairs(n, || async {
+            Ok(rw
+                .try_write()
+                .await?
+                .map(shylock::AsyncWriteGuard::into_inner))
+        })
+        .await
+    } else {
+        pairs(n, || async {
+            Ok(rw
+                .try_read()
+                .await?
+                .map(shylock::AsyncReadGuard::into_inner))
+        })
+        .await
+    }
+}
+
+/// Read acquire+release pairs per second of `tasks` tasks sharing one
+/// read/write lock for `run`.
+pub(crate) async fn reader_throughput(backend: &SharedBackend, tasks: usize, run: Duration) -> f64 {
+    let rw = AsyncRwLock::with_backend("bench/rw-readers", backend.clone())
+        .with_options(bench_options());
+    let end = Instant::now() + run;
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let rw = rw.clone();
+            tokio::spawn(async move {
+                let mut done = 0_u64;
+                while Instant::now() < end {
+                    rw.read().await.unwrap().release().await.unwrap();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut total = 0;
+    for h in handles {
+        total += h.await.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Commands per uncontended permit acquire and per permit release.

@@ -40,10 +40,10 @@ use crate::handoff::{fairness, print_handoff, Mode};
 use crate::idle::print_idle;
 use crate::lock::{
     bench_options, commands_per_op, commands_per_permit, library_pairs, permit_pairs, print_shapes,
-    raw_pairs, uncontended,
+    raw_pairs, reader_throughput, rw_pairs, uncontended,
 };
 use crate::report::{report_failures, us};
-use crate::setup::setup;
+use crate::setup::{setup, Setup};
 use crate::throughput::print_throughput;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -165,6 +165,7 @@ async fn main() {
         Some(Only::Uncontended) => {
             uncontended(&s, args.pairs, &label).await;
             print_shapes(&s, args.pairs / 2).await;
+            print_rwlocks(&s, args.pairs / 2).await;
             (s.cleanup)();
             return;
         }
@@ -234,6 +235,8 @@ async fn main() {
 
     print_throughput(&s, &label).await;
 
+    print_rwlocks(&s, half).await;
+
     println!("\n## Semaphore permits beside locks (same run)\n");
     let lock_pairs = library_pairs(&s.backend, half, bench_options()).await;
     let permit = permit_pairs(&s.backend, half).await;
@@ -285,4 +288,31 @@ async fn main() {
         "\n(client-go's defaults: 15 s lease, 10 s renew deadline, 2 s retry: about 15-17 s.)\n"
     );
     (s.cleanup)();
+}
+
+/// Read and write leases of a read/write lock beside the lock, and the
+/// read throughput of 16 tasks sharing one name.
+async fn print_rwlocks(s: &Setup, n: usize) {
+    println!("\n## Read/write locks beside locks (same run)\n");
+    println!("| uncontended acquire + release | median | p99 | pairs/s |");
+    println!("|---|---|---|---|");
+    let lock = library_pairs(&s.backend, n, bench_options()).await;
+    let read = rw_pairs(&s.backend, n, false).await;
+    let write = rw_pairs(&s.backend, n, true).await;
+    for (row, st) in [
+        ("lock", &lock),
+        ("read lease of a read/write lock", &read),
+        ("write lease of a read/write lock", &write),
+    ] {
+        println!(
+            "| {row} | {} | {} | {:.0} |",
+            us(st.median),
+            us(st.p99),
+            st.per_sec
+        );
+    }
+    let readers = reader_throughput(&s.backend, 16, std::time::Duration::from_secs(2)).await;
+    println!(
+        "\n16 tasks reading one read/write lock: {readers:.0} read acquire + release pairs/s.\n"
+    );
 }

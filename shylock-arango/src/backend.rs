@@ -39,6 +39,9 @@ pub(crate) struct Inner {
     pub(crate) timeout: Duration,
     pub(crate) signals: ReleaseSignals,
     pub(crate) permit_signals: ReleaseSignals,
+    /// Read/write locks: readers may enter, a writer may win.
+    pub(crate) read_signals: ReleaseSignals,
+    pub(crate) write_signals: ReleaseSignals,
     pub(crate) location: String,
 }
 
@@ -324,6 +327,10 @@ impl Backend for ArangoBackend {
     }
 
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+
+    fn rwlocks(&self) -> Option<&dyn shylock_core::backend::RwLockBackend> {
         Some(self)
     }
 }

@@ -191,6 +191,8 @@ impl ArangoBackendBuilder {
             timeout,
             signals: ReleaseSignals::new(),
             permit_signals: ReleaseSignals::new(),
+            read_signals: ReleaseSignals::new(),
+            write_signals: ReleaseSignals::new(),
             location: format!(
                 "{} db {} collection {}",
                 self.url, self.database, self.collection

@@ -40,6 +40,23 @@ pub fn semaphore_key(name: &str) -> String {
     format!("%s{}", encode_key(name, 252))
 }
 
+/// The `_key` of the document for read/write lock `name`: `%r` and the
+/// name encoded as [`document_key`] does (a digest past 252 bytes). No lock
+/// or semaphore key starts with `%r` (`r` is not a hex digit), so the
+/// namespaces never share a document.
+///
+/// # Examples
+///
+/// ```
+/// use shylock_arango::{rwlock_key, semaphore_key};
+///
+/// assert_eq!(rwlock_key("cache"), "%rcache");
+/// assert_ne!(rwlock_key("cache"), semaphore_key("cache"));
+/// ```
+pub fn rwlock_key(name: &str) -> String {
+    format!("%r{}", encode_key(name, 252))
+}
+
 /// Percent-encodes `name`, or `%h` + its SHA-256 when that is longer than
 /// `max` bytes.
 fn encode_key(name: &str, max: usize) -> String {

@@ -49,10 +49,11 @@ mod error;
 mod key;
 pub mod queries;
 mod queue;
+mod rwlock;
 mod semaphore;
 
 pub use backend::ArangoBackend;
 pub use builder::{ArangoBackendBuilder, DEFAULT_REQUEST_TIMEOUT, DEFAULT_TTL_GRACE};
 pub use client::HttpClient;
 pub use error::{ERROR_CONFLICT, ERROR_UNIQUE_CONSTRAINT};
-pub use key::{document_key, semaphore_key, sort_key};
+pub use key::{document_key, rwlock_key, semaphore_key, sort_key};

@@ -203,3 +203,64 @@ pub const LEAVE_QUEUE: &str =
     "FOR d IN @@coll FILTER d._key == @key && IS_ARRAY(d.queue) && @owner IN d.queue[*].owner
   UPDATE d WITH { queue: (FOR t IN d.queue FILTER t.owner != @owner RETURN t) } IN @@coll
   RETURN true";
+
+/// Read/write locks (`@key` from [`rwlock_key`](crate::rwlock_key)): a
+/// reader (`@write` false) enters when no live writer holds the lock and,
+/// with `@first`, no live writer's intent is recorded; the writer when no
+/// live holder is left; a retry pushes the owner's expiry. A refused
+/// writer with `@intent` records its intent when no other writer's is
+/// live. Expired holders and intents are dropped by the same write; a
+/// refusal that records nothing is only read. Returns whether `@owner`
+/// holds a lease now, its fence and expiry.
+pub const CLAIM_RW: &str = "LET now = DATE_NOW()
+LET old = FIRST(FOR d IN @@coll FILTER d._key == @key RETURN d)
+LET live = (FOR h IN (old != null && IS_ARRAY(old.holders) ? old.holders : [])
+  FILTER IS_STRING(h.owner) && IS_NUMBER(h.expiresAtMs) && h.expiresAtMs >= now RETURN h)
+LET waiting = (FOR i IN (old != null && IS_ARRAY(old.intents) ? old.intents : [])
+  FILTER IS_STRING(i.owner) && IS_NUMBER(i.untilMs) && i.untilMs >= now RETURN i)
+LET mine = LENGTH(FOR h IN live FILTER h.owner == @owner RETURN 1) > 0
+LET writer = LENGTH(FOR h IN live FILTER h.w == true RETURN 1) > 0
+LET take = !mine && (@write ? LENGTH(live) == 0 : (!writer && !(@first && LENGTH(waiting) > 0)))
+LET record = @write && @intent && !mine && !take && (LENGTH(waiting) == 0 || @owner IN waiting[*].owner)
+LET next = MAX([TO_NUMBER(old.fence) + 1, now])
+LET holders = mine
+  ? (FOR h IN live RETURN h.owner == @owner ? MERGE(h, { expiresAtMs: now + @ttl }) : h)
+  : (take ? APPEND(live, [{ owner: @owner, expiresAtMs: now + @ttl, fence: next, w: @write }]) : live)
+LET intents = take ? (FOR i IN waiting FILTER i.owner != @owner RETURN i)
+  : (record ? [{ owner: @owner, untilMs: now + @ttl }] : waiting)
+LET until = MAX(APPEND(APPEND(holders[*].expiresAtMs, intents[*].untilMs), [now])) / 1000
+LET written = (FILTER mine || take || record
+  UPSERT { _key: @key }
+  INSERT { _key: @key, rwlock: @name, fence: next, holders: holders, intents: intents, expiresAt: until }
+  UPDATE { rwlock: @name, fence: take ? next : OLD.fence, holders: holders, intents: intents, expiresAt: until }
+  IN @@coll
+  RETURN 1)
+LET held = FIRST(FOR h IN holders FILTER h.owner == @owner RETURN h)
+RETURN { held: (mine || take) && LENGTH(written) > 0, fence: TO_NUMBER(held.fence),
+         expiresAtMs: held.expiresAtMs }";
+
+/// Read/write locks: frees `@owner`'s lease and withdraws its intent;
+/// returns whether it held a lease, whether that was the writer's, and
+/// whether an intent was withdrawn.
+pub const RELEASE_RW: &str = "FOR d IN @@coll FILTER d._key == @key
+  LET before = IS_ARRAY(d.holders) ? d.holders : []
+  LET waiting = IS_ARRAY(d.intents) ? d.intents : []
+  FILTER @owner IN before[*].owner || @owner IN waiting[*].owner
+  LET gone = FIRST(FOR h IN before FILTER h.owner == @owner RETURN h)
+  LET holders = (FOR h IN before FILTER h.owner != @owner RETURN h)
+  LET intents = (FOR i IN waiting FILTER i.owner != @owner RETURN i)
+  UPDATE d WITH { holders: holders, intents: intents,
+    expiresAt: MAX(APPEND(APPEND(holders[*].expiresAtMs, intents[*].untilMs), [DATE_NOW()])) / 1000 } IN @@coll
+  RETURN { held: gone != null, writer: gone != null && gone.w == true, withdrawn: @owner IN waiting[*].owner }";
+
+/// Read/write locks: the live holders in fence order, and whether a live
+/// writer's intent is recorded.
+pub const INSPECT_RW: &str = "LET now = DATE_NOW()
+FOR d IN @@coll FILTER d._key == @key
+  RETURN { holders: (
+    FOR h IN (IS_ARRAY(d.holders) ? d.holders : [])
+      FILTER IS_STRING(h.owner) && IS_NUMBER(h.expiresAtMs) && h.expiresAtMs >= now
+      SORT h.fence
+      RETURN { owner: h.owner, fence: TO_NUMBER(h.fence), expiresAtMs: h.expiresAtMs, w: h.w == true }),
+    waiting: LENGTH(FOR i IN (IS_ARRAY(d.intents) ? d.intents : [])
+      FILTER IS_STRING(i.owner) && IS_NUMBER(i.untilMs) && i.untilMs >= now RETURN 1) > 0 }";

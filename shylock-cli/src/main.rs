@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use read::{inspect, list};
+use read::{inspect, inspect_rwlock, list};
 use release::release;
 use show::Style;
 use watch::watch;
@@ -95,6 +95,9 @@ enum Command {
         /// NAME is a semaphore: show its permit count and every holder.
         #[arg(long)]
         semaphore: bool,
+        /// NAME is a read/write lock: show its readers and writer.
+        #[arg(long, conflicts_with = "semaphore")]
+        rwlock: bool,
     },
     /// Frees a lock whoever holds it: shows the holder, asks for
     /// confirmation, then releases exactly that holder's lease (if the lock
@@ -234,7 +237,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::List { prefix } => list(&backend, prefix.as_deref().unwrap_or(""), &out).await,
-        Command::Inspect { name, semaphore } => inspect(&backend, &name, semaphore, &out).await,
+        Command::Inspect {
+            name, rwlock: true, ..
+        } => inspect_rwlock(&backend, &name, &out).await,
+        Command::Inspect {
+            name, semaphore, ..
+        } => inspect(&backend, &name, semaphore, &out).await,
         Command::Release { name, force, yes } => release(&backend, &name, force, yes, &out).await,
         Command::Watch { prefix, interval } => {
             watch(

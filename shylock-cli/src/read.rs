@@ -2,7 +2,7 @@
 //! semaphores with their permits, lines of fair waiters).
 
 use serde_json::json;
-use shylock::backend::{list_all, semaphores_unsupported, Deadline};
+use shylock::backend::{list_all, rwlocks_unsupported, semaphores_unsupported, Deadline};
 use shylock::{LockInfo, QueueInfo, SemaphoreInfo, SharedBackend};
 
 use crate::show::{
@@ -211,6 +211,32 @@ fn show_semaphore(info: &SemaphoreInfo, out: &Output) -> Result<(), Failure> {
     if info.holders.is_empty() {
         return Err(Failure::not_found(format!(
             "nobody holds a permit of {}",
+            printable(name)
+        )));
+    }
+    Ok(())
+}
+
+/// A read/write lock's readers and writer; exit 1 when nobody holds it.
+pub(crate) async fn inspect_rwlock(
+    backend: &SharedBackend,
+    name: &str,
+    out: &Output,
+) -> Result<(), Failure> {
+    check_name(name)?;
+    let rwlocks = backend
+        .rwlocks()
+        .ok_or_else(|| Failure::from_error(rwlocks_unsupported(backend.kind())))?;
+    let deadline = Deadline::after(out.timeout);
+    let info = bounded(out, rwlocks.inspect_rwlock(name, deadline)).await?;
+    if out.json {
+        println!("{}", crate::show::rwlock_json(&info));
+    } else {
+        print!("{}", crate::show::rwlock_text(&info, out.style));
+    }
+    if info.is_free() {
+        return Err(Failure::not_found(format!(
+            "nobody holds {}",
             printable(name)
         )));
     }

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use shylock::{LockInfo, QueueInfo, SemaphoreInfo};
+use shylock::{LockInfo, QueueInfo, RwLockInfo, SemaphoreInfo};
 
 /// Terminal styling, on only when stdout is a terminal and `NO_COLOR` is
 /// unset.
@@ -233,6 +233,40 @@ pub(crate) fn details(info: &LockInfo) -> String {
         utc(info.expires_at),
         human_duration(left(info.expires_at)),
     )
+}
+
+/// A read/write lock, its readers and writer as JSON.
+pub(crate) fn rwlock_json(info: &RwLockInfo) -> Value {
+    json!({
+        "name": info.name,
+        "readers": info.readers.iter().map(lock_json).collect::<Vec<_>>(),
+        "writer": info.writer.as_ref().map(lock_json),
+        "writer_waiting": info.writer_waiting,
+    })
+}
+
+/// A read/write lock as text: a summary line, then its writer or readers.
+pub(crate) fn rwlock_text(info: &RwLockInfo, style: Style) -> String {
+    let name = printable(&info.name);
+    let waiting = if info.writer_waiting {
+        " (a writer waits)"
+    } else {
+        ""
+    };
+    match &info.writer {
+        Some(writer) => format!(
+            "read/write lock {name}: held by a writer{waiting}\n{}",
+            table(std::slice::from_ref(writer), style)
+        ),
+        None if info.readers.is_empty() => {
+            format!("read/write lock {name} has no readers and no writer{waiting}\n")
+        }
+        None => format!(
+            "read/write lock {name}: {} readers{waiting}\n{}",
+            info.readers.len(),
+            table(&info.readers, style)
+        ),
+    }
 }
 
 #[cfg(test)]

@@ -123,6 +123,24 @@ async fn operate_on(store: &str, backend: SharedBackend, extra: &[&str], env: &[
     let (code, _, err) = run(base().args(["inspect", ""]));
     assert_eq!(code, 2, "an invalid name is a usage error: {err}");
 
+    // inspect --rwlock: readers and writer of a read/write lock.
+    let rw = shylock::AsyncRwLock::with_backend("rw/cache", backend.clone());
+    let (r1, r2) = (rw.read().await.unwrap(), rw.read().await.unwrap());
+    let (code, out, err) = run(base().args(["inspect", "rw/cache", "--rwlock"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("2 readers") && out.contains(r1.owner()),
+        "{out}"
+    );
+    let (code, out, _) = run(base().args(["inspect", "rw/cache", "--rwlock", "--json"]));
+    assert_eq!(code, 0);
+    assert_eq!(json(&out)["readers"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(json(&out)["writer"], Value::Null, "{out}");
+    r1.release().await.unwrap();
+    r2.release().await.unwrap();
+    let (code, _, err) = run(base().args(["inspect", "rw/cache", "--rwlock"]));
+    assert_eq!(code, 1, "nobody holds it: {err}");
+
     // release: needs --force, and --yes off a terminal; then frees exactly
     // the holder it showed.
     let (code, _, err) = run(base().args(["release", "jobs/a"]));

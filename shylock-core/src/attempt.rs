@@ -34,10 +34,12 @@ pub(crate) struct Outcome {
 
 impl Outcome {
     /// The database's answer. A win is handed over (the caller now owns
-    /// the lease and its release); after an error the database's decision
-    /// is unknown, so this owner is still released in the background.
+    /// the lease and its release), and so is a refusal (the caller
+    /// withdraws whatever it recorded); after an error the database's
+    /// decision is unknown, so this owner is still released in the
+    /// background.
     pub(crate) fn resolve(mut self) -> (Result<Option<Grant>>, Instant) {
-        if matches!(self.result, Ok(Some(_))) {
+        if self.result.is_ok() {
             self.cleanup.armed = false;
         }
         let result = std::mem::replace(&mut self.result, Ok(None));
@@ -47,7 +49,8 @@ impl Outcome {
 
 /// Releases `owner` in the background unless disarmed: dropped with an
 /// outcome nobody took that may hold the lock (a win, or an error after
-/// which the database's decision is unknown).
+/// which the database's decision is unknown) or left state behind (a
+/// refused writer's recorded intent).
 struct Cleanup {
     armed: bool,
     target: Target,
@@ -156,7 +159,7 @@ pub(crate) fn start(
                 target.claim(&backend, &name, &owner, ttl, deadline),
             )
             .await;
-        let armed = !matches!(result, Ok(None));
+        let armed = !matches!(result, Ok(None)) || target.refusal_leaves_state();
         Outcome {
             result,
             started,

@@ -90,6 +90,7 @@ mod owner;
 mod reentrant;
 mod renewal;
 mod runtime;
+mod rwlock;
 mod semaphore;
 mod sharded;
 mod shutdown;
@@ -101,8 +102,10 @@ pub mod testkit;
 mod ticket;
 mod wait;
 
-pub use backend::{LockInfo, QueueInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS, MAX_WAITERS};
-pub use blocking::{Lock, LockGuard, MultiLock, ReentrantLock, Semaphore, Ticket};
+pub use backend::{
+    LockInfo, QueueInfo, RwLockInfo, SemaphoreInfo, SharedBackend, MAX_PERMITS, MAX_WAITERS,
+};
+pub use blocking::{Lock, LockGuard, MultiLock, ReentrantLock, RwLock, Semaphore, Ticket};
 pub use election::{Campaign, Election, LeaderInfo, Role};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use global::{configure, configure_with, default_backend, is_configured};
@@ -115,6 +118,7 @@ pub use options::{
 };
 pub use reentrant::{AsyncReentrantGuard, AsyncReentrantLock};
 pub use runtime::{background_runtime, block_on};
+pub use rwlock::{AsyncReadGuard, AsyncRwLock, AsyncWriteGuard, RwPreference};
 pub use semaphore::AsyncSemaphore;
 pub use sharded::ShardedBackend;
 pub use shutdown::{release_all, release_all_blocking, ReleaseAllReport};

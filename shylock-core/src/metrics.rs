@@ -19,8 +19,9 @@
 //! - `backend`: [`Backend::kind`](crate::backend::Backend::kind) —
 //!   `memory`, `sqlite`, `mongodb`, `arangodb`, `sharded`, or a custom
 //!   backend's own;
-//! - `kind`: `lock` or `permit` (a semaphore permit; multi-locks, reentrant
-//!   locks and elections are made of locks);
+//! - `kind`: `lock`, `permit` (a semaphore permit), `read` or `write` (a
+//!   read or write lease of a read/write lock); multi-locks, reentrant
+//!   locks and elections are made of locks;
 //! - `outcome`: `acquired`, `busy` (`try_acquire` found it held),
 //!   `timed_out` (the wait ended), `error`, `cancelled` (the caller dropped
 //!   the acquire);

@@ -17,7 +17,7 @@ use crate::target::Target;
 pub(crate) struct Labels {
     /// [`Backend::kind`](crate::backend::Backend::kind).
     pub(crate) backend: &'static str,
-    /// `"lock"` or `"permit"`.
+    /// `"lock"`, `"permit"`, `"read"` or `"write"`.
     pub(crate) kind: &'static str,
     /// The lock name, when [`LockOptions::name_in_metrics`] is on.
     #[cfg_attr(not(feature = "metrics"), allow(dead_code))]

@@ -1,13 +1,13 @@
-//! What a lease is on: a lock, or one permit of a semaphore. Attempts,
-//! guards and renewal are the same for both; only the backend operations
-//! differ.
+//! What a lease is on: a lock, one permit of a semaphore, or one side of
+//! a read/write lock. Attempts, guards and renewal are the same for all;
+//! only the backend operations differ.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::backend::{
-    queues_unsupported, semaphores_unsupported, Deadline, Grant, QueueBackend, SemaphoreBackend,
-    SharedBackend,
+    queues_unsupported, rwlocks_unsupported, semaphores_unsupported, Access, Deadline, Grant,
+    QueueBackend, RwLockBackend, SemaphoreBackend, SharedBackend,
 };
 use crate::error::Result;
 
@@ -25,6 +25,13 @@ pub(crate) fn queues(backend: &SharedBackend) -> Result<&dyn QueueBackend> {
         .ok_or_else(|| queues_unsupported(backend.kind()))
 }
 
+/// The backend's read/write locks, or the error saying it offers none.
+pub(crate) fn rwlocks(backend: &SharedBackend) -> Result<&dyn RwLockBackend> {
+    backend
+        .rwlocks()
+        .ok_or_else(|| rwlocks_unsupported(backend.kind()))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Target {
     /// The lock of that name.
@@ -34,14 +41,22 @@ pub(crate) enum Target {
     Fair,
     /// One of `permits` permits of the semaphore of that name.
     Permit { permits: u32 },
+    /// A read lease on the read/write lock of that name; `writers_first`:
+    /// refused while a writer waits.
+    Read { writers_first: bool },
+    /// The write lease on the read/write lock of that name; `intent`: a
+    /// refused claim records that this owner waits to write.
+    Write { intent: bool },
 }
 
 impl Target {
-    /// `"lock"` or `"permit"`, for spans and metrics.
+    /// `"lock"`, `"permit"`, `"read"` or `"write"`, for spans and metrics.
     pub(crate) fn kind(self) -> &'static str {
         match self {
             Target::Lock | Target::Fair => "lock",
             Target::Permit { .. } => "permit",
+            Target::Read { .. } => "read",
+            Target::Write { .. } => "write",
         }
     }
 
@@ -65,6 +80,16 @@ impl Target {
                     .claim_permit(name, owner, permits, ttl, deadline)
                     .await
             }
+            Target::Read { writers_first } => {
+                rwlocks(backend)?
+                    .claim_read(name, owner, ttl, writers_first, deadline)
+                    .await
+            }
+            Target::Write { intent } => {
+                rwlocks(backend)?
+                    .claim_write(name, owner, ttl, intent, deadline)
+                    .await
+            }
         }
     }
 
@@ -81,6 +106,11 @@ impl Target {
             Target::Permit { .. } => {
                 semaphores(backend)?
                     .extend_permit(name, owner, ttl, deadline)
+                    .await
+            }
+            Target::Read { .. } | Target::Write { .. } => {
+                rwlocks(backend)?
+                    .extend_rw(name, owner, ttl, deadline)
                     .await
             }
         }
@@ -100,7 +130,16 @@ impl Target {
                     .release_permit(name, owner, deadline)
                     .await
             }
+            Target::Read { .. } | Target::Write { .. } => {
+                rwlocks(backend)?.release_rw(name, owner, deadline).await
+            }
         }
+    }
+
+    /// Whether a refused claim may leave something in the store that an
+    /// abandoned attempt must withdraw (a waiting writer's intent).
+    pub(crate) fn refusal_leaves_state(self) -> bool {
+        matches!(self, Target::Write { intent: true })
     }
 
     /// Fails at once, before any attempt, when the backend does not offer
@@ -110,6 +149,7 @@ impl Target {
             Target::Lock => Ok(()),
             Target::Fair => queues(backend).map(drop),
             Target::Permit { .. } => semaphores(backend).map(drop),
+            Target::Read { .. } | Target::Write { .. } => rwlocks(backend).map(drop),
         }
     }
 
@@ -122,6 +162,8 @@ impl Target {
         match self {
             Target::Lock | Target::Fair => backend.release_signal(name),
             Target::Permit { .. } => backend.semaphores()?.release_signal(name),
+            Target::Read { .. } => backend.rwlocks()?.release_signal(name, Access::Read),
+            Target::Write { .. } => backend.rwlocks()?.release_signal(name, Access::Write),
         }
     }
 }

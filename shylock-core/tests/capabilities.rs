@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use shylock_core::backend::{Backend, Deadline, Grant};
 use shylock_core::{
-    AsyncLock, AsyncSemaphore, ErrorKind, LockInfo, LockOptions, MemoryBackend, Result,
-    SharedBackend,
+    AsyncLock, AsyncRwLock, AsyncSemaphore, ErrorKind, LockInfo, LockOptions, MemoryBackend,
+    Result, SharedBackend,
 };
 
 /// The memory backend's single-lock operations, and nothing else: the
@@ -91,6 +91,11 @@ async fn semaphores_and_fair_locks_fail_before_any_round_trip() {
     assert_not_offered(fair.acquire().await, "fair queues");
     assert_not_offered(fair.enqueue().await, "fair queues");
     assert_not_offered(fair.try_acquire().await, "fair queues");
+
+    let rw = AsyncRwLock::with_backend("cache", shared.clone());
+    assert_not_offered(rw.read().await, "read/write locks");
+    assert_not_offered(rw.try_write().await, "read/write locks");
+    assert_not_offered(rw.inspect().await, "read/write locks");
     assert_eq!(backend.calls.load(Ordering::SeqCst), 0, "nothing was sent");
 
     // The single lock works as ever.
@@ -105,5 +110,20 @@ async fn locks_only() -> SharedBackend {
     LocksOnly::default().into()
 }
 
-// Every group: the semaphore and queue cases report themselves as not run.
+// Every group: the semaphore, queue and read/write lock cases report themselves as not run.
 shylock_core::conformance_tests!(locks_only());
+
+#[tokio::test]
+async fn a_fair_read_write_lock_is_refused_with_what_to_do() {
+    let rw = AsyncRwLock::with_backend("cache", shylock_core::MemoryBackend::new())
+        .with_options(LockOptions::default().fair(true));
+    let error = rw.read().await.expect_err("fair(true) is not offered");
+    assert!(
+        matches!(error, shylock_core::Error::InvalidOptions { .. }),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("RwPreference::Writers"),
+        "{error}"
+    );
+}

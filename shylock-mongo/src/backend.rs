@@ -337,6 +337,10 @@ impl Backend for MongoBackend {
     fn queues(&self) -> Option<&dyn QueueBackend> {
         Some(self)
     }
+
+    fn rwlocks(&self) -> Option<&dyn shylock_core::backend::RwLockBackend> {
+        Some(self)
+    }
 }
 
 impl MongoBackend {

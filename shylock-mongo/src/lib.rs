@@ -49,6 +49,7 @@ mod key;
 pub mod queries;
 mod queue;
 mod runtime_watch;
+mod rwlock;
 mod semaphore;
 mod wake;
 mod watcher;

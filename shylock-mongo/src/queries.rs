@@ -328,6 +328,7 @@ pub fn released_events() -> Document {
             "operationType": "replace",
             "fullDocument.owner": { "$exists": false },
             "documentKey._id.semaphore": { "$exists": false },
+            "documentKey._id.rwlock": { "$exists": false },
         },
         { "updateDescription.updatedFields.releases": { "$exists": true } },
     ]}}

@@ -36,14 +36,14 @@ pub(crate) fn semaphore_id(name: &str) -> Bson {
 }
 
 /// `$$h` (a holder in `$filter` / `$map`) is live by the server's clock.
-fn holder_live() -> Document {
+pub(crate) fn holder_live() -> Document {
     doc! { "$and": [
         { "$eq": [{ "$type": "$$h.owner" }, "string"] },
         { "$gte": [long_or_zero("$$h.expiresAt"), now_ms()] },
     ]}
 }
 
-fn live_holders() -> Document {
+pub(crate) fn live_holders() -> Document {
     doc! { "$filter": {
         "input": { "$cond": [{ "$isArray": "$holders" }, "$holders", []] },
         "as": "h",
@@ -123,7 +123,7 @@ pub fn claim_permit_pipeline(
     ]
 }
 
-fn holder_of(doc: &Document, owner: &str) -> Option<Document> {
+pub(crate) fn holder_of(doc: &Document, owner: &str) -> Option<Document> {
     doc.get_array("holders")
         .ok()?
         .iter()
@@ -132,22 +132,72 @@ fn holder_of(doc: &Document, owner: &str) -> Option<Document> {
         .cloned()
 }
 
-fn fence_of(name: &str, holder: &Document) -> Result<u64> {
+pub(crate) fn fence_of(name: &str, holder: &Document) -> Result<u64> {
     match holder.get("fence") {
         Some(Bson::Int64(v)) => Ok(u64::try_from(*v).unwrap_or(0)),
         Some(Bson::Int32(v)) => Ok(u64::try_from(*v).unwrap_or(0)),
         other => Err(corrupt(&format!(
-            "of semaphore {name:?} has a permit without a valid `fence` ({other:?})"
+            "of {name:?} has a holder without a valid `fence` ({other:?})"
         ))),
     }
 }
 
-fn expires_of(name: &str, holder: &Document) -> Result<SystemTime> {
+pub(crate) fn expires_of(name: &str, holder: &Document) -> Result<SystemTime> {
     match holder.get("expiresAt") {
         Some(Bson::DateTime(dt)) => Ok(dt.to_system_time()),
         other => Err(corrupt(&format!(
-            "of semaphore {name:?} has a permit without a valid `expiresAt` ({other:?})"
+            "of {name:?} has a holder without a valid `expiresAt` ({other:?})"
         ))),
+    }
+}
+
+/// Pushes the expiry of `owner`'s live entry in the `holders` of document
+/// `id` (a semaphore's permits, a read/write lock's readers and writer) to
+/// now + `ttl`, in one `findOneAndUpdate`; the new expiry, or `None`.
+pub(crate) async fn extend_holder(
+    backend: &MongoBackend,
+    what: &'static str,
+    id: Bson,
+    name: &str,
+    owner: &str,
+    ttl: Duration,
+    deadline: Deadline,
+) -> Result<Option<SystemTime>> {
+    let literal = doc! { "$literal": owner };
+    let mine_live = doc! { "$and": [{ "$eq": ["$$h.owner", literal.clone()] }, holder_live()] };
+    let filter = doc! {
+        "_id": id,
+        "$expr": { "$anyElementTrue": [{ "$map": {
+            "input": { "$cond": [{ "$isArray": "$holders" }, "$holders", []] },
+            "as": "h",
+            "in": mine_live,
+        }}]},
+    };
+    let update = vec![
+        doc! { "$set": { "holders": { "$map": {
+            "input": "$holders",
+            "as": "h",
+            "in": { "$cond": [
+                { "$eq": ["$$h.owner", literal] },
+                { "$mergeObjects": ["$$h", { "expiresAt": { "$add": ["$$NOW", duration_to_millis(ttl)] } }] },
+                "$$h",
+            ]},
+        }}}},
+        doc! { "$set": { "expiresAt": latest_expiry() } },
+    ];
+    let doc = retry_rate_limited(|| {
+        backend
+            .collection()
+            .find_one_and_update(filter.clone(), update.clone())
+            .return_document(ReturnDocument::After)
+            .projection(doc! { "holders": 1 })
+            .max_time(max_time(deadline))
+    })
+    .await
+    .map_err(|e| mongo_error(what, e))?;
+    match doc.as_ref().and_then(|d| holder_of(d, owner)) {
+        Some(holder) => expires_of(name, &holder).map(Some),
+        None => Ok(None),
     }
 }
 
@@ -244,43 +294,15 @@ impl SemaphoreBackend for MongoBackend {
         deadline: Deadline,
     ) -> Result<Option<SystemTime>> {
         self.explain(
-            async {
-            let literal = doc! { "$literal": owner };
-            let mine_live = doc! { "$and": [{ "$eq": ["$$h.owner", literal.clone()] }, holder_live()] };
-            let filter = doc! {
-                "_id": semaphore_id(name),
-                "$expr": { "$anyElementTrue": [{ "$map": {
-                    "input": { "$cond": [{ "$isArray": "$holders" }, "$holders", []] },
-                    "as": "h",
-                    "in": mine_live,
-                }}]},
-            };
-            let update = vec![
-                doc! { "$set": { "holders": { "$map": {
-                    "input": "$holders",
-                    "as": "h",
-                    "in": { "$cond": [
-                        { "$eq": ["$$h.owner", literal] },
-                        { "$mergeObjects": ["$$h", { "expiresAt": { "$add": ["$$NOW", duration_to_millis(ttl)] } }] },
-                        "$$h",
-                    ]},
-                }}}},
-                doc! { "$set": { "expiresAt": latest_expiry() } },
-            ];
-            let doc = retry_rate_limited(|| {
-                self.collection()
-                    .find_one_and_update(filter.clone(), update.clone())
-                    .return_document(ReturnDocument::After)
-                    .projection(doc! { "holders": 1 })
-                    .max_time(max_time(deadline))
-            })
-            .await
-            .map_err(|e| mongo_error("extend permit (findOneAndUpdate)", e))?;
-            match doc.as_ref().and_then(|d| holder_of(d, owner)) {
-                Some(holder) => expires_of(name, &holder).map(Some),
-                None => Ok(None),
-            }
-            }
+            extend_holder(
+                self,
+                "extend permit (findOneAndUpdate)",
+                semaphore_id(name),
+                name,
+                owner,
+                ttl,
+                deadline,
+            )
             .await,
         )
     }

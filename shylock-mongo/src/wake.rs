@@ -13,6 +13,8 @@ pub(crate) enum Released {
     Lock,
     /// A permit of a semaphore.
     Permit,
+    /// A read or write lease of a read/write lock (`{rwlock: name}`).
+    RwLock,
 }
 
 /// The lock or semaphore an event is about, from its `_id` (the name, or
@@ -26,11 +28,16 @@ pub(crate) fn released_name<'a>(
     let stored_name = || full.and_then(|doc| doc.get_str("name").ok());
     match id? {
         Bson::Document(id) => {
-            let name = match id.get("semaphore")? {
+            let (kind, stored) = match (id.get("semaphore"), id.get("rwlock")) {
+                (Some(stored), _) => (Released::Permit, stored),
+                (None, Some(stored)) => (Released::RwLock, stored),
+                (None, None) => return None,
+            };
+            let name = match stored {
                 Bson::String(name) => name.as_str(),
                 _ => stored_name()?,
             };
-            Some((Released::Permit, name))
+            Some((kind, name))
         }
         Bson::String(name) => Some((Released::Lock, name.as_str())),
         _ => Some((Released::Lock, stored_name()?)),
@@ -195,6 +202,16 @@ mod tests {
         assert_eq!(
             released_name(Some(&lock), None),
             Some((Released::Lock, "orders"))
+        );
+        let rw = Bson::Document(doc! { "rwlock": "cache" });
+        assert_eq!(
+            released_name(Some(&rw), None),
+            Some((Released::RwLock, "cache"))
+        );
+        let long_rw = Bson::Document(doc! { "rwlock": digest });
+        assert_eq!(
+            released_name(Some(&long_rw), Some(&full)),
+            Some((Released::RwLock, "s".repeat(2000).as_str()))
         );
     }
 

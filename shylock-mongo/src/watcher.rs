@@ -48,6 +48,9 @@ fn shared_watchers() -> &'static Mutex<HashMap<String, Weak<Shared>>> {
 struct Shared {
     signals: ReleaseSignals,
     permit_signals: ReleaseSignals,
+    /// Read/write locks: readers may enter, a writer may win.
+    read_signals: ReleaseSignals,
+    write_signals: ReleaseSignals,
     enabled: bool,
     running: AtomicBool,
     /// Which started task is the current one.
@@ -73,6 +76,8 @@ impl ReleaseWatcher {
             Arc::new(Shared {
                 signals: ReleaseSignals::new(),
                 permit_signals: ReleaseSignals::new(),
+                read_signals: ReleaseSignals::new(),
+                write_signals: ReleaseSignals::new(),
                 enabled,
                 running: AtomicBool::new(false),
                 generation: AtomicU64::new(0),
@@ -118,6 +123,16 @@ impl ReleaseWatcher {
         &self.shared.permit_signals
     }
 
+    /// The per-name signals for readers of read/write locks.
+    pub(crate) fn read_signals(&self) -> &ReleaseSignals {
+        &self.shared.read_signals
+    }
+
+    /// The per-name signals for writers of read/write locks.
+    pub(crate) fn write_signals(&self) -> &ReleaseSignals {
+        &self.shared.write_signals
+    }
+
     /// Starts the stream once, on the current runtime, if watching is on.
     pub(crate) fn ensure_running(&self) {
         let shared = &self.shared;
@@ -149,7 +164,10 @@ impl ReleaseWatcher {
 
 impl Shared {
     fn has_waiters(&self) -> bool {
-        self.signals.has_subscribers() || self.permit_signals.has_subscribers()
+        self.signals.has_subscribers()
+            || self.permit_signals.has_subscribers()
+            || self.read_signals.has_subscribers()
+            || self.write_signals.has_subscribers()
     }
 
     /// Wakes the waiter that can win after the release `event`: for a
@@ -165,6 +183,13 @@ impl Shared {
         };
         if kind == Released::Permit {
             self.permit_signals.notify(name);
+            return;
+        }
+        if kind == Released::RwLock {
+            // Every reader and one writer try again: the document's state
+            // decides who wins.
+            self.read_signals.notify_every(name);
+            self.write_signals.notify(name);
             return;
         }
         match wake_target(full, server_now(event.wall_time, event.cluster_time)) {

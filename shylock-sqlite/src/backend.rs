@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 use shylock_core::backend::{
     duration_to_millis, prefix_upper_bound, system_time_from_millis, Backend, Deadline, Grant,
-    QueueBackend, ReleaseSignals, SemaphoreBackend,
+    QueueBackend, ReleaseSignals, RwLockBackend, SemaphoreBackend,
 };
 use shylock_core::{Error, ErrorKind, LockInfo, Result};
 
@@ -134,6 +134,8 @@ impl SqliteBackend {
                 busy_timeout: DEFAULT_BUSY_TIMEOUT,
                 signals: ReleaseSignals::new(),
                 permit_signals: ReleaseSignals::new(),
+                read_signals: ReleaseSignals::new(),
+                write_signals: ReleaseSignals::new(),
             }),
             watcher,
         })
@@ -370,6 +372,10 @@ impl Backend for SqliteBackend {
     }
 
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+
+    fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
         Some(self)
     }
 }

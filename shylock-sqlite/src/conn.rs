@@ -20,6 +20,9 @@ pub(crate) struct Inner {
     pub(crate) busy_timeout: Duration,
     pub(crate) signals: ReleaseSignals,
     pub(crate) permit_signals: ReleaseSignals,
+    /// Read/write locks: readers may enter, a writer may win.
+    pub(crate) read_signals: ReleaseSignals,
+    pub(crate) write_signals: ReleaseSignals,
 }
 
 /// Now in milliseconds since the Unix epoch: this machine's clock, which

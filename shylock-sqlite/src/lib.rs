@@ -44,6 +44,7 @@ pub mod queries;
 #[allow(unreachable_pub)]
 mod queries;
 mod queue;
+mod rwlock;
 mod semaphore;
 mod watch;
 

@@ -10,8 +10,8 @@
 //! integer: a row another program wrote with other types (SQLite keeps
 //! whatever type it is given) counts as free and is taken over cleanly.
 
-/// Creates the tables: locks, semaphores with their permits, and the lines
-/// of fair waiters.
+/// Creates the tables: locks, semaphores with their permits, the lines of
+/// fair waiters, and read/write locks with their holders.
 pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
          name BLOB PRIMARY KEY NOT NULL,
          owner TEXT,
@@ -37,7 +37,21 @@ pub const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS shylock_locks (
          expires_at_ms INTEGER NOT NULL,
          PRIMARY KEY (name, owner)
      ) WITHOUT ROWID;
-     CREATE INDEX IF NOT EXISTS shylock_tickets_order ON shylock_tickets (name, seq);";
+     CREATE INDEX IF NOT EXISTS shylock_tickets_order ON shylock_tickets (name, seq);
+     CREATE TABLE IF NOT EXISTS shylock_rwlocks (
+         name BLOB PRIMARY KEY NOT NULL,
+         fence INTEGER NOT NULL,
+         intent_owner TEXT,
+         intent_until_ms INTEGER
+     ) WITHOUT ROWID;
+     CREATE TABLE IF NOT EXISTS shylock_rw_holders (
+         name BLOB NOT NULL,
+         owner TEXT NOT NULL,
+         writer INTEGER NOT NULL,
+         expires_at_ms INTEGER NOT NULL,
+         fence INTEGER NOT NULL,
+         PRIMARY KEY (name, owner)
+     ) WITHOUT ROWID;";
 
 /// Takes the lock if free, expired or ours (?1 name, ?2 owner, ?3 new
 /// expiry ms, ?4 now ms); returns the fence when taken. A retry by the
@@ -199,3 +213,61 @@ pub const QUEUE_HEAD: &str = "SELECT owner FROM shylock_tickets
 
 /// Fair queues: removes ?2's ticket for ?1.
 pub const TICKET_LEAVE: &str = "DELETE FROM shylock_tickets WHERE name = ?1 AND owner = ?2";
+
+/// Read/write locks: drops the holders of ?1 that are not live at ?2.
+pub const RW_SWEEP: &str = "DELETE FROM shylock_rw_holders
+     WHERE name = ?1 AND NOT (typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?2)";
+
+/// Read/write locks: pushes the expiry (?3) of ?2's lease on ?1 if live at
+/// ?4 and on the side ?5 (0 reader, 1 writer, NULL either); returns its
+/// fence.
+pub const RW_EXTEND: &str = "UPDATE shylock_rw_holders SET expires_at_ms = ?3
+     WHERE name = ?1 AND owner = ?2 AND typeof(expires_at_ms) = 'integer'
+       AND expires_at_ms >= ?4 AND (?5 IS NULL OR writer = ?5)
+     RETURNING CAST(fence AS INTEGER)";
+
+/// Read/write locks, after the sweep: live readers and writers of ?1, the
+/// last fence, and whether a writer's intent is live at ?2.
+pub const RW_STATE: &str = "SELECT
+         (SELECT count(*) FROM shylock_rw_holders WHERE name = ?1 AND writer = 0),
+         (SELECT count(*) FROM shylock_rw_holders WHERE name = ?1 AND writer = 1),
+         (SELECT CAST(fence AS INTEGER) FROM shylock_rwlocks WHERE name = ?1),
+         (SELECT intent_owner FROM shylock_rwlocks WHERE name = ?1
+             AND typeof(intent_until_ms) = 'integer' AND intent_until_ms >= ?2)";
+
+/// Read/write locks: stores the last fence ?2 of ?1, and clears the
+/// intent if it was ?3's (the new writer).
+pub const RW_FENCE: &str = "INSERT INTO shylock_rwlocks (name, fence) VALUES (?1, ?2)
+     ON CONFLICT (name) DO UPDATE SET fence = ?2,
+         intent_owner = CASE WHEN intent_owner = ?3 THEN NULL ELSE intent_owner END,
+         intent_until_ms = CASE WHEN intent_owner = ?3 THEN NULL ELSE intent_until_ms END";
+
+/// Read/write locks: a lease of ?1 for ?2 (writer ?3) until ?4 with fence ?5.
+pub const RW_INSERT: &str =
+    "INSERT INTO shylock_rw_holders (name, owner, writer, expires_at_ms, fence)
+     VALUES (?1, ?2, ?3, ?4, ?5)";
+
+/// Read/write locks: records ?2's intent to write on ?1 until ?3 unless
+/// another owner's intent is live at ?4.
+pub const RW_INTENT: &str =
+    "INSERT INTO shylock_rwlocks (name, fence, intent_owner, intent_until_ms)
+     VALUES (?1, 0, ?2, ?3)
+     ON CONFLICT (name) DO UPDATE SET intent_owner = ?2, intent_until_ms = ?3
+     WHERE intent_owner IS NULL OR intent_owner = ?2
+        OR NOT (typeof(intent_until_ms) = 'integer' AND intent_until_ms >= ?4)";
+
+/// Read/write locks: removes ?2's lease on ?1; returns whether it was the
+/// writer.
+pub const RW_RELEASE: &str =
+    "DELETE FROM shylock_rw_holders WHERE name = ?1 AND owner = ?2 RETURNING writer";
+
+/// Read/write locks: withdraws ?2's intent to write on ?1.
+pub const RW_WITHDRAW: &str =
+    "UPDATE shylock_rwlocks SET intent_owner = NULL, intent_until_ms = NULL
+     WHERE name = ?1 AND intent_owner = ?2";
+
+/// Read/write locks: the holders of ?1 live at ?2, in grant order.
+pub const RW_LIVE: &str = "SELECT owner, writer, expires_at_ms, CAST(fence AS INTEGER)
+     FROM shylock_rw_holders
+     WHERE name = ?1 AND typeof(expires_at_ms) = 'integer' AND expires_at_ms >= ?2
+     ORDER BY fence";

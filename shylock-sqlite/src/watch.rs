@@ -106,10 +106,12 @@ impl FileWatcher {
 
     fn has_waiters(&self) -> bool {
         let handles = self.handles.lock().unwrap_or_else(|p| p.into_inner());
-        handles
-            .iter()
-            .filter_map(Weak::upgrade)
-            .any(|h| h.signals.has_subscribers() || h.permit_signals.has_subscribers())
+        handles.iter().filter_map(Weak::upgrade).any(|h| {
+            h.signals.has_subscribers()
+                || h.permit_signals.has_subscribers()
+                || h.read_signals.has_subscribers()
+                || h.write_signals.has_subscribers()
+        })
     }
 
     /// Something was committed: wakes one waiter of every waiting name of
@@ -148,6 +150,9 @@ impl FileWatcher {
                 }
             }
             h.permit_signals.notify_all();
+            // Any commit may have let every waiting reader in.
+            h.read_signals.notify_all_waiters();
+            h.write_signals.notify_all();
         }
     }
 

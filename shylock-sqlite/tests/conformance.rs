@@ -118,3 +118,44 @@ async fn a_first_waiter_leaving_wakes_the_next() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_handles_share_a_read_write_lock() {
+    use shylock_core::AsyncRwLock;
+    use std::time::Duration;
+    // Two connections behave like two processes.
+    let path = temp_db();
+    let a = SqliteBackend::open(&path).unwrap();
+    let b = SqliteBackend::open(&path).unwrap();
+    let ra = AsyncRwLock::with_backend("rw", a);
+    let rb = AsyncRwLock::with_backend("rw", b);
+    let r1 = ra.read().await.unwrap();
+    let r2 = rb.read().await.unwrap();
+    assert!(r2.fencing_token() > r1.fencing_token());
+    assert!(rb.try_write().await.unwrap().is_none());
+    let writer = tokio::spawn(async move { rb.write_timeout(Duration::from_secs(20)).await });
+    let waiting = shylock_core::testkit::wait_for(Duration::from_secs(10), || async {
+        ra.inspect().await.unwrap().writer_waiting.then_some(())
+    })
+    .await;
+    assert!(
+        waiting.is_some(),
+        "the other handle's writer recorded no intent"
+    );
+    assert!(
+        ra.try_read().await.unwrap().is_none(),
+        "writer preference across handles"
+    );
+    r1.release().await.unwrap();
+    r2.release().await.unwrap();
+    let w = writer.await.unwrap().unwrap().expect("the writer got in");
+    assert!(ra.try_read().await.unwrap().is_none());
+    w.release().await.unwrap();
+    ra.try_read()
+        .await
+        .unwrap()
+        .expect("free again")
+        .release()
+        .await
+        .unwrap();
+}

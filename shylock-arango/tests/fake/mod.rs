@@ -507,6 +507,9 @@ async fn cursor(
             queries::EXTEND_PERMIT,
             queries::RELEASE_PERMIT,
             queries::INSPECT_SEMAPHORE,
+            queries::CLAIM_RW,
+            queries::RELEASE_RW,
+            queries::INSPECT_RW,
             queries::ENQUEUE,
             queries::CLAIM_FAIR,
             queries::EXTEND_TICKET,
@@ -634,6 +637,37 @@ async fn cursor(
             })
             .unwrap_or_default();
         return cursor_result(result, 0);
+    }
+    if query == queries::INSPECT_RW {
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        let result = seen
+            .map(|(_, d)| {
+                let mut holders = live_holders(&d, now);
+                holders.sort_by_key(|h| num(h, "fence"));
+                let holders: Vec<Value> = holders
+                    .iter()
+                    .map(|h| json!({ "owner": h["owner"], "fence": num(h, "fence"), "expiresAtMs": h["expiresAtMs"], "w": h.get("w") == Some(&json!(true)) }))
+                    .collect();
+                let waiting = !live_intents(&d, now).is_empty();
+                vec![json!({ "holders": holders, "waiting": waiting })]
+            })
+            .unwrap_or_default();
+        return cursor_result(result, 0);
+    }
+    if query == queries::CLAIM_RW {
+        // A refusal that records nothing is only read.
+        let inner = state.lock().unwrap();
+        let now = now_ms(&inner);
+        let plan = rw_plan(
+            seen.as_ref().map(|(_, d)| d),
+            owner.as_deref().unwrap_or_default(),
+            &vars,
+            now,
+        );
+        if !plan.write {
+            return cursor_result(vec![plan.row], 0);
+        }
     }
     if query == queries::CLAIM_PERMIT {
         // A full semaphore (or one held under another count) is only read.
@@ -908,6 +942,72 @@ async fn cursor(
             docs.insert(key, (rev, d));
             cursor_result(vec![plan.row], 1)
         }
+        q if q == queries::CLAIM_RW => {
+            let plan = rw_plan(
+                seen.as_ref().map(|(_, d)| d),
+                owner_var.unwrap_or_default(),
+                &vars,
+                now,
+            );
+            if !plan.write {
+                return cursor_result(vec![plan.row], 0);
+            }
+            let mut d = seen.map(|(_, d)| d).unwrap_or_default();
+            d.insert("_key".into(), json!(key));
+            d.insert(
+                "rwlock".into(),
+                vars.get("name").cloned().unwrap_or(Value::Null),
+            );
+            d.insert(
+                "holders".into(),
+                Value::Array(plan.holders.into_iter().map(Value::Object).collect()),
+            );
+            d.insert(
+                "intents".into(),
+                Value::Array(plan.intents.into_iter().map(Value::Object).collect()),
+            );
+            if plan.take {
+                d.insert("fence".into(), json!(plan.next));
+            }
+            docs.insert(key, (rev, d));
+            cursor_result(vec![plan.row], 1)
+        }
+        q if q == queries::RELEASE_RW => match seen {
+            Some((_, mut d))
+                if holder_list(&d)
+                    .iter()
+                    .chain(intent_list(&d).iter())
+                    .any(|h| h.get("owner").and_then(Value::as_str) == owner_var) =>
+            {
+                let is_owner =
+                    |h: &Map<String, Value>| h.get("owner").and_then(Value::as_str) == owner_var;
+                let gone = holder_list(&d).into_iter().find(|h| is_owner(h));
+                let withdrawn = intent_list(&d).iter().any(is_owner);
+                let holders: Vec<Value> = holder_list(&d)
+                    .into_iter()
+                    .filter(|h| !is_owner(h))
+                    .map(Value::Object)
+                    .collect();
+                let intents: Vec<Value> = intent_list(&d)
+                    .into_iter()
+                    .filter(|i| !is_owner(i))
+                    .map(Value::Object)
+                    .collect();
+                d.insert("holders".into(), Value::Array(holders));
+                d.insert("intents".into(), Value::Array(intents));
+                docs.insert(key, (rev, d));
+                let writer = gone
+                    .as_ref()
+                    .is_some_and(|h| h.get("w") == Some(&json!(true)));
+                cursor_result(
+                    vec![
+                        json!({ "held": gone.is_some(), "writer": writer, "withdrawn": withdrawn }),
+                    ],
+                    1,
+                )
+            }
+            _ => cursor_result(vec![], 0),
+        },
         q if q == queries::EXTEND_PERMIT => match seen {
             Some((_, mut d))
                 if live_holders(&d, now)
@@ -1059,6 +1159,100 @@ fn permit_plan(
         take,
         next,
         holders,
+        row,
+    }
+}
+
+/// Every intent object of a read/write lock document.
+fn intent_list(doc: &Map<String, Value>) -> Vec<Map<String, Value>> {
+    doc.get("intents")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|i| i.as_object().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// Intents live at `now`, as CLAIM_RW's `waiting`.
+fn live_intents(doc: &Map<String, Value>, now: i64) -> Vec<Map<String, Value>> {
+    intent_list(doc)
+        .into_iter()
+        .filter(|i| {
+            i.get("owner").is_some_and(Value::is_string)
+                && i.get("untilMs").is_some_and(Value::is_number)
+                && num(i, "untilMs") >= now
+        })
+        .collect()
+}
+
+/// What CLAIM_RW decides for `doc`.
+struct RwPlan {
+    write: bool,
+    take: bool,
+    next: i64,
+    holders: Vec<Map<String, Value>>,
+    intents: Vec<Map<String, Value>>,
+    row: Value,
+}
+
+fn rw_plan(
+    doc: Option<&Map<String, Value>>,
+    owner: &str,
+    vars: &Map<String, Value>,
+    now: i64,
+) -> RwPlan {
+    let flag = |name: &str| vars.get(name).and_then(Value::as_bool).unwrap_or(false);
+    let (write, first, intent) = (flag("write"), flag("first"), flag("intent"));
+    let ttl = vars["ttl"].as_i64().unwrap_or(0);
+    let live = doc.map(|d| live_holders(d, now)).unwrap_or_default();
+    let waiting = doc.map(|d| live_intents(d, now)).unwrap_or_default();
+    let is_owner = |h: &Map<String, Value>| h.get("owner").and_then(Value::as_str) == Some(owner);
+    let mine = live.iter().any(is_owner);
+    let writer = live.iter().any(|h| h.get("w") == Some(&json!(true)));
+    let take = !mine
+        && if write {
+            live.is_empty()
+        } else {
+            !writer && (!first || waiting.is_empty())
+        };
+    let record =
+        write && intent && !mine && !take && (waiting.is_empty() || waiting.iter().any(is_owner));
+    let next = (doc.map(|d| num(d, "fence")).unwrap_or(0) + 1).max(now);
+    let mut holders = live;
+    if mine {
+        for h in &mut holders {
+            if is_owner(h) {
+                h.insert("expiresAtMs".into(), json!(now + ttl));
+            }
+        }
+    } else if take {
+        let mut h = Map::new();
+        h.insert("owner".into(), json!(owner));
+        h.insert("expiresAtMs".into(), json!(now + ttl));
+        h.insert("fence".into(), json!(next));
+        h.insert("w".into(), json!(write));
+        holders.push(h);
+    }
+    let intents = if take {
+        waiting.into_iter().filter(|i| !is_owner(i)).collect()
+    } else if record {
+        let mut i = Map::new();
+        i.insert("owner".into(), json!(owner));
+        i.insert("untilMs".into(), json!(now + ttl));
+        vec![i]
+    } else {
+        waiting
+    };
+    let held = holders.iter().find(|h| is_owner(h));
+    let row = json!({
+        "held": held.is_some(),
+        "fence": held.map(|h| json!(num(h, "fence"))).unwrap_or(Value::Null),
+        "expiresAtMs": held.map(|h| h["expiresAtMs"].clone()).unwrap_or(Value::Null),
+    });
+    RwPlan {
+        write: mine || take || record,
+        take,
+        next,
+        holders,
+        intents,
         row,
     }
 }

@@ -13,6 +13,7 @@
 
 mod name;
 mod queue;
+mod rwlock;
 mod semaphore;
 mod signal;
 mod time;
@@ -23,6 +24,7 @@ use std::time::{Duration, SystemTime};
 
 pub use name::{validate_name, MAX_NAME_LEN};
 pub use queue::{line_full, queues_unsupported, QueueBackend, QueueInfo, MAX_WAITERS};
+pub use rwlock::{rwlocks_unsupported, Access, RwLockBackend, RwLockInfo};
 pub use semaphore::{
     permits_mismatch, semaphores_unsupported, SemaphoreBackend, SemaphoreInfo, MAX_PERMITS,
 };
@@ -101,22 +103,25 @@ impl LockInfo {
 /// | [`inspect`](Self::inspect) / [`list`](Self::list) | live holders (unexpired, by the database's clock) | read only |
 /// | [`force_release`](Self::force_release) | remove whoever holds it | fencing tokens keep increasing afterwards |
 /// | [`release_signal`](Self::release_signal) | optional wake-up for waiters | never needed for correctness |
-/// | [`semaphores`](Self::semaphores) / [`queues`](Self::queues) | the capabilities beyond the single lock, if offered | `Some(self)` only when every operation of that trait is implemented |
+/// | [`semaphores`](Self::semaphores) / [`queues`](Self::queues) / [`rwlocks`](Self::rwlocks) | the capabilities beyond the single lock, if offered | `Some(self)` only when every operation of that trait is implemented |
 ///
 /// # Capabilities
 ///
-/// Semaphores ([`SemaphoreBackend`]) and fair queues ([`QueueBackend`]) are
-/// traits of their own whose operations are all required, reached through
-/// [`semaphores`](Self::semaphores) and [`queues`](Self::queues), which
-/// answer `None` ("not offered") by default. A backend offers a capability
+/// Semaphores ([`SemaphoreBackend`]), fair queues ([`QueueBackend`]) and
+/// read/write locks ([`RwLockBackend`]) are traits of their own whose
+/// operations are all required, reached through
+/// [`semaphores`](Self::semaphores), [`queues`](Self::queues) and
+/// [`rwlocks`](Self::rwlocks), which answer `None` ("not offered") by
+/// default. A backend offers a capability
 /// by implementing its trait and answering `Some(self)`; forgetting an
 /// operation is then a compile error, never a run-time surprise. The core
 /// turns `None` into a clear error before any attempt, and the conformance
 /// suite ([`conformance_tests!`](crate::conformance_tests)) runs the cases
 /// of every capability offered.
 ///
-/// Semaphore names are a namespace of their own: a semaphore and a lock
-/// with the same name are independent.
+/// Semaphore and read/write lock names are namespaces of their own: a
+/// semaphore, a read/write lock and a lock with the same name are
+/// independent.
 ///
 /// # Deadlines
 ///
@@ -238,6 +243,14 @@ pub trait Backend: Send + Sync + fmt::Debug + 'static {
     /// locks and [`AsyncLock::enqueue`](crate::AsyncLock::enqueue) fail at
     /// once with [`queues_unsupported`].
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        None
+    }
+
+    /// This backend's read/write locks, if it offers them: `Some(self)` in
+    /// a backend that implements [`RwLockBackend`]. `None` (the default):
+    /// [`AsyncRwLock`](crate::AsyncRwLock) fails at once with
+    /// [`rwlocks_unsupported`].
+    fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
         None
     }
 }

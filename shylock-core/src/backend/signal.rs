@@ -114,6 +114,33 @@ impl ReleaseSignals {
     pub fn notify(&self, name: &str) {
         notify_in(&self.signals, name);
     }
+
+    /// Wakes every waiter of every name that is waiting now: for
+    /// backends that learn that something changed but not what, where
+    /// every waiter of a name may win (the readers of read/write locks).
+    pub fn notify_all_waiters(&self) {
+        let mut signals = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        signals.retain(|_, signal| match signal.upgrade() {
+            Some(signal) => {
+                signal.notify_waiters();
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// Wakes every waiter of `name` that is waiting now
+    /// (`Notify::notify_waiters`): for a release after which all of them
+    /// may win, such as the readers of a read/write lock whose writer left.
+    pub fn notify_every(&self, name: &str) {
+        let mut map = self.signals.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(name).and_then(Weak::upgrade) {
+            Some(signal) => signal.notify_waiters(),
+            None => {
+                map.remove(name);
+            }
+        }
+    }
 }
 
 /// The live signal under `key`, or a new one (dead entries are swept once

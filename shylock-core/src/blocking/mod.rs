@@ -10,6 +10,7 @@
 //! | [`AsyncSemaphore`](crate::AsyncSemaphore) (permits are [`AsyncLockGuard`](crate::AsyncLockGuard)s) | [`Semaphore`] (permits are [`LockGuard`]s) |
 //! | [`AsyncMultiLock`](crate::AsyncMultiLock), [`AsyncMultiLockGuard`](crate::AsyncMultiLockGuard) | [`MultiLock`], [`MultiLockGuard`] |
 //! | [`AsyncReentrantLock`](crate::AsyncReentrantLock), [`AsyncReentrantGuard`](crate::AsyncReentrantGuard) | [`ReentrantLock`], [`ReentrantGuard`] |
+//! | [`AsyncRwLock`](crate::AsyncRwLock), [`AsyncReadGuard`](crate::AsyncReadGuard), [`AsyncWriteGuard`](crate::AsyncWriteGuard) | [`RwLock`], [`ReadGuard`], [`WriteGuard`] |
 //!
 //! # How blocking calls run
 //!
@@ -55,16 +56,18 @@
 //! # Ok::<(), shylock_core::Error>(())
 //! ```
 
-use crate::backend::{LockInfo, SemaphoreInfo};
+use crate::backend::{LockInfo, RwLockInfo, SemaphoreInfo};
 
 mod lock;
 mod multi;
 mod reentrant;
+mod rwlock;
 mod semaphore;
 
 pub use lock::{Lock, LockGuard, Ticket};
 pub use multi::{MultiLock, MultiLockGuard};
 pub use reentrant::{ReentrantGuard, ReentrantLock};
+pub use rwlock::{ReadGuard, RwLock, WriteGuard};
 pub use semaphore::Semaphore;
 
 /// What an async method's answer becomes in its blocking twin: a guard or
@@ -92,7 +95,7 @@ macro_rules! plain_answers {
     )*};
 }
 
-plain_answers!(bool, u32, LockInfo, SemaphoreInfo);
+plain_answers!(bool, u32, LockInfo, SemaphoreInfo, RwLockInfo);
 
 /// Writes the blocking twin of an async shape: the struct (holding the
 /// async one), `new` and `with_backend` with the arguments given,

@@ -7,12 +7,13 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::backend::{
-    Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals, SemaphoreBackend,
-    SemaphoreInfo,
+    Backend, Deadline, Grant, LockInfo, QueueBackend, ReleaseSignals, RwLockBackend,
+    SemaphoreBackend, SemaphoreInfo,
 };
 use crate::error::Result;
 
 mod queue;
+mod rwlock;
 mod semaphore;
 
 /// Locks kept in this process's memory.
@@ -45,6 +46,9 @@ struct Inner {
     state: Mutex<State>,
     signals: ReleaseSignals,
     permit_signals: ReleaseSignals,
+    /// Read/write locks: readers may enter, a writer may win.
+    read_signals: ReleaseSignals,
+    write_signals: ReleaseSignals,
 }
 
 #[derive(Default)]
@@ -57,6 +61,9 @@ struct State {
     /// Lines of fair waiters, in arrival order (expired tickets are swept
     /// by the next operation on the name).
     queues: HashMap<String, Vec<Ticket>>,
+    /// Read/write locks (expired leases are swept by the next operation on
+    /// the name).
+    rwlocks: HashMap<String, rwlock::RwState>,
     /// One counter for all names: strictly increasing per name as well, and
     /// it survives release and expiry because it is never reset.
     last_fence: u64,
@@ -262,6 +269,10 @@ impl Backend for MemoryBackend {
     }
 
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+
+    fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
         Some(self)
     }
 }

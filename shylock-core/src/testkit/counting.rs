@@ -5,15 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::backend::{
-    Backend, Deadline, Grant, LockInfo, QueueBackend, QueueInfo, SemaphoreBackend, SemaphoreInfo,
-    SharedBackend,
+    Access, Backend, Deadline, Grant, LockInfo, QueueBackend, QueueInfo, RwLockBackend, RwLockInfo,
+    SemaphoreBackend, SemaphoreInfo, SharedBackend,
 };
 use crate::error::Result;
-use crate::target::{queues, semaphores};
+use crate::target::{queues, rwlocks, semaphores};
 
 /// Counts calls per operation; wraps a backend for tests that check how many
-/// round trips the core makes. Permit operations count with their lock
-/// counterparts.
+/// round trips the core makes. Permit and read/write lock operations count
+/// with their lock counterparts.
 #[derive(Debug)]
 pub struct CountingBackend {
     inner: SharedBackend,
@@ -114,6 +114,10 @@ impl Backend for CountingBackend {
     }
     fn queues(&self) -> Option<&dyn QueueBackend> {
         self.inner.queues()?;
+        Some(self)
+    }
+    fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
+        self.inner.rwlocks()?;
         Some(self)
     }
 }
@@ -236,5 +240,60 @@ impl QueueBackend for CountingBackend {
     }
     fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
         self.inner.queues()?.turn_signal(name, owner)
+    }
+}
+
+#[async_trait::async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl RwLockBackend for CountingBackend {
+    async fn claim_read(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        writers_first: bool,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        rwlocks(&self.inner)?
+            .claim_read(name, owner, ttl, writers_first, deadline)
+            .await
+    }
+    async fn claim_write(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        intent: bool,
+        deadline: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.claims.fetch_add(1, Ordering::SeqCst);
+        rwlocks(&self.inner)?
+            .claim_write(name, owner, ttl, intent, deadline)
+            .await
+    }
+    async fn extend_rw(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+        deadline: Deadline,
+    ) -> Result<Option<SystemTime>> {
+        self.extends.fetch_add(1, Ordering::SeqCst);
+        rwlocks(&self.inner)?
+            .extend_rw(name, owner, ttl, deadline)
+            .await
+    }
+    async fn release_rw(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
+        self.releases.fetch_add(1, Ordering::SeqCst);
+        rwlocks(&self.inner)?
+            .release_rw(name, owner, deadline)
+            .await
+    }
+    async fn inspect_rwlock(&self, name: &str, deadline: Deadline) -> Result<RwLockInfo> {
+        rwlocks(&self.inner)?.inspect_rwlock(name, deadline).await
+    }
+    fn release_signal(&self, name: &str, access: Access) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.rwlocks()?.release_signal(name, access)
     }
 }

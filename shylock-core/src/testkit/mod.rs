@@ -124,7 +124,7 @@ where
 
 /// Calls `$callback!($($args)*; case, case, ...)` with the list of
 /// conformance cases of one group: `locks` (the single-lock contract),
-/// `semaphores`, `queues`, or `one_permit_locks` (the lock cases that also
+/// `semaphores`, `queues`, `rwlocks`, or `one_permit_locks` (the lock cases that also
 /// apply to a one-permit semaphore: all but listing, which semaphores do
 /// not have).
 #[doc(hidden)]
@@ -164,21 +164,28 @@ macro_rules! __conformance_cases {
             concurrent_first_enqueues_all_get_a_place, queue_list_by_prefix,
             the_holder_wins_again_and_takes_no_ticket);
     };
+    (rwlocks; $callback:path; $($args:tt)*) => {
+        $callback!($($args)*;
+            rwlock_readers_share, rwlock_writer_excludes, rwlock_writer_preference,
+            rwlock_expired_reader_not_counted, rwlock_owner_checked, rwlock_fencing_order,
+            rwlock_cancelled_attempts_leave_nothing, rwlock_release_wakes_waiters);
+    };
 }
 
 /// Generates one `#[tokio::test]` per conformance case, for every
 /// capability: the lock cases, the semaphore cases, the fair-queue cases,
-/// and (module `one_permit`) the lock cases run against a one-permit
+/// the read/write lock cases, and (module `one_permit`) the lock cases run against a one-permit
 /// semaphore through [`OnePermit`]. Cases of a capability the backend does
 /// not offer ([`Backend::semaphores`](crate::backend::Backend::semaphores),
-/// [`Backend::queues`](crate::backend::Backend::queues) answer `None`) say
+/// [`Backend::queues`](crate::backend::Backend::queues),
+/// [`Backend::rwlocks`](crate::backend::Backend::rwlocks) answer `None`) say
 /// so on stderr and check nothing else.
 ///
 /// `$make` is an expression evaluated once per case that yields a future of
 /// [`SharedBackend`]. With `ignore = "reason"` every case is marked
 /// `#[ignore]`: for suites that need a server, run with `--ignored` when it
 /// is there. With `groups = [..]` only the named groups (`locks`,
-/// `semaphores`, `queues`) are generated, for a suite split over several
+/// `semaphores`, `queues`, `rwlocks`) are generated, for a suite split over several
 /// test binaries.
 ///
 /// ```text
@@ -189,10 +196,10 @@ macro_rules! __conformance_cases {
 #[macro_export]
 macro_rules! conformance_tests {
     ($make:expr) => {
-        $crate::conformance_tests!(@groups [] $make; locks semaphores queues);
+        $crate::conformance_tests!(@groups [] $make; locks semaphores queues rwlocks);
     };
     ($make:expr, ignore = $why:literal) => {
-        $crate::conformance_tests!(@groups [#[ignore = $why]] $make; locks semaphores queues);
+        $crate::conformance_tests!(@groups [#[ignore = $why]] $make; locks semaphores queues rwlocks);
     };
     ($make:expr, groups = [$($group:ident),* $(,)?]) => {
         $crate::conformance_tests!(@groups [] $make; $($group)*);
@@ -208,6 +215,9 @@ macro_rules! conformance_tests {
     };
     (@group queues $attrs:tt $make:expr) => {
         $crate::__conformance_cases!(queues; $crate::conformance_tests; @emit $attrs $make);
+    };
+    (@group rwlocks $attrs:tt $make:expr) => {
+        $crate::__conformance_cases!(rwlocks; $crate::conformance_tests; @emit $attrs $make);
     };
     (@group semaphores $attrs:tt $make:expr) => {
         $crate::__conformance_cases!(semaphores; $crate::conformance_tests; @emit $attrs $make);

@@ -119,4 +119,9 @@ impl Backend for OnePermit {
     fn semaphores(&self) -> Option<&dyn crate::backend::SemaphoreBackend> {
         self.inner.semaphores()
     }
+
+    /// Read/write locks are not what this wrapper tests.
+    fn rwlocks(&self) -> Option<&dyn crate::backend::RwLockBackend> {
+        None
+    }
 }

@@ -6,6 +6,7 @@ mod expiry;
 mod names;
 mod ownership;
 mod queue;
+mod rwlock;
 mod semaphore;
 mod waiting;
 
@@ -14,12 +15,13 @@ pub use expiry::*;
 pub use names::*;
 pub use ownership::*;
 pub use queue::*;
+pub use rwlock::*;
 pub use semaphore::*;
 pub use waiting::*;
 
 use std::time::Duration;
 
-use crate::backend::{QueueBackend, SemaphoreBackend, SharedBackend};
+use crate::backend::{QueueBackend, RwLockBackend, SemaphoreBackend, SharedBackend};
 use crate::options::LockOptions;
 
 /// Whether `backend` offers semaphores; a semaphore case run against a
@@ -45,6 +47,25 @@ pub(super) fn offers_queues(backend: &SharedBackend, case: &str) -> bool {
         );
     }
     offered
+}
+
+/// Whether `backend` offers read/write locks (as [`offers_semaphores`]).
+pub(super) fn offers_rwlocks(backend: &SharedBackend, case: &str) -> bool {
+    let offered = backend.rwlocks().is_some();
+    if !offered {
+        eprintln!(
+            "{case}: not run, the {} backend offers no read/write locks",
+            backend.kind()
+        );
+    }
+    offered
+}
+
+/// The backend's read/write locks (checked by [`offers_rwlocks`] first).
+pub(super) fn rws(backend: &SharedBackend) -> &dyn RwLockBackend {
+    backend
+        .rwlocks()
+        .expect("the case checked that the backend offers read/write locks")
 }
 
 /// The backend's semaphores (checked by [`offers_semaphores`] first).

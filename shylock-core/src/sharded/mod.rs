@@ -5,9 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::{
     queues_unsupported, semaphores_unsupported, Backend, Deadline, Grant, LockInfo, QueueBackend,
-    QueueInfo, SemaphoreBackend, SemaphoreInfo, SharedBackend,
+    QueueInfo, RwLockBackend, SemaphoreBackend, SemaphoreInfo, SharedBackend,
 };
 use crate::error::{Error, Result};
+
+mod rwlock;
 
 /// Spreads lock and semaphore names over several backends ("shards"): each
 /// name always goes to the same shard, so every operation on it is the
@@ -199,6 +201,12 @@ impl Backend for ShardedBackend {
     fn queues(&self) -> Option<&dyn QueueBackend> {
         let all = self.shards.iter().all(|s| s.queues().is_some());
         all.then_some(self as &dyn QueueBackend)
+    }
+
+    /// Offered when every shard offers read/write locks.
+    fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
+        let all = self.shards.iter().all(|s| s.rwlocks().is_some());
+        all.then_some(self as &dyn RwLockBackend)
     }
 }
 
