@@ -135,6 +135,7 @@ echo "== the semaphore and election examples"
 cargo run --quiet --all-features --example semaphore >/dev/null
 cargo run --quiet --all-features --example election
 cargo run --quiet --all-features --example transfer >/dev/null
+cargo run --quiet --all-features --example request_lock -- --demo >/dev/null
 echo "== the metrics example: a Prometheus scrape shows shylock's metrics"
 scrape=$(cargo run --quiet --all-features --example metrics)
 for metric in shylock_acquire_wait_seconds shylock_acquire_attempts shylock_held_seconds shylock_waiters; do
