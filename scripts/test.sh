@@ -151,7 +151,7 @@ fi
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
-    cargo test --all-features -p shylock-mongo --test conformance --test blocking --test runtimes "$@" -- --ignored
+    cargo test --all-features -p shylock-mongo --test conformance --test blocking --test runtimes --test fenced "$@" -- --ignored
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
     cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored mongo_
     # Last: it rewrites one document thousands of times, after which the

@@ -44,6 +44,7 @@ mod bounded;
 mod builder;
 mod documents;
 mod error;
+mod fence;
 mod index;
 mod key;
 pub mod queries;
@@ -56,6 +57,9 @@ pub use backend::MongoBackend;
 pub use builder::{
     MongoBackendBuilder, DEFAULT_SERVER_SELECTION_TIMEOUT, DEFAULT_TTL_GRACE,
     DEFAULT_WRITE_CONCERN_TIMEOUT,
+};
+pub use fence::{
+    fenced_update, fenced_update_on, update_one_fenced, FencedUpdate, DEFAULT_FENCE_FIELD,
 };
 pub use key::{document_id, MAX_PLAIN_ID};
 pub use queries::acquire_pipeline;
