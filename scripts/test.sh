@@ -19,6 +19,8 @@
 #   SHYLOCK_TEST_CACHE   where the server's virtualenv is kept
 #                        (default: ~/.cache/shylock)
 #   SHYLOCK_NO_SERVERS=1 start no server (the server suites then skip)
+#   SHYLOCK_PYTHON       a Python with shylock==1.2.1 and pymongo for the
+#                        Python interop test (set here when installed)
 #   SECANTUSD            path of secantusd-py for the fault-injection suite
 #                        (set here when SecantusDB is installed)
 set -euo pipefail
@@ -71,6 +73,20 @@ install_secantus() {
         fi
     fi
     export SECANTUSD="$venv/bin/secantusd-py"
+}
+
+# Python shylock 1.2.1 with pymongo in the same cached virtualenv, for the
+# test where Python and Rust processes contend for the same locks
+# (exported as SHYLOCK_PYTHON).
+python_shylock_version="1.2.1"
+install_python_shylock() {
+    local venv="$cache/venv-secantusdb-$secantus_version"
+    [ -x "$venv/bin/python" ] || return 1
+    if ! "$venv/bin/python" -c "import shylock, pymongo, importlib.metadata as m; assert m.version('shylock') == '$python_shylock_version'" 2>/dev/null; then
+        echo "== installing Python shylock $python_shylock_version and pymongo into $venv"
+        "$venv/bin/pip" install -q "shylock==$python_shylock_version" pymongo || return 1
+    fi
+    export SHYLOCK_PYTHON="$venv/bin/python"
 }
 
 start_mongo() {
@@ -152,6 +168,15 @@ fi
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
     cargo test --all-features -p shylock-mongo --test conformance --test blocking --test runtimes --test fenced "$@" -- --ignored
+    if [ -n "${SHYLOCK_PYTHON:-}" ] || install_python_shylock; then
+        echo "== Python shylock compatibility: Rust and Python shylock $python_shylock_version processes on the same locks"
+        cargo test --all-features -p shylock-mongo --test python_compat "$@" -- --ignored
+    elif [ "${CI:-}" = "true" ]; then
+        echo "error: could not install Python shylock $python_shylock_version; CI must run the interop test" >&2
+        exit 1
+    else
+        echo "== Python shylock interop test: SKIPPED (could not install shylock==$python_shylock_version with pymongo)"
+    fi
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
     cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored mongo_
     # Last: it rewrites one document thousands of times, after which the
