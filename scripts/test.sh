@@ -25,6 +25,8 @@
 #   SHYLOCK_TEST_CACHE   where the server's virtualenv is kept
 #                        (default: ~/.cache/shylock)
 #   SHYLOCK_NO_SERVERS=1 start no server (the server suites then skip)
+#   SHYLOCK_PYTHON       a Python with shylock==1.2.1 and pymongo for the
+#                        Python interop test (set here when installed)
 #   SECANTUSD            path of secantusd-py for the fault-injection suite
 #                        (set here when SecantusDB is installed)
 #   POSTGRES_URL         a PostgreSQL server to use instead of a throwaway
@@ -90,6 +92,20 @@ install_secantus() {
         fi
     fi
     export SECANTUSD="$venv/bin/secantusd-py"
+}
+
+# Python shylock 1.2.1 with pymongo in the same cached virtualenv, for the
+# test where Python and Rust processes contend for the same locks
+# (exported as SHYLOCK_PYTHON).
+python_shylock_version="1.2.1"
+install_python_shylock() {
+    local venv="$cache/venv-secantusdb-$secantus_version"
+    [ -x "$venv/bin/python" ] || return 1
+    if ! "$venv/bin/python" -c "import shylock, pymongo, importlib.metadata as m; assert m.version('shylock') == '$python_shylock_version'" 2>/dev/null; then
+        echo "== installing Python shylock $python_shylock_version and pymongo into $venv"
+        "$venv/bin/pip" install -q "shylock==$python_shylock_version" pymongo || return 1
+    fi
+    export SHYLOCK_PYTHON="$venv/bin/python"
 }
 
 start_mongo() {
@@ -254,6 +270,7 @@ echo "== the semaphore and election examples"
 cargo run --quiet --all-features --example semaphore >/dev/null
 cargo run --quiet --all-features --example election
 cargo run --quiet --all-features --example transfer >/dev/null
+cargo run --quiet --all-features --example request_lock -- --demo >/dev/null
 echo "== the metrics example: a Prometheus scrape shows shylock's metrics"
 scrape=$(cargo run --quiet --all-features --example metrics)
 for metric in shylock_acquire_wait_seconds shylock_acquire_attempts shylock_held_seconds shylock_waiters; do
@@ -269,7 +286,16 @@ fi
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
-    cargo test --all-features -p shylock-mongo --test conformance --test blocking --test runtimes "$@" -- --ignored
+    cargo test --all-features -p shylock-mongo --test conformance --test blocking --test runtimes --test fenced "$@" -- --ignored
+    if [ -n "${SHYLOCK_PYTHON:-}" ] || install_python_shylock; then
+        echo "== Python shylock compatibility: Rust and Python shylock $python_shylock_version processes on the same locks"
+        cargo test --all-features -p shylock-mongo --test python_compat "$@" -- --ignored
+    elif [ "${CI:-}" = "true" ]; then
+        echo "error: could not install Python shylock $python_shylock_version; CI must run the interop test" >&2
+        exit 1
+    else
+        echo "== Python shylock interop test: SKIPPED (could not install shylock==$python_shylock_version with pymongo)"
+    fi
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
     echo "== the README's cron program as a whole process, 20 runs in a row on MongoDB"
     cargo test --all-features -p shylock --test cron "$@" -- --ignored mongo_

@@ -28,7 +28,8 @@
 //! | `postgres` | `PostgresBackend` | a PostgreSQL table (through PgBouncer too) |
 //!
 //! Other features: `macros` (default) for [`#[locked]`](macro@locked),
-//! `metrics` for the [`metrics`] facade, `testkit` for the conformance
+//! `metrics` for the [`metrics`] facade, `tower` for per-request locks in
+//! web services (`shylock::tower::LockLayer`), `testkit` for the conformance
 //! suite of [`backend`] authors.
 //!
 //! # Examples
@@ -217,6 +218,10 @@ pub mod postgres {
     pub use shylock_postgres::*;
 }
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
+
 /// For backend authors: the [`Backend`](backend::Backend) trait, what its
 /// operations return, time helpers and release signals; with feature
 /// `testkit`, the conformance suite as `shylock::backend::testkit`.
@@ -247,6 +252,12 @@ pub mod backend {
 pub mod guide {}
 
 /// The README's examples, compiled as doctests.
-#[cfg(all(doctest, feature = "mongo", feature = "arango", feature = "sqlite"))]
+#[cfg(all(
+    doctest,
+    feature = "mongo",
+    feature = "arango",
+    feature = "sqlite",
+    feature = "tower"
+))]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;

@@ -133,7 +133,12 @@ fn _testkit(
 }
 
 #[cfg(feature = "sqlite")]
-fn _sqlite(_: shylock::SqliteBackend, _: shylock::sqlite::SqliteBackend) {}
+fn _sqlite(
+    _: shylock::SqliteBackend,
+    _: shylock::sqlite::SqliteBackend,
+    _: shylock::sqlite::FencedSql,
+) {
+}
 
 #[cfg(feature = "mongo")]
 fn _mongo(
@@ -141,6 +146,7 @@ fn _mongo(
     _: shylock::mongo::MongoBackend,
     _: shylock::mongo::MongoBackendBuilder,
     _: shylock::mongo::mongodb::Client,
+    _: shylock::mongo::FencedUpdate,
 ) {
 }
 
@@ -150,6 +156,16 @@ fn _arango(
     _: shylock::arango::ArangoBackend,
     _: shylock::arango::ArangoBackendBuilder,
     _: shylock::arango::HttpClient,
+    _: shylock::arango::FencedAql,
+) {
+}
+
+#[cfg(feature = "tower")]
+fn _tower(
+    _: shylock::tower::LockLayer<fn(&http::Request<()>) -> String>,
+    _: shylock::tower::LockService<(), fn(&http::Request<()>) -> String>,
+    _: shylock::tower::RequestLock,
+    _: shylock::tower::Policy,
 ) {
 }
 

@@ -467,3 +467,55 @@ async fn a_line_keeps_its_document_from_the_ttl_monitor() {
         .unwrap());
     assert!(ttl_field(&fake) >= renewed + 599.0);
 }
+
+/// An application's fenced write to its own collection, sent as an
+/// application would (its own HTTP call), answered by the fake as ArangoDB
+/// documents AQL: a stale holder's write is refused after a newer holder
+/// wrote. Shows the fragments compose into a query with the declared bind
+/// parameters; the real-server suite is where AQL itself is checked.
+#[tokio::test]
+async fn fenced_write_of_a_stale_holder_is_refused() {
+    use serde_json::{json, Map};
+    let fake = FakeArango::start().await;
+    let backend = backend_on(&fake).await;
+    fake.put_document(
+        "locks",
+        "accounts",
+        "42",
+        Map::from_iter([("balance".into(), json!(0))]),
+    );
+    let http = reqwest::Client::new();
+    let write = |balance: i64, token: u64| {
+        let request = http
+            .post(format!("{}/_db/locks/_api/cursor", fake.url()))
+            .basic_auth("root", Some("secret"))
+            .body(
+                json!({
+                    "query": fake::fenced_write_query(),
+                    "bindVars": { "@coll": "accounts", "key": "42", "balance": balance, "fence": token },
+                })
+                .to_string(),
+            );
+        async move {
+            let body = request.send().await.unwrap().bytes().await.unwrap();
+            let answer: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(answer["error"], false, "{answer}");
+            answer["result"].as_array().unwrap().len() == 1
+        }
+    };
+    let lock = AsyncLock::with_backend("accounts/42", backend);
+    let stale = lock.acquire().await.unwrap();
+    assert!(write(10, stale.fencing_token()).await);
+    assert!(lock.force_release().await.unwrap());
+    let newer = lock.acquire().await.unwrap();
+    assert!(newer.fencing_token() > stale.fencing_token());
+    assert!(write(20, newer.fencing_token()).await);
+    assert!(write(25, newer.fencing_token()).await, "same holder again");
+    assert!(
+        !write(99, stale.fencing_token()).await,
+        "stale write refused"
+    );
+    let doc = &fake.documents("locks", "accounts")[0];
+    assert_eq!(doc["balance"], 25);
+    assert_eq!(doc["fence"], json!(newer.fencing_token()));
+}

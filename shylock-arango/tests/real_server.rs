@@ -37,3 +37,71 @@ shylock_core::conformance_tests!(
     real_arango(),
     ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"
 );
+
+/// The fenced write of `FencedAql`'s docs on a collection of the
+/// application's own: a stale holder's write is refused after a newer
+/// holder wrote.
+#[tokio::test]
+#[ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"]
+async fn fenced_write_of_a_stale_holder_is_refused() {
+    use serde_json::{json, Value};
+    use shylock_arango::FencedAql;
+    use shylock_core::AsyncLock;
+
+    let url = required_env("ARANGO_URL");
+    let user = std::env::var("ARANGO_USER").unwrap_or_else(|_| "root".into());
+    let password = std::env::var("ARANGO_PASSWORD").unwrap_or_default();
+    let db = std::env::var("ARANGO_DB").unwrap_or_else(|_| "_system".into());
+    let accounts = unique_store_name("shylock_accounts");
+    let http = reqwest::Client::new();
+    let call = |path: String, body: Value| {
+        let request = http
+            .post(format!("{url}/_db/{db}{path}"))
+            .basic_auth(&user, Some(&password))
+            .body(body.to_string());
+        async move {
+            let body = request.send().await.unwrap().bytes().await.unwrap();
+            serde_json::from_slice::<Value>(&body).unwrap()
+        }
+    };
+    call("/_api/collection".into(), json!({ "name": accounts })).await;
+    call(
+        format!("/_api/document/{accounts}"),
+        json!({ "_key": "42", "balance": 0 }),
+    )
+    .await;
+    let fence = FencedAql::new("a", "fence");
+    let query = format!(
+        "FOR a IN @@coll FILTER a._key == @key {} UPDATE a WITH {{ balance: @balance, {} }} IN @@coll RETURN true",
+        fence.filter(),
+        fence.assignment()
+    );
+    let write = |balance: i64, token: u64| {
+        let answer = call(
+            "/_api/cursor".into(),
+            json!({
+                "query": query,
+                "bindVars": { "@coll": accounts, "key": "42", "balance": balance, "fence": token },
+            }),
+        );
+        async move {
+            let answer = answer.await;
+            assert_eq!(answer["error"], false, "{answer}");
+            answer["result"].as_array().unwrap().len() == 1
+        }
+    };
+
+    let lock = AsyncLock::with_backend("accounts/42", real_arango().await);
+    let stale = lock.acquire().await.unwrap();
+    assert!(write(10, stale.fencing_token()).await);
+    assert!(lock.force_release().await.unwrap());
+    let newer = lock.acquire().await.unwrap();
+    assert!(write(20, newer.fencing_token()).await);
+    assert!(write(25, newer.fencing_token()).await, "same holder again");
+    assert!(
+        !write(99, stale.fencing_token()).await,
+        "stale write refused"
+    );
+    newer.release().await.unwrap();
+    drop(stale);
+}

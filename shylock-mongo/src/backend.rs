@@ -36,12 +36,19 @@ struct Inner {
     /// For a client the caller created: whether the runtime that built
     /// this backend (where such a client usually lives) has shut down.
     client_runtime: Option<RuntimeWatch>,
+    /// Python shylock's layout beside this one (`python_shylock_compat`).
+    python_compat: bool,
 }
 
 impl MongoBackend {
     /// The process's release watcher of this collection.
     pub(crate) fn watcher(&self) -> &ReleaseWatcher {
         &self.inner.watcher
+    }
+
+    /// Whether the backend was built with `python_shylock_compat(true)`.
+    pub fn python_compat(&self) -> bool {
+        self.inner.python_compat
     }
 }
 
@@ -60,6 +67,7 @@ impl MongoBackend {
         watch_releases: bool,
         share_watcher: Option<String>,
         own_client: bool,
+        python_compat: bool,
     ) -> Self {
         MongoBackend {
             inner: Arc::new(Inner {
@@ -71,6 +79,7 @@ impl MongoBackend {
                 } else {
                     RuntimeWatch::current()
                 },
+                python_compat,
             }),
         }
     }
@@ -178,6 +187,9 @@ impl Backend for MongoBackend {
     ) -> Result<Option<Grant>> {
         self.explain(
             async {
+                if self.python_compat() {
+                    return self.python_claim(name, owner, ttl, deadline).await;
+                }
                 let full_name = is_hashed(name).then_some(name);
                 let pipeline = queries::acquire_pipeline(owner, duration_to_millis(ttl), full_name);
                 self.claim_with(
@@ -202,8 +214,11 @@ impl Backend for MongoBackend {
     ) -> Result<Option<SystemTime>> {
         self.explain(
             async {
-                let (filter, update) =
+                let (filter, mut update) =
                     queries::extend(&document_id(name), owner, duration_to_millis(ttl));
+                if self.python_compat() {
+                    update.push(doc! { "$set": { "createdAt": "$$NOW" } });
+                }
                 let doc = retry_rate_limited(|| {
                     self.inner
                         .collection
@@ -224,6 +239,7 @@ impl Backend for MongoBackend {
         self.explain(
             async {
                 let (filter, update) = queries::release(&document_id(name), owner);
+                let update = self.freeing(name, update);
                 let result = self
                     .update_one_op("release (updateOne)", filter, update)
                     .await?;
@@ -254,6 +270,7 @@ impl Backend for MongoBackend {
                         check_name(name, &d)?;
                         info_of(name.to_owned(), &d).map(Some)
                     }
+                    None if self.python_compat() => self.python_inspect(name, deadline).await,
                     None => Ok(None),
                 }
             }
@@ -308,6 +325,7 @@ impl Backend for MongoBackend {
         self.explain(
             async {
                 let (filter, update) = queries::force_release(&document_id(name));
+                let update = self.freeing(name, update);
                 let result = retry_rate_limited(|| {
                     self.inner
                         .collection
@@ -330,12 +348,14 @@ impl Backend for MongoBackend {
         Some(self.inner.watcher.signals().subscribe(name))
     }
 
+    // Not in Python shylock compatibility mode: their documents carry no
+    // `name`, which its unique index allows only once.
     fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
-        Some(self)
+        (!self.python_compat()).then_some(self as _)
     }
 
     fn queues(&self) -> Option<&dyn QueueBackend> {
-        Some(self)
+        (!self.python_compat()).then_some(self as _)
     }
 
     fn rwlocks(&self) -> Option<&dyn shylock_core::backend::RwLockBackend> {

@@ -12,6 +12,7 @@ use shylock_core::{Error, Result};
 use crate::backend::MongoBackend;
 use crate::error::mongo_error;
 use crate::index::create_ttl_index;
+use crate::python::create_python_indexes;
 
 /// Server selection timeout that [`MongoBackend::connect`] sets when the URI
 /// does not set `serverSelectionTimeoutMS` (the driver's own default is 30 s).
@@ -39,6 +40,7 @@ pub struct MongoBackendBuilder {
     share_release_watcher: bool,
     /// The client was created here, on shylock's background runtime.
     own_client: bool,
+    python_compat: bool,
 }
 
 impl MongoBackendBuilder {
@@ -110,6 +112,33 @@ impl MongoBackendBuilder {
         self
     }
 
+    /// Python shylock compatibility: read and write the layout Python
+    /// `shylock` 1.2 uses in the same collection (default `shylock`, as
+    /// Python's), so Python and Rust services exclude each other on the
+    /// same lock names. Default: `false`. See the README section "Coming
+    /// from Python shylock".
+    ///
+    /// With it on: [`build`](Self::build) also creates Python's unique index
+    /// on `name` and TTL index on `createdAt` (300 s) where no index on that
+    /// key exists; every lock document carries `name` and `createdAt`
+    /// (refreshed by each renewal, so a live lease is never removed by
+    /// Python's TTL index); a ttl over 300 s is refused
+    /// ([`Error::InvalidOptions`]); a lock a Python process holds counts as
+    /// held until its document is gone or its `createdAt` + 300 s has
+    /// passed by the server's clock, and `inspect` reports it with owner
+    /// [`PYTHON_SHYLOCK_OWNER`](crate::PYTHON_SHYLOCK_OWNER) and fence 0.
+    /// Semaphores and fair queues are not offered (their documents have no
+    /// `name`). Every Rust service on the collection must turn it on.
+    ///
+    /// What Python's side cannot give: its release deletes whatever
+    /// document has the name (no owner check), so a Python holder that ran
+    /// past 300 s frees the next holder's lock; it has no fencing token and
+    /// no renewal; its `createdAt` comes from the Python host's clock.
+    pub fn python_shylock_compat(mut self, on: bool) -> Self {
+        self.python_compat = on;
+        self
+    }
+
     /// [`build`](Self::build) for programs without async, run on shylock's
     /// background runtime; blocks the calling thread until the backend is
     /// ready. Build the database's client with
@@ -160,7 +189,11 @@ impl MongoBackendBuilder {
             if !self.create_indexes {
                 return Ok(());
             }
-            create_ttl_index(&collection, &namespace, self.ttl_grace).await
+            create_ttl_index(&collection, &namespace, self.ttl_grace).await?;
+            if self.python_compat {
+                create_python_indexes(&collection).await?;
+            }
+            Ok(())
         };
         let (identity, index) = tokio::join!(identity, index);
         index?;
@@ -171,6 +204,7 @@ impl MongoBackendBuilder {
             self.watch_releases,
             share,
             self.own_client,
+            self.python_compat,
         ))
     }
 }
@@ -219,6 +253,7 @@ impl MongoBackend {
             watch_releases: true,
             share_release_watcher: true,
             own_client: false,
+            python_compat: false,
         }
     }
 

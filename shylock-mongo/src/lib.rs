@@ -44,8 +44,10 @@ mod bounded;
 mod builder;
 mod documents;
 mod error;
+mod fence;
 mod index;
 mod key;
+mod python;
 pub mod queries;
 mod queue;
 mod runtime_watch;
@@ -59,7 +61,11 @@ pub use builder::{
     MongoBackendBuilder, DEFAULT_SERVER_SELECTION_TIMEOUT, DEFAULT_TTL_GRACE,
     DEFAULT_WRITE_CONCERN_TIMEOUT,
 };
+pub use fence::{
+    fenced_update, fenced_update_on, update_one_fenced, FencedUpdate, DEFAULT_FENCE_FIELD,
+};
 pub use key::{document_id, MAX_PLAIN_ID};
+pub use python::{PYTHON_SHYLOCK_OWNER, PYTHON_SHYLOCK_TTL};
 pub use queries::acquire_pipeline;
 pub use semaphore::claim_permit_pipeline;
 

@@ -35,6 +35,7 @@
 
 mod backend;
 mod conn;
+mod fence;
 // The statements are this crate's own; only the benchmark program
 // (feature `bench`) runs some of them directly.
 #[cfg(feature = "bench")]
@@ -49,6 +50,7 @@ mod semaphore;
 mod watch;
 
 pub use backend::{SqliteBackend, DEFAULT_BUSY_TIMEOUT};
+pub use fence::{FencedSql, FENCE_PARAM};
 
 #[cfg(feature = "bench")]
 pub use conn::statements_executed;

@@ -496,6 +496,9 @@ async fn cursor(
                 );
             }
         }
+        if query == fenced_write_query() {
+            return fenced_write(&mut inner, &db, &vars);
+        }
         let known = [
             queries::ACQUIRE,
             queries::EXTEND,
@@ -1255,4 +1258,45 @@ fn rw_plan(
         intents,
         row,
     }
+}
+
+/// An application's fenced write, built with `FencedAql` as its docs show:
+/// the one query of an application's own the fake answers.
+pub(crate) fn fenced_write_query() -> String {
+    let fence = shylock_arango::FencedAql::new("a", "fence");
+    format!(
+        "FOR a IN @@coll FILTER a._key == @key {} UPDATE a WITH {{ balance: @balance, {} }} IN @@coll RETURN true",
+        fence.filter(),
+        fence.assignment()
+    )
+}
+
+/// What ArangoDB does with [`fenced_write_query`]: `null <= n` holds in
+/// AQL's type order, numbers compare by value.
+fn fenced_write(inner: &mut Inner, db: &str, vars: &Map<String, Value>) -> Response {
+    let coll = vars["@coll"].as_str().unwrap_or_default();
+    let key = vars["key"].as_str().unwrap_or_default();
+    let fence = vars["fence"].as_i64().unwrap_or(i64::MIN);
+    inner.next_rev += 1;
+    let rev = inner.next_rev;
+    let Some((doc_rev, doc)) = inner
+        .dbs
+        .get_mut(db)
+        .and_then(|d| d.collections.get_mut(coll))
+        .and_then(|c| c.docs.get_mut(key))
+    else {
+        return cursor_result(vec![], 0);
+    };
+    let passes = match doc.get("fence") {
+        None | Some(Value::Null) => true,
+        Some(Value::Number(n)) => n.as_i64().is_some_and(|n| n <= fence),
+        Some(_) => false,
+    };
+    if !passes {
+        return cursor_result(vec![], 0);
+    }
+    doc.insert("balance".into(), vars["balance"].clone());
+    doc.insert("fence".into(), json!(fence));
+    *doc_rev = rev;
+    cursor_result(vec![json!(true)], 1)
 }
