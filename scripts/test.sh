@@ -324,10 +324,10 @@ if [ -n "${POSTGRES_URL:-}" ]; then
     # faults.rs creates clusters of its own (SHYLOCK_PG_BIN); without the
     # binaries it is skipped by name.
     if [ -n "${SHYLOCK_PG_BIN:-}" ]; then
-        cargo test --all-features -p shylock-postgres --test conformance --test faults "$@" -- --ignored --test-threads=4
+        cargo test --all-features -p shylock-postgres --test conformance --test faults --test fenced "$@" -- --ignored --test-threads=4
     else
         echo "== PostgreSQL fault suite: SKIPPED (no PostgreSQL binaries here: SHYLOCK_PG_BIN is not set)"
-        cargo test --all-features -p shylock-postgres --test conformance "$@" -- --ignored
+        cargo test --all-features -p shylock-postgres --test conformance --test fenced "$@" -- --ignored
     fi
     cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored postgres_
     cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored postgres_

@@ -175,6 +175,7 @@ fn _postgres(
     _: shylock::postgres::PostgresBackend,
     _: shylock::postgres::PostgresBackendBuilder,
     _: shylock::postgres::StatementMode,
+    _: shylock::postgres::FencedSql,
     _: shylock::postgres::sqlx::PgPool,
 ) {
 }

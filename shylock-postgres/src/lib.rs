@@ -120,6 +120,7 @@
 mod backend;
 mod builder;
 mod conn;
+mod fence;
 mod listen;
 mod queue;
 mod semaphore;
@@ -133,6 +134,7 @@ pub mod statements;
 mod statements;
 
 pub use backend::PostgresBackend;
+pub use fence::FencedSql;
 pub use builder::{
     PostgresBackendBuilder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CHANNEL, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEMA, DEFAULT_TABLE,
