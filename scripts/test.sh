@@ -263,7 +263,14 @@ else
     echo "== ArangoDB suites: fake-server suite only; real-server suite SKIPPED (ARANGO_URL is not set)"
 fi
 
-cargo test --workspace --all-features "$@"
+# Every feature but `testcontainers` (which would start the server suites
+# without --ignored, in containers): those suites stay ignored in this run
+# and run below with --ignored against the servers started above.
+workspace_features=$(cargo metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+print(",".join(p["name"] + "/" + f for p in json.load(sys.stdin)["packages"]
+               for f in p["features"] if f != "testcontainers"))')
+cargo test --workspace --features "$workspace_features" "$@"
 echo "== the minimal backend of README's \"Writing a backend\" against the conformance suite"
 cargo run --quiet --all-features --example minimal_backend
 echo "== the semaphore and election examples"
@@ -286,17 +293,17 @@ fi
 
 if [ -n "${MONGODB_URI:-}" ]; then
     echo "== MongoDB suites (ignored above): running with --ignored against $MONGODB_URI"
-    cargo test --all-features -p shylock-mongo --test conformance --test blocking --test runtimes --test fenced "$@" -- --ignored
+    cargo test -p shylock-mongo --test conformance --test rwlock --test blocking --test runtimes --test fenced "$@" -- --ignored
     if [ -n "${SHYLOCK_PYTHON:-}" ] || install_python_shylock; then
         echo "== Python shylock compatibility: Rust and Python shylock $python_shylock_version processes on the same locks"
-        cargo test --all-features -p shylock-mongo --test python_compat "$@" -- --ignored
+        cargo test -p shylock-mongo --test python_compat "$@" -- --ignored
     elif [ "${CI:-}" = "true" ]; then
         echo "error: could not install Python shylock $python_shylock_version; CI must run the interop test" >&2
         exit 1
     else
         echo "== Python shylock interop test: SKIPPED (could not install shylock==$python_shylock_version with pymongo)"
     fi
-    cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored mongo_
+    cargo test --all-features -p shylock --test multiprocess --test multiprocess_rw "$@" -- --ignored mongo_
     echo "== the README's cron program as a whole process, 20 runs in a row on MongoDB"
     cargo test --all-features -p shylock --test cron "$@" -- --ignored mongo_
     cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored mongo_
@@ -305,14 +312,14 @@ if [ -n "${MONGODB_URI:-}" ]; then
     if [ -n "$server_pid" ]; then
         echo "== MongoDB semaphore suite (32 tasks x 3 permits x 20 rounds against SecantusDB)"
         SHYLOCK_SEMAPHORE_ROUNDS="${SHYLOCK_SEMAPHORE_ROUNDS:-20}" \
-            cargo test --all-features -p shylock-mongo --test semaphore "$@" -- --ignored
+            cargo test -p shylock-mongo --test semaphore "$@" -- --ignored
     else
-        cargo test --all-features -p shylock-mongo --test semaphore "$@" -- --ignored
+        cargo test -p shylock-mongo --test semaphore "$@" -- --ignored
     fi
 fi
 if [ -n "${SECANTUSD:-}" ]; then
     echo "== fault-injection suite (ignored above): stalled server, cut connections, kill -9 and restart, with $SECANTUSD"
-    cargo test --all-features -p shylock-mongo --test faults "$@" -- --ignored --nocapture --test-threads=2
+    cargo test -p shylock-mongo --test faults "$@" -- --ignored --nocapture --test-threads=2
 elif [ "${CI:-}" = "true" ]; then
     echo "error: the fault-injection suite needs SecantusDB (SECANTUSD); CI must run it" >&2
     exit 1
@@ -324,19 +331,19 @@ if [ -n "${POSTGRES_URL:-}" ]; then
     # faults.rs creates clusters of its own (SHYLOCK_PG_BIN); without the
     # binaries it is skipped by name.
     if [ -n "${SHYLOCK_PG_BIN:-}" ]; then
-        cargo test --all-features -p shylock-postgres --test conformance --test faults --test fenced "$@" -- --ignored --test-threads=4
+        cargo test --features bench -p shylock-postgres --test conformance --test faults --test fenced "$@" -- --ignored --test-threads=4
     else
         echo "== PostgreSQL fault suite: SKIPPED (no PostgreSQL binaries here: SHYLOCK_PG_BIN is not set)"
-        cargo test --all-features -p shylock-postgres --test conformance --test fenced "$@" -- --ignored
+        cargo test --features bench -p shylock-postgres --test conformance --test fenced "$@" -- --ignored
     fi
-    cargo test --all-features -p shylock --test multiprocess "$@" -- --ignored postgres_
+    cargo test --all-features -p shylock --test multiprocess --test multiprocess_rw "$@" -- --ignored postgres_
     cargo test --all-features -p shylock-cli --test cli "$@" -- --ignored postgres_
 fi
 if [ -n "${POSTGRES_POOLER_URL:-}" ]; then
     echo "== PostgreSQL conformance suite through PgBouncer (transaction mode) at $POSTGRES_POOLER_URL"
-    cargo test --all-features -p shylock-postgres --test pooler "$@" -- --ignored
+    cargo test --features bench -p shylock-postgres --test pooler "$@" -- --ignored
 fi
 if [ -n "${ARANGO_URL:-}" ]; then
     echo "== ArangoDB real-server suite (ignored above): running with --ignored against $ARANGO_URL"
-    cargo test --all-features -p shylock-arango --test real_server "$@" -- --ignored
+    cargo test -p shylock-arango --test real_server "$@" -- --ignored
 fi

@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use shylock_arango::ArangoBackend;
-use shylock_core::testkit::{required_env, unique_store_name};
+use shylock_core::testkit::{server_url, unique_store_name};
 use shylock_core::SharedBackend;
 
 fn run_collection() -> &'static str {
@@ -19,7 +19,7 @@ fn run_collection() -> &'static str {
 }
 
 async fn real_arango() -> SharedBackend {
-    let url = required_env("ARANGO_URL");
+    let url = server_url("ARANGO_URL");
     let user = std::env::var("ARANGO_USER").unwrap_or_else(|_| "root".into());
     let password = std::env::var("ARANGO_PASSWORD").unwrap_or_default();
     let db = std::env::var("ARANGO_DB").unwrap_or_else(|_| "_system".into());
@@ -33,22 +33,26 @@ async fn real_arango() -> SharedBackend {
     backend.into()
 }
 
+#[cfg(not(feature = "testcontainers"))]
 shylock_core::conformance_tests!(
     real_arango(),
     ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"
+);
+#[cfg(feature = "testcontainers")]
+shylock_core::conformance_tests!(real_arango(),
 );
 
 /// The fenced write of `FencedAql`'s docs on a collection of the
 /// application's own: a stale holder's write is refused after a newer
 /// holder wrote.
 #[tokio::test]
-#[ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)")]
 async fn fenced_write_of_a_stale_holder_is_refused() {
     use serde_json::{json, Value};
     use shylock_arango::FencedAql;
     use shylock_core::AsyncLock;
 
-    let url = required_env("ARANGO_URL");
+    let url = server_url("ARANGO_URL");
     let user = std::env::var("ARANGO_USER").unwrap_or_else(|_| "root".into());
     let password = std::env::var("ARANGO_PASSWORD").unwrap_or_default();
     let db = std::env::var("ARANGO_DB").unwrap_or_else(|_| "_system".into());

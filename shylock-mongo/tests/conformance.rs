@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use shylock_core::backend::Backend;
-use shylock_core::testkit::{op_deadline, required_env, unique_store_name};
+use shylock_core::testkit::{op_deadline, server_url, unique_store_name};
 use shylock_core::SharedBackend;
 use shylock_mongo::mongodb::{options::ClientOptions, Client};
 use shylock_mongo::MongoBackend;
@@ -20,7 +20,7 @@ fn run_database() -> &'static str {
 }
 
 async fn client() -> Client {
-    let uri = required_env("MONGODB_URI");
+    let uri = server_url("MONGODB_URI");
     let mut options = ClientOptions::parse(&uri)
         .await
         .expect("invalid MONGODB_URI");
@@ -39,14 +39,19 @@ async fn mongo() -> SharedBackend {
 
 // The semaphore cases run from semaphore.rs, last: they rewrite one
 // document thousands of times, which slows the SecantusDB test server.
+#[cfg(not(feature = "testcontainers"))]
 shylock_core::conformance_tests!(
     mongo(),
     ignore = "needs MONGODB_URI",
     groups = [locks, queues]
 );
+#[cfg(feature = "testcontainers")]
+shylock_core::conformance_tests!(mongo(),
+    groups = [locks, queues]
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn many_backends_starting_at_once_set_up_cleanly() {
     let client = client().await;
     let db = client.database(run_database());
@@ -75,7 +80,7 @@ async fn many_backends_starting_at_once_set_up_cleanly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn documents_have_the_documented_shape() {
     let client = client().await;
     let db = client.database(run_database());
@@ -152,7 +157,7 @@ async fn lock_backend(db: &shylock_mongo::mongodb::Database) -> MongoBackend {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn fencing_survives_garbage_collection_of_the_document() {
     let client = client().await;
     let db = client.database(run_database());
@@ -213,7 +218,7 @@ async fn an_invalid_uri_is_a_clear_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn a_release_in_another_process_wakes_waiters_through_the_change_stream() {
     let client = client().await;
     let db = client.database(run_database());
@@ -267,7 +272,7 @@ async fn a_release_in_another_process_wakes_waiters_through_the_change_stream() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     // The holder's side and the waiters' side: like two processes.
     shylock_core::testkit::a_release_wakes_only_the_first_in_line(
@@ -280,7 +285,7 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
 /// The first in line leaving a free lock wakes the next one, in another
 /// process (its `$pull` bumps `releases`, which the change stream matches).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
     shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
         process_side("leaving").await,
@@ -306,7 +311,7 @@ async fn process_side(collection: &str) -> SharedBackend {
 /// Two sides as two processes: a fair waiter behind another, while the
 /// change stream runs, sends no claim before its turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
     shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
         process_side("turn_first").await,
@@ -320,7 +325,7 @@ async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
 async fn stream_counting_client() -> (Client, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use shylock_mongo::mongodb::event::{command::CommandEvent, EventHandler};
     let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mut options = ClientOptions::parse(required_env("MONGODB_URI"))
+    let mut options = ClientOptions::parse(server_url("MONGODB_URI"))
         .await
         .expect("invalid MONGODB_URI");
     let seen = counter.clone();
@@ -337,7 +342,7 @@ async fn stream_counting_client() -> (Client, std::sync::Arc<std::sync::atomic::
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn backends_of_one_process_share_one_change_stream() {
     use std::sync::atomic::Ordering;
     let collection = format!("share{}", uuid::Uuid::new_v4().simple());
@@ -394,7 +399,7 @@ async fn backends_of_one_process_share_one_change_stream() {
 /// A client whose commands a `failCommand` fail point can target by
 /// `appName`, or `None` when the server has no test commands.
 async fn failpoint_client(app: &str) -> Option<Client> {
-    let uri = required_env("MONGODB_URI");
+    let uri = server_url("MONGODB_URI");
     let mut options = ClientOptions::parse(&uri).await.unwrap();
     options.app_name = Some(app.to_owned());
     let client = Client::with_options(options).unwrap();
@@ -430,7 +435,7 @@ async fn fail_next(client: &Client, app: &str, command: &str, times: i32, code: 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn rate_limit_errors_are_retried_and_other_errors_surface() {
     let app = format!("shylock-failpoint-{}", uuid::Uuid::new_v4().simple());
     let Some(client) = failpoint_client(&app).await else {
@@ -464,7 +469,7 @@ async fn rate_limit_errors_are_retried_and_other_errors_surface() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn foreign_documents_are_taken_over_or_reported_never_a_panic() {
     use bson::{doc, Bson, DateTime};
     let client = client().await;
@@ -524,15 +529,20 @@ async fn sharded_mongo() -> SharedBackend {
 
 mod sharded {
     use super::*;
-    shylock_core::conformance_tests!(
+    #[cfg(not(feature = "testcontainers"))]
+shylock_core::conformance_tests!(
         sharded_mongo(),
         ignore = "needs MONGODB_URI",
+        groups = [locks]
+    );
+#[cfg(feature = "testcontainers")]
+shylock_core::conformance_tests!(sharded_mongo(),
         groups = [locks]
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn reentrant_holds_share_one_lease_and_other_owners_wait() {
     use shylock_core::testkit::CountingBackend;
     let counting = CountingBackend::new(mongo().await);
@@ -567,7 +577,7 @@ async fn reentrant_holds_share_one_lease_and_other_owners_wait() {
 /// waiters would) refuses new owners with a clear error; the document
 /// stays far below MongoDB's 16 MB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn a_full_line_refuses_new_owners() {
     use bson::{doc, DateTime};
     let client = client().await;
@@ -595,7 +605,7 @@ async fn a_full_line_refuses_new_owners() {
 /// wait) keeps `expiresAt` at least at its latest ticket's expiry, so the
 /// TTL monitor does not delete the line under its waiters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn a_line_without_a_holder_is_kept_from_the_ttl_monitor() {
     use shylock_core::backend::QueueBackend;
     let client = client().await;

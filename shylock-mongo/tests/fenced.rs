@@ -5,16 +5,16 @@
 
 use std::time::Duration;
 
-use shylock_core::testkit::{required_env, unique_store_name};
+use shylock_core::testkit::{server_url, unique_store_name};
 use shylock_core::AsyncLock;
 use shylock_mongo::mongodb::bson::{doc, Document};
 use shylock_mongo::mongodb::{options::ClientOptions, Client};
 use shylock_mongo::{update_one_fenced, MongoBackend};
 
 #[tokio::test]
-#[ignore = "needs MONGODB_URI"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
 async fn stale_holder_write_is_refused_after_a_newer_holder_wrote() {
-    let mut options = ClientOptions::parse(required_env("MONGODB_URI"))
+    let mut options = ClientOptions::parse(server_url("MONGODB_URI"))
         .await
         .expect("invalid MONGODB_URI");
     options.server_selection_timeout = Some(Duration::from_secs(10));

@@ -9,7 +9,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use shylock_core::testkit::{required_env, unique_store_name};
+use shylock_core::testkit::{server_url, unique_store_name};
 use shylock_core::SharedBackend;
 use shylock_mongo::mongodb::{options::ClientOptions, Client};
 use shylock_mongo::MongoBackend;
@@ -20,7 +20,7 @@ fn run_database() -> &'static str {
 }
 
 async fn mongo() -> SharedBackend {
-    let uri = required_env("MONGODB_URI");
+    let uri = server_url("MONGODB_URI");
     let mut options = ClientOptions::parse(&uri)
         .await
         .expect("invalid MONGODB_URI");
@@ -33,4 +33,7 @@ async fn mongo() -> SharedBackend {
         .into()
 }
 
+#[cfg(not(feature = "testcontainers"))]
 shylock_core::conformance_tests!(mongo(), ignore = "needs MONGODB_URI", groups = [semaphores]);
+#[cfg(feature = "testcontainers")]
+shylock_core::conformance_tests!(mongo(), groups = [semaphores]);

@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use shylock_core::backend::Backend;
-use shylock_core::testkit::{op_deadline, required_env, unique_name, unique_store_name};
+use shylock_core::testkit::{op_deadline, server_url, unique_name, unique_store_name};
 use shylock_core::SharedBackend;
 use shylock_postgres::{sqlx, PostgresBackend, StatementMode};
 
@@ -20,7 +20,7 @@ fn run_table() -> &'static str {
 }
 
 async fn backend_with(mode: StatementMode) -> PostgresBackend {
-    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+    let pool = PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
         .await
         .expect("could not connect to POSTGRES_URL");
     PostgresBackend::builder(pool)
@@ -35,24 +35,32 @@ async fn postgres() -> SharedBackend {
     backend_with(StatementMode::Prepared).await.into()
 }
 
+#[cfg(not(feature = "testcontainers"))]
 shylock_core::conformance_tests!(postgres(), ignore = "needs PostgreSQL: set POSTGRES_URL");
+#[cfg(feature = "testcontainers")]
+shylock_core::conformance_tests!(postgres(),);
 
 mod unprepared {
     use super::*;
     async fn unprepared() -> SharedBackend {
         backend_with(StatementMode::Unprepared).await.into()
     }
-    shylock_core::conformance_tests!(
+    #[cfg(not(feature = "testcontainers"))]
+shylock_core::conformance_tests!(
         unprepared(),
         ignore = "needs PostgreSQL: set POSTGRES_URL",
+        groups = [locks, queues]
+    );
+#[cfg(feature = "testcontainers")]
+shylock_core::conformance_tests!(unprepared(),
         groups = [locks, queues]
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn many_backends_starting_at_once_set_up_cleanly() {
-    let url = required_env("POSTGRES_URL");
+    let url = server_url("POSTGRES_URL");
     let table = unique_store_name("setup_race");
     let mut tasks = Vec::new();
     for _ in 0..8 {
@@ -70,7 +78,7 @@ async fn many_backends_starting_at_once_set_up_cleanly() {
 /// Fences keep increasing after the row is gone (released, swept or
 /// force-released): they come from a sequence, not from the row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn fences_increase_across_row_removal_and_long_names() {
     let backend = backend_with(StatementMode::Prepared).await;
     // The `backend` label of metrics and spans.
@@ -120,10 +128,10 @@ async fn fences_increase_across_row_removal_and_long_names() {
 /// Rows that ended long ago (crashed holders, releases) are swept by later
 /// releases; the grace period is simulated by moving their expiry back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn releases_sweep_expired_rows() {
     let backend = PostgresBackend::builder(
-        PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+        PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
             .await
             .unwrap(),
     )
@@ -167,7 +175,7 @@ async fn releases_sweep_expired_rows() {
 /// A release through another backend handle (as by another process)
 /// reaches this process's listener and wakes a waiter at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn a_release_by_another_connection_wakes_a_waiter() {
     let a = backend_with(StatementMode::Prepared).await;
     let b = process_side().await;
@@ -221,7 +229,7 @@ fn bad_names_are_clear_errors() {
 
 /// A handle with a listener of its own, as another process has.
 async fn process_side() -> SharedBackend {
-    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+    let pool = PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
         .await
         .unwrap();
     let backend = PostgresBackend::builder(pool)
@@ -241,7 +249,7 @@ async fn process_side() -> SharedBackend {
 /// The holder's side and the waiters' side, like two processes: a release
 /// names the first live ticket, and only that waiter is woken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     shylock_core::testkit::a_release_wakes_only_the_first_in_line(
         process_side().await,
@@ -253,7 +261,7 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
 /// Two sides as two processes: a fair waiter behind another, while the
 /// listener works, sends no claim before its turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
     shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
         process_side().await,
@@ -265,7 +273,7 @@ async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
 /// The first in line leaving a free lock wakes the next one, in another
 /// process (leaving notifies the new first ticket).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
     shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
         process_side().await,
@@ -277,11 +285,11 @@ async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
 /// A line of `MAX_WAITERS` live tickets (written directly, as that many
 /// waiters would) refuses new owners with a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn a_full_line_refuses_new_owners() {
     let backend = backend_with(StatementMode::Prepared).await;
     let name = unique_name("full-line");
-    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+    let pool = PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
         .await
         .unwrap();
     let owners: Vec<String> = (0..shylock_core::MAX_WAITERS)

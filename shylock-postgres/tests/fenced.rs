@@ -4,14 +4,14 @@
 //! Needs `POSTGRES_URL` (scripts/test.sh sets it and runs these with
 //! `--ignored`).
 
-use shylock_core::testkit::{required_env, unique_name, unique_store_name};
+use shylock_core::testkit::{server_url, unique_name, unique_store_name};
 use shylock_core::AsyncLock;
 use shylock_postgres::{sqlx, FencedSql, PostgresBackend};
 
 #[tokio::test]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
 async fn a_stale_holders_write_is_refused_after_a_newer_holder_wrote() {
-    let pool = PostgresBackend::pool_for(&required_env("POSTGRES_URL"))
+    let pool = PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
         .await
         .expect("could not connect to POSTGRES_URL");
     let backend = PostgresBackend::builder(pool.clone())

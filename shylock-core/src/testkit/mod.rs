@@ -21,6 +21,8 @@
 //! database.
 
 mod cases;
+#[cfg(feature = "testcontainers")]
+mod containers;
 mod counting;
 mod foreign;
 mod hold_log;
@@ -29,6 +31,8 @@ mod one_permit;
 mod proxy;
 
 pub use cases::*;
+#[cfg(feature = "testcontainers")]
+pub use containers::server_url;
 pub use counting::CountingBackend;
 pub use foreign::{frees_live_foreign_record, takes_over_foreign_record};
 pub use hold_log::{
@@ -102,6 +106,15 @@ pub fn required_env(var: &str) -> String {
              (see README, Testing)"
         )
     })
+}
+
+/// The URL of the server a suite needs: the environment variable `var`
+/// (`MONGODB_URI`, `ARANGO_URL`, `POSTGRES_URL`). With feature
+/// `testcontainers`, a server started in a container when `var` is unset;
+/// without it, as [`required_env`].
+#[cfg(not(feature = "testcontainers"))]
+pub fn server_url(var: &str) -> String {
+    required_env(var)
 }
 
 /// Polls `attempt` every 10 ms until it yields `Some` or `limit` passes.
