@@ -113,13 +113,14 @@ impl ArangoBackendBuilder {
     /// Blocks the calling thread until the backend is ready.
     ///
     /// ```no_run
-    /// use shylock_arango::ArangoBackend;
+    /// # mod shylock { pub use shylock_core::*; pub mod arango { pub use shylock_arango::*; } }
+    /// use shylock::arango::ArangoBackend;
     ///
-    /// # fn main() -> shylock_core::Result<()> {
+    /// # fn main() -> shylock::Result<()> {
     /// let backend = ArangoBackend::builder("http://localhost:8529")
     ///     .jwt("root", std::env::var("ARANGO_PASSWORD").unwrap_or_default())
     ///     .build_blocking()?;
-    /// let guard = shylock_core::Lock::with_backend("nightly-job", backend).acquire()?;
+    /// let guard = shylock::Lock::with_backend("nightly-job", backend).acquire()?;
     /// guard.release()?;
     /// # Ok(())
     /// # }

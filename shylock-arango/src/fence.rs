@@ -26,7 +26,8 @@ pub const FENCE_BIND_VAR: &str = "fence";
 /// # Examples
 ///
 /// ```
-/// use shylock_arango::FencedAql;
+/// # mod shylock { pub use shylock_core::*; pub mod arango { pub use shylock_arango::*; } }
+/// use shylock::arango::FencedAql;
 ///
 /// let fence = FencedAql::new("a", "fence");
 /// let aql = format!(

@@ -14,7 +14,8 @@
 /// # Examples
 ///
 /// ```
-/// use shylock_arango::document_key;
+/// # mod shylock { pub use shylock_core::*; pub mod arango { pub use shylock_arango::*; } }
+/// use shylock::arango::document_key;
 ///
 /// assert_eq!(document_key("orders/42"), "orders%2F42");
 /// assert!(document_key(&"x".repeat(1000)).starts_with("%h"));
@@ -31,7 +32,8 @@ pub fn document_key(name: &str) -> String {
 /// # Examples
 ///
 /// ```
-/// use shylock_arango::{document_key, semaphore_key};
+/// # mod shylock { pub use shylock_core::*; pub mod arango { pub use shylock_arango::*; } }
+/// use shylock::arango::{document_key, semaphore_key};
 ///
 /// assert_eq!(semaphore_key("pool"), "%spool");
 /// assert_ne!(semaphore_key("pool"), document_key("pool"));
@@ -48,7 +50,8 @@ pub fn semaphore_key(name: &str) -> String {
 /// # Examples
 ///
 /// ```
-/// use shylock_arango::{rwlock_key, semaphore_key};
+/// # mod shylock { pub use shylock_core::*; pub mod arango { pub use shylock_arango::*; } }
+/// use shylock::arango::{rwlock_key, semaphore_key};
 ///
 /// assert_eq!(rwlock_key("cache"), "%rcache");
 /// assert_ne!(rwlock_key("cache"), semaphore_key("cache"));
@@ -88,7 +91,8 @@ fn encode_key(name: &str, max: usize) -> String {
 /// # Examples
 ///
 /// ```
-/// use shylock_arango::sort_key;
+/// # mod shylock { pub use shylock_core::*; pub mod arango { pub use shylock_arango::*; } }
+/// use shylock::arango::sort_key;
 ///
 /// assert_eq!(sort_key("a/"), "612f");
 /// ```

@@ -26,11 +26,12 @@
 //! # Examples
 //!
 //! ```no_run
-//! use shylock_arango::ArangoBackend;
-//! use shylock_core::AsyncLock;
+//! # mod shylock { pub use shylock_core::*; pub mod arango { pub use shylock_arango::*; } }
+//! use shylock::arango::ArangoBackend;
+//! use shylock::AsyncLock;
 //!
 //! # #[tokio::main]
-//! # async fn main() -> shylock_core::Result<()> {
+//! # async fn main() -> shylock::Result<()> {
 //! let backend = ArangoBackend::builder("http://localhost:8529")
 //!     .basic_auth("root", "secret")
 //!     .database("myapp")

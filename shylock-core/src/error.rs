@@ -17,7 +17,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncLock, Error, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncLock, Error, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

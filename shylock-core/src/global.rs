@@ -19,10 +19,11 @@ static DEFAULT: OnceLock<(SharedBackend, LockOptions)> = OnceLock::new();
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{configure, AsyncLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{configure, AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// configure(MemoryBackend::new())?;
 /// let guard = AsyncLock::new("orders/42").acquire().await?;
 /// # drop(guard);
@@ -44,11 +45,12 @@ pub fn configure(backend: impl Into<SharedBackend>) -> Result<()> {
 /// # Examples
 ///
 /// ```
+/// # extern crate shylock_core as shylock;
 /// use std::time::Duration;
-/// use shylock_core::{configure_with, LockOptions, MemoryBackend};
+/// use shylock::{configure_with, LockOptions, MemoryBackend};
 ///
 /// configure_with(MemoryBackend::new(), LockOptions::default().ttl(Duration::from_secs(60)))?;
-/// # Ok::<(), shylock_core::Error>(())
+/// # Ok::<(), shylock::Error>(())
 /// ```
 pub fn configure_with(backend: impl Into<SharedBackend>, options: LockOptions) -> Result<()> {
     options.validate()?;

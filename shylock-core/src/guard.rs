@@ -38,10 +38,11 @@ use crate::target::Target;
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let guard = AsyncLock::with_backend("invoices", MemoryBackend::new()).acquire().await?;
 /// tokio::select! {
 ///     _ = guard.lost() => eprintln!("lost the lock, stopping"),

@@ -52,11 +52,12 @@
 //! # Examples
 //!
 //! ```
+//! # extern crate shylock_core as shylock;
 //! use std::time::Duration;
-//! use shylock_core::{AsyncLock, LockOptions, MemoryBackend};
+//! use shylock::{AsyncLock, LockOptions, MemoryBackend};
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> shylock_core::Result<()> {
+//! # async fn main() -> shylock::Result<()> {
 //! let backend = MemoryBackend::new();
 //! let lock = AsyncLock::with_backend("orders/42", backend)
 //!     .with_options(LockOptions::default().ttl(Duration::from_secs(10)));

@@ -23,10 +23,11 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let lock = AsyncLock::with_backend("orders/42", backend);
 ///
@@ -174,10 +175,11 @@ impl AsyncLock {
     /// # Examples
     ///
     /// ```
-    /// use shylock_core::{AsyncLock, MemoryBackend};
+    /// # extern crate shylock_core as shylock;
+    /// use shylock::{AsyncLock, MemoryBackend};
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> shylock_core::Result<()> {
+    /// # async fn main() -> shylock::Result<()> {
     /// let lock = AsyncLock::with_backend("nightly-report", MemoryBackend::new());
     /// match lock.try_run(async { /* the job */ 42 }).await? {
     ///     Some(answer) => assert_eq!(answer, 42),

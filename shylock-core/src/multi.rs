@@ -26,10 +26,11 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncMultiLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncMultiLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let transfer = AsyncMultiLock::with_backend(["acct/bob", "acct/alice"], backend.clone());
 /// let guard = transfer.acquire().await?;

@@ -15,8 +15,9 @@ pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 /// # Examples
 ///
 /// ```
+/// # extern crate shylock_core as shylock;
 /// use std::time::Duration;
-/// use shylock_core::LockOptions;
+/// use shylock::LockOptions;
 ///
 /// let options = LockOptions::default()
 ///     .ttl(Duration::from_secs(10))
@@ -115,7 +116,8 @@ impl LockOptions {
     /// ([`Error::InvalidOptions`] otherwise, when the lock is used).
     ///
     /// ```
-    /// use shylock_core::LockOptions;
+    /// # extern crate shylock_core as shylock;
+    /// use shylock::LockOptions;
     ///
     /// assert!(LockOptions::default().owner_label("billing-worker-3").validate().is_ok());
     /// assert!(LockOptions::default().owner_label("bad\nlabel").validate().is_err());

@@ -22,10 +22,11 @@ use crate::options::LockOptions;
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncReentrantLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncReentrantLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let tree = AsyncReentrantLock::with_backend("tree", backend.clone());
 /// let outer = tree.acquire().await?;

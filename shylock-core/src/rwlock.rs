@@ -61,10 +61,11 @@ pub enum RwPreference {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncRwLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncRwLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let rw = AsyncRwLock::with_backend("cache/users", MemoryBackend::new());
 /// let a = rw.read().await?;
 /// let b = rw.read().await?; // readers share

@@ -35,10 +35,11 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncSemaphore, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncSemaphore, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let pool = AsyncSemaphore::with_backend("upstream-connections", 2, backend);
 /// let a = pool.acquire().await?;

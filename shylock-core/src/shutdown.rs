@@ -47,11 +47,12 @@ pub struct ReleaseAllReport {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{release_all, AsyncLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{release_all, AsyncLock, MemoryBackend};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let guard = AsyncLock::with_backend("cron", backend.clone()).acquire().await?;
 /// let report = release_all(Duration::from_secs(5)).await;

@@ -30,10 +30,11 @@ use crate::wait::{self, Owner, Wait};
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncLock, LockOptions, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncLock, LockOptions, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let lock = AsyncLock::with_backend("queue", MemoryBackend::new())
 ///     .with_options(LockOptions::default().fair(true));
 /// let ticket = lock.enqueue().await?;      // a place in line, at once

@@ -299,11 +299,12 @@ impl MongoBackend {
     /// Blocks the calling thread until the backend is ready.
     ///
     /// ```no_run
-    /// use shylock_mongo::MongoBackend;
+    /// # mod shylock { pub use shylock_core::*; pub mod mongo { pub use shylock_mongo::*; } }
+    /// use shylock::mongo::MongoBackend;
     ///
-    /// # fn main() -> shylock_core::Result<()> {
+    /// # fn main() -> shylock::Result<()> {
     /// let backend = MongoBackend::connect_blocking("mongodb://localhost:27017", "app")?;
-    /// let guard = shylock_core::Lock::with_backend("nightly-job", backend).acquire()?;
+    /// let guard = shylock::Lock::with_backend("nightly-job", backend).acquire()?;
     /// guard.release()?;
     /// # Ok(())
     /// # }
@@ -326,9 +327,10 @@ impl MongoBackend {
     /// timeout unless the URI sets one, as [`connect`](Self::connect) does.
     ///
     /// ```no_run
-    /// use shylock_mongo::MongoBackend;
+    /// # mod shylock { pub use shylock_core::*; pub mod mongo { pub use shylock_mongo::*; } }
+    /// use shylock::mongo::MongoBackend;
     ///
-    /// # fn main() -> shylock_core::Result<()> {
+    /// # fn main() -> shylock::Result<()> {
     /// let client = MongoBackend::client_blocking("mongodb://localhost:27017")?;
     /// let backend = MongoBackend::builder(client.database("app"))
     ///     .collection("locks")

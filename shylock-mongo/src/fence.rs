@@ -44,8 +44,9 @@ pub fn fenced_update(filter: Document, update: Document, fencing_token: u64) -> 
 /// # Examples
 ///
 /// ```
-/// use shylock_mongo::mongodb::bson::doc;
-/// use shylock_mongo::fenced_update_on;
+/// # mod shylock { pub use shylock_core::*; pub mod mongo { pub use shylock_mongo::*; } }
+/// use shylock::mongo::mongodb::bson::doc;
+/// use shylock::mongo::fenced_update_on;
 ///
 /// let fenced = fenced_update_on("lastFence", doc! { "_id": 42 }, doc! { "$inc": { "balance": -10 } }, 7);
 /// assert_eq!(fenced.update, doc! { "$inc": { "balance": -10 }, "$set": { "lastFence": 7_i64 } });
@@ -82,10 +83,11 @@ pub fn fenced_update_on(
 /// # Examples
 ///
 /// ```no_run
-/// use shylock_core::AsyncLock;
-/// use shylock_mongo::mongodb::bson::{doc, Document};
-/// use shylock_mongo::mongodb::Collection;
-/// use shylock_mongo::{update_one_fenced, MongoBackend};
+/// # mod shylock { pub use shylock_core::*; pub mod mongo { pub use shylock_mongo::*; } }
+/// use shylock::AsyncLock;
+/// use shylock::mongo::mongodb::bson::{doc, Document};
+/// use shylock::mongo::mongodb::Collection;
+/// use shylock::mongo::{update_one_fenced, MongoBackend};
 ///
 /// # async fn run(backend: MongoBackend, accounts: Collection<Document>) -> Result<(), Box<dyn std::error::Error>> {
 /// let guard = AsyncLock::with_backend("accounts/42", backend).acquire().await?;

@@ -18,7 +18,8 @@ pub const MAX_PLAIN_ID: usize = 1024;
 /// # Examples
 ///
 /// ```
-/// use shylock_mongo::document_id;
+/// # mod shylock { pub use shylock_core::*; pub mod mongo { pub use shylock_mongo::*; } }
+/// use shylock::mongo::document_id;
 ///
 /// assert_eq!(document_id("orders/42"), bson::Bson::String("orders/42".into()));
 /// assert!(matches!(document_id(&"x".repeat(2000)), bson::Bson::Binary(_)));

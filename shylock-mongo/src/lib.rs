@@ -27,11 +27,12 @@
 //! # Examples
 //!
 //! ```no_run
-//! use shylock_core::AsyncLock;
-//! use shylock_mongo::MongoBackend;
+//! # mod shylock { pub use shylock_core::*; pub mod mongo { pub use shylock_mongo::*; } }
+//! use shylock::AsyncLock;
+//! use shylock::mongo::MongoBackend;
 //!
 //! # #[tokio::main]
-//! # async fn main() -> shylock_core::Result<()> {
+//! # async fn main() -> shylock::Result<()> {
 //! let backend = MongoBackend::connect("mongodb://localhost:27017", "myapp").await?;
 //! let guard = AsyncLock::with_backend("orders/42", backend).acquire().await?;
 //! guard.release().await?;

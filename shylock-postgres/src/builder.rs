@@ -32,10 +32,11 @@ const MAX_TABLE: usize = 63 - 22;
 /// # Examples
 ///
 /// ```no_run
-/// use shylock_postgres::{PostgresBackend, StatementMode};
+/// # mod shylock { pub use shylock_core::*; pub mod postgres { pub use shylock_postgres::*; } }
+/// use shylock::postgres::{PostgresBackend, StatementMode};
 ///
 /// # #[tokio::main]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// # let pool: sqlx::PgPool = unimplemented!();
 /// let backend = PostgresBackend::builder(pool)
 ///     .schema("ops")
@@ -296,11 +297,12 @@ impl PostgresBackend {
     /// calling thread until the backend is ready.
     ///
     /// ```no_run
-    /// use shylock_postgres::PostgresBackend;
+    /// # mod shylock { pub use shylock_core::*; pub mod postgres { pub use shylock_postgres::*; } }
+    /// use shylock::postgres::PostgresBackend;
     ///
-    /// # fn main() -> shylock_core::Result<()> {
+    /// # fn main() -> shylock::Result<()> {
     /// let backend = PostgresBackend::connect_blocking("postgres://app@localhost/app")?;
-    /// let guard = shylock_core::Lock::with_backend("nightly-job", backend).acquire()?;
+    /// let guard = shylock::Lock::with_backend("nightly-job", backend).acquire()?;
     /// guard.release()?;
     /// # Ok(())
     /// # }

@@ -67,7 +67,8 @@ pub(crate) struct Inner {
 /// # Examples
 ///
 /// ```
-/// use shylock_postgres::key_of;
+/// # mod shylock { pub use shylock_core::*; pub mod postgres { pub use shylock_postgres::*; } }
+/// use shylock::postgres::key_of;
 ///
 /// assert_eq!(key_of("orders/42"), b"orders/42".to_vec());
 /// assert_eq!(key_of(&"x".repeat(2000))[0], 0xFF);

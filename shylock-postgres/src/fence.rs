@@ -24,7 +24,8 @@
 /// # Examples
 ///
 /// ```
-/// use shylock_postgres::FencedSql;
+/// # mod shylock { pub use shylock_core::*; pub mod postgres { pub use shylock_postgres::*; } }
+/// use shylock::postgres::FencedSql;
 ///
 /// let fence = FencedSql::column("fence", 3);
 /// let sql = format!(

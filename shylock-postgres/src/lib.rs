@@ -105,11 +105,12 @@
 //! # Examples
 //!
 //! ```no_run
-//! use shylock_core::AsyncLock;
-//! use shylock_postgres::PostgresBackend;
+//! # mod shylock { pub use shylock_core::*; pub mod postgres { pub use shylock_postgres::*; } }
+//! use shylock::AsyncLock;
+//! use shylock::postgres::PostgresBackend;
 //!
 //! # #[tokio::main]
-//! # async fn main() -> shylock_core::Result<()> {
+//! # async fn main() -> shylock::Result<()> {
 //! let backend = PostgresBackend::connect("postgres://app:secret@localhost/app").await?;
 //! let guard = AsyncLock::with_backend("orders/42", backend).acquire().await?;
 //! guard.release().await?;

@@ -23,7 +23,8 @@ pub const FENCE_PARAM: &str = ":fence";
 /// # Examples
 ///
 /// ```
-/// use shylock_sqlite::FencedSql;
+/// # mod shylock { pub use shylock_core::*; pub mod sqlite { pub use shylock_sqlite::*; } }
+/// use shylock::sqlite::FencedSql;
 ///
 /// let fence = FencedSql::column("fence");
 /// let sql = format!(

@@ -19,11 +19,12 @@
 //! # Examples
 //!
 //! ```
-//! use shylock_core::AsyncLock;
-//! use shylock_sqlite::SqliteBackend;
+//! # mod shylock { pub use shylock_core::*; pub mod sqlite { pub use shylock_sqlite::*; } }
+//! use shylock::AsyncLock;
+//! use shylock::sqlite::SqliteBackend;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> shylock_core::Result<()> {
+//! # async fn main() -> shylock::Result<()> {
 //! let dir = std::env::temp_dir().join(format!("shylock-doc-{}", std::process::id()));
 //! std::fs::create_dir_all(&dir).unwrap();
 //! let backend = SqliteBackend::open(dir.join("locks.db"))?;

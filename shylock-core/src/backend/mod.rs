@@ -328,7 +328,8 @@ fn broken_paging(what: &str) -> crate::Error {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{MemoryBackend, SharedBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{MemoryBackend, SharedBackend};
 ///
 /// let backend: SharedBackend = MemoryBackend::new().into();
 /// let again = backend.clone(); // same store

@@ -16,7 +16,8 @@ pub const MAX_NAME_LEN: usize = 64 * 1024;
 /// # Examples
 ///
 /// ```
-/// use shylock_core::backend::validate_name;
+/// # extern crate shylock_core as shylock;
+/// use shylock::backend::validate_name;
 ///
 /// assert!(validate_name("orders/42").is_ok());
 /// assert!(validate_name("").is_err());

@@ -85,7 +85,8 @@ pub fn duration_to_millis(d: Duration) -> i64 {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::backend::prefix_upper_bound;
+/// # extern crate shylock_core as shylock;
+/// use shylock::backend::prefix_upper_bound;
 ///
 /// assert_eq!(prefix_upper_bound("jobs/").as_deref(), Some("jobs0"));
 /// assert_eq!(prefix_upper_bound(""), None);

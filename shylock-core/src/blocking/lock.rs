@@ -20,15 +20,16 @@ blocking_twin! {
     /// # Examples
     ///
     /// ```
-    /// use shylock_core::blocking::Lock;
-    /// use shylock_core::MemoryBackend;
+    /// # extern crate shylock_core as shylock;
+    /// use shylock::blocking::Lock;
+    /// use shylock::MemoryBackend;
     ///
     /// let backend = MemoryBackend::new();
     /// let lock = Lock::with_backend("nightly-job", backend.clone());
     /// let guard = lock.acquire()?;
     /// assert!(Lock::with_backend("nightly-job", backend).try_acquire()?.is_none());
     /// guard.release()?;
-    /// # Ok::<(), shylock_core::Error>(())
+    /// # Ok::<(), shylock::Error>(())
     /// ```
     pub struct Lock(AsyncLock);
     fn new(name: impl Into<String>);
@@ -64,8 +65,9 @@ blocking_twin! {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::blocking::Lock;
-/// use shylock_core::MemoryBackend;
+/// # extern crate shylock_core as shylock;
+/// use shylock::blocking::Lock;
+/// use shylock::MemoryBackend;
 ///
 /// let lock = Lock::with_backend("cron", MemoryBackend::new());
 /// {
@@ -73,7 +75,7 @@ blocking_twin! {
 ///     // exclusive work
 /// } // released here
 /// assert!(!lock.is_locked()?);
-/// # Ok::<(), shylock_core::Error>(())
+/// # Ok::<(), shylock::Error>(())
 /// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[clippy::has_significant_drop]
@@ -166,10 +168,11 @@ impl Drop for LockGuard {
 /// background, without blocking).
 ///
 /// ```
-/// use shylock_core::blocking::Lock;
-/// use shylock_core::MemoryBackend;
+/// # extern crate shylock_core as shylock;
+/// use shylock::blocking::Lock;
+/// use shylock::MemoryBackend;
 ///
-/// # fn main() -> shylock_core::Result<()> {
+/// # fn main() -> shylock::Result<()> {
 /// let lock = Lock::with_backend("queue", MemoryBackend::new());
 /// let ticket = lock.enqueue()?;
 /// let guard = ticket.wait()?;

@@ -45,15 +45,16 @@
 //! # Examples
 //!
 //! ```
-//! use shylock_core::blocking::{Lock, Semaphore};
-//! use shylock_core::MemoryBackend;
+//! # extern crate shylock_core as shylock;
+//! use shylock::blocking::{Lock, Semaphore};
+//! use shylock::MemoryBackend;
 //!
 //! let backend = MemoryBackend::new();
 //! let guard = Lock::with_backend("nightly-job", backend.clone()).acquire()?;
 //! let permit = Semaphore::with_backend("exports", 2, backend).acquire()?;
 //! permit.release()?;
 //! guard.release()?;
-//! # Ok::<(), shylock_core::Error>(())
+//! # Ok::<(), shylock::Error>(())
 //! ```
 
 use crate::backend::{LockInfo, RwLockInfo, SemaphoreInfo};

@@ -14,15 +14,16 @@ blocking_twin! {
     /// # Examples
     ///
     /// ```
-    /// use shylock_core::blocking::MultiLock;
-    /// use shylock_core::MemoryBackend;
+    /// # extern crate shylock_core as shylock;
+    /// use shylock::blocking::MultiLock;
+    /// use shylock::MemoryBackend;
     ///
     /// let locks = MultiLock::with_backend(["b", "a"], MemoryBackend::new());
     /// let held = locks.acquire()?;
     /// assert_eq!(held.names(), ["a", "b"]);
     /// assert!(held.fencing_token("a").is_some());
     /// held.release()?;
-    /// # Ok::<(), shylock_core::Error>(())
+    /// # Ok::<(), shylock::Error>(())
     /// ```
     pub struct MultiLock(AsyncMultiLock);
     fn new<S: Into<String>>(names: impl IntoIterator<Item = S>);

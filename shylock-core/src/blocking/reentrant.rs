@@ -16,8 +16,9 @@ blocking_twin! {
     /// # Examples
     ///
     /// ```
-    /// use shylock_core::blocking::ReentrantLock;
-    /// use shylock_core::MemoryBackend;
+    /// # extern crate shylock_core as shylock;
+    /// use shylock::blocking::ReentrantLock;
+    /// use shylock::MemoryBackend;
     ///
     /// let lock = ReentrantLock::with_backend("tree", MemoryBackend::new());
     /// let outer = lock.acquire()?;
@@ -25,7 +26,7 @@ blocking_twin! {
     /// assert_eq!(inner.fencing_token(), outer.fencing_token());
     /// drop(inner);
     /// outer.release()?;
-    /// # Ok::<(), shylock_core::Error>(())
+    /// # Ok::<(), shylock::Error>(())
     /// ```
     pub struct ReentrantLock(AsyncReentrantLock);
     fn new(name: impl Into<String>);

@@ -17,8 +17,9 @@ blocking_twin! {
     /// # Examples
     ///
     /// ```
-    /// use shylock_core::blocking::RwLock;
-    /// use shylock_core::MemoryBackend;
+    /// # extern crate shylock_core as shylock;
+    /// use shylock::blocking::RwLock;
+    /// use shylock::MemoryBackend;
     ///
     /// let rw = RwLock::with_backend("schema", MemoryBackend::new());
     /// let reader = rw.read()?;
@@ -27,7 +28,7 @@ blocking_twin! {
     /// let writer = rw.write()?;
     /// assert!(rw.try_read()?.is_none());
     /// writer.release()?;
-    /// # Ok::<(), shylock_core::Error>(())
+    /// # Ok::<(), shylock::Error>(())
     /// ```
     pub struct RwLock(AsyncRwLock);
     fn new(name: impl Into<String>);

@@ -16,14 +16,15 @@ blocking_twin! {
     /// # Examples
     ///
     /// ```
-    /// use shylock_core::blocking::Semaphore;
-    /// use shylock_core::MemoryBackend;
+    /// # extern crate shylock_core as shylock;
+    /// use shylock::blocking::Semaphore;
+    /// use shylock::MemoryBackend;
     ///
     /// let licences = Semaphore::with_backend("licences", 1, MemoryBackend::new());
     /// let held = licences.acquire()?;
     /// assert!(licences.try_acquire()?.is_none());
     /// held.release()?;
-    /// # Ok::<(), shylock_core::Error>(())
+    /// # Ok::<(), shylock::Error>(())
     /// ```
     pub struct Semaphore(AsyncSemaphore);
     fn new(name: impl Into<String>, permits: u32);

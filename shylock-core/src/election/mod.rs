@@ -48,10 +48,11 @@ pub struct LeaderInfo {
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{Election, MemoryBackend, Role};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{Election, MemoryBackend, Role};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let a = Election::with_backend("scheduler", "node-a", backend.clone()).campaign()?;
 /// let term = a.wait_until_leader().await;

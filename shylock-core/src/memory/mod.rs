@@ -25,10 +25,11 @@ mod semaphore;
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncLock, MemoryBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncLock, MemoryBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let backend = MemoryBackend::new();
 /// let guard = AsyncLock::with_backend("report", backend.clone()).acquire().await?;
 /// assert!(AsyncLock::with_backend("report", backend).try_acquire().await?.is_none());

@@ -36,10 +36,11 @@ mod rwlock;
 /// # Examples
 ///
 /// ```
-/// use shylock_core::{AsyncLock, MemoryBackend, ShardedBackend};
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncLock, MemoryBackend, ShardedBackend};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> shylock_core::Result<()> {
+/// # async fn main() -> shylock::Result<()> {
 /// let shards = [MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
 /// let backend = ShardedBackend::new(shards)?;
 /// let guard = AsyncLock::with_backend("orders/42", backend.clone()).acquire().await?;
