@@ -18,10 +18,12 @@ use testcontainers::core::{ExecCommand, IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
+/// A started server: the variable it answers for, its URL, its container.
+type Running = (String, String, Container<GenericImage>);
+
 /// The containers started so far, kept alive for the whole test binary.
-fn started() -> &'static Mutex<Vec<(String, String, Container<GenericImage>)>> {
-    static STARTED: OnceLock<Mutex<Vec<(String, String, Container<GenericImage>)>>> =
-        OnceLock::new();
+fn started() -> &'static Mutex<Vec<Running>> {
+    static STARTED: OnceLock<Mutex<Vec<Running>>> = OnceLock::new();
     STARTED.get_or_init(|| Mutex::new(Vec::new()))
 }
 
