@@ -122,6 +122,7 @@ mod builder;
 mod conn;
 mod listen;
 mod queue;
+mod rwlock;
 mod semaphore;
 // The statements are this crate's own; only the benchmark program
 // (feature `bench`) sends them directly.
