@@ -102,7 +102,7 @@ pub(crate) async fn postgres_setup() -> Setup {
     }
     let pool = backend.pool().clone();
     let drop_sql = format!(
-        "DROP TABLE IF EXISTS {table}, {table}_semaphores, {table}_tickets; DROP SEQUENCE IF EXISTS {table}_fence"
+        "DROP TABLE IF EXISTS {table}, {table}_semaphores, {table}_tickets, {table}_rwlocks; DROP SEQUENCE IF EXISTS {table}_fence"
     );
     Setup {
         backend: backend.clone().into(),

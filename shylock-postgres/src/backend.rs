@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use shylock_core::backend::{
     prefix_upper_bound, system_time_from_millis, Backend, Deadline, Grant, QueueBackend,
-    SemaphoreBackend,
+    RwLockBackend, SemaphoreBackend,
 };
 use shylock_core::{LockInfo, Result};
 use sqlx::postgres::{PgPool, PgRow};
@@ -314,6 +314,10 @@ impl Backend for PostgresBackend {
     }
 
     fn queues(&self) -> Option<&dyn QueueBackend> {
+        Some(self)
+    }
+
+    fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
         Some(self)
     }
 }

@@ -12,8 +12,9 @@ use crate::statements::Statements;
 /// Schema of the lock tables unless [`PostgresBackendBuilder::schema`] says
 /// otherwise.
 pub const DEFAULT_SCHEMA: &str = "public";
-/// Name of the lock table (the others add `_semaphores`, `_tickets` and
-/// `_fence`) unless [`PostgresBackendBuilder::table`] says otherwise.
+/// Name of the lock table (the others add `_semaphores`, `_tickets`,
+/// `_rwlocks` and `_fence`) unless [`PostgresBackendBuilder::table`] says
+/// otherwise.
 pub const DEFAULT_TABLE: &str = "shylock_locks";
 /// Channel of the release notifications unless
 /// [`PostgresBackendBuilder::channel`] says otherwise.
@@ -71,9 +72,10 @@ impl PostgresBackendBuilder {
         self
     }
 
-    /// Name of the lock table; the semaphore and queue tables and the
-    /// fence sequence are named after it (`<table>_semaphores`,
-    /// `<table>_tickets`, `<table>_fence`). Default: [`DEFAULT_TABLE`]
+    /// Name of the lock table; the semaphore, queue and read/write lock
+    /// tables and the fence sequence are named after it
+    /// (`<table>_semaphores`, `<table>_tickets`, `<table>_rwlocks`,
+    /// `<table>_fence`). Default: [`DEFAULT_TABLE`]
     /// (`shylock_locks`). At most 41 bytes.
     pub fn table(mut self, table: impl Into<String>) -> Self {
         self.table = table.into();

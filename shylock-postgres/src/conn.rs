@@ -59,7 +59,8 @@ pub(crate) struct Inner {
     pub(crate) location: String,
 }
 
-/// The key of the lock or semaphore `name`: the name's bytes when at most
+/// The key of the lock, semaphore or read/write lock `name` (each kind in
+/// a table of its own): the name's bytes when at most
 /// [`MAX_PLAIN_KEY`] long, otherwise `0xFF` and the SHA-256 digest of the
 /// name. No UTF-8 string contains the byte `0xFF`, so a digest key never
 /// equals a name's key, and keys of plain names sort like the names.
@@ -98,7 +99,7 @@ pub(crate) fn hex(key: &[u8]) -> String {
     out
 }
 
-/// The signal key of lock or semaphore `name`.
+/// The signal key of lock, semaphore or read/write lock `name`.
 pub(crate) fn signal_key(name: &str) -> String {
     hex(&key_of(name))
 }
@@ -151,8 +152,9 @@ impl Inner {
     /// dropping idle connections) is sent once more on another connection:
     /// for statements that answer the same when sent twice (claims,
     /// extends and enqueues by the same owner keep what they got; a
-    /// release carries a token of its call). Force-release, leaving a line
-    /// and releasing a permit are sent once.
+    /// release carries a token of its call). Force-release, leaving a
+    /// line, releasing a permit and releasing a read/write lease are sent
+    /// once.
     pub(crate) async fn run(
         &self,
         what: &'static str,

@@ -15,8 +15,10 @@
 //! | `released_by text` | a token of the release call that last freed it |
 //!
 //! Semaphores keep one row per semaphore in `<table>_semaphores` (its
-//! permit count and its holders as arrays), fair queues one row per waiter
-//! in `<table>_tickets`.
+//! permit count and its holders as arrays), fair queues one row per line
+//! in `<table>_tickets` (its waiters as arrays), and read/write locks one
+//! row per name in `<table>_rwlocks` (its readers and writer as arrays,
+//! and the intent of the one writer that waits).
 //!
 //! # One statement per operation, judged by the server's clock
 //!
@@ -80,7 +82,9 @@
 //! Release and force-release call `pg_notify` in the same statement. One
 //! `LISTEN` connection per process, database and channel (opened while
 //! anyone waits, closed 5 s after the last waiter) wakes that process's
-//! waiters: one waiter per released lock, or the fair waiter first in line.
+//! waiters: one waiter per released lock, or the fair waiter first in line;
+//! every reader of a read/write lock whose writer left or stopped waiting,
+//! and one writer when it became free.
 //! While it works, waiters poll only every 1.5–3 s, for leases that ended
 //! without a release (a crashed holder).
 //!
@@ -93,7 +97,8 @@
 //! what they got, a fair claim that finds the lock already its own wins
 //! again, and a release carries a token of its call (`released_by`), so the
 //! same call answers the same while a second call answers `false`.
-//! Force-release, leaving a line and releasing a permit are sent once.
+//! Force-release, leaving a line, releasing a permit and releasing a
+//! read/write lease are sent once.
 //!
 //! # Timeouts
 //!
@@ -124,6 +129,7 @@ mod conn;
 mod fence;
 mod listen;
 mod queue;
+mod rwlock;
 mod semaphore;
 // The statements are this crate's own; only the benchmark program
 // (feature `bench`) sends them directly.
@@ -135,7 +141,6 @@ pub mod statements;
 mod statements;
 
 pub use backend::PostgresBackend;
-pub use fence::FencedSql;
 pub use builder::{
     PostgresBackendBuilder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CHANNEL, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEMA, DEFAULT_TABLE,
@@ -143,5 +148,6 @@ pub use builder::{
 #[cfg(feature = "bench")]
 pub use conn::statements_executed;
 pub use conn::{key_of, StatementMode, MAX_PLAIN_KEY};
+pub use fence::FencedSql;
 
 pub use sqlx;

@@ -1,6 +1,7 @@
 //! The release listener: one `LISTEN` connection per process, database and
 //! channel, that wakes this process's waiters when any process releases a
-//! lock or a permit (the release statements call `pg_notify`).
+//! lock, a permit or a read/write lease (the release statements call
+//! `pg_notify`).
 //!
 //! A listener counts as working only once a probe it sent itself through
 //! the pool (`pg_notify` with a random payload) came back; it probes again
@@ -40,6 +41,8 @@ pub(crate) struct Listener {
 struct Shared {
     signals: ReleaseSignals,
     permit_signals: ReleaseSignals,
+    read_signals: ReleaseSignals,
+    write_signals: ReleaseSignals,
     enabled: bool,
     pool: PgPool,
     channel: String,
@@ -63,6 +66,8 @@ impl Listener {
             Arc::new(Shared {
                 signals: ReleaseSignals::new(),
                 permit_signals: ReleaseSignals::new(),
+                read_signals: ReleaseSignals::new(),
+                write_signals: ReleaseSignals::new(),
                 enabled,
                 pool,
                 channel: channel.to_owned(),
@@ -106,6 +111,16 @@ impl Listener {
         &self.shared.permit_signals
     }
 
+    /// The readers waiting for read/write locks.
+    pub(crate) fn read_signals(&self) -> &ReleaseSignals {
+        &self.shared.read_signals
+    }
+
+    /// The writers waiting for read/write locks.
+    pub(crate) fn write_signals(&self) -> &ReleaseSignals {
+        &self.shared.write_signals
+    }
+
     /// Since when every release reaches the signals.
     pub(crate) fn watched_since(&self) -> Option<Instant> {
         *self
@@ -144,7 +159,10 @@ impl Listener {
 
 impl Shared {
     fn has_waiters(&self) -> bool {
-        self.signals.has_subscribers() || self.permit_signals.has_subscribers()
+        self.signals.has_subscribers()
+            || self.permit_signals.has_subscribers()
+            || self.read_signals.has_subscribers()
+            || self.write_signals.has_subscribers()
     }
 
     fn delivered(&self) {
@@ -164,11 +182,15 @@ impl Shared {
     }
 
     /// Wakes whom the release `payload` concerns: `l KEY HEAD` (a lock;
-    /// the first live ticket's owner, or nothing) or `p KEY` (a permit).
+    /// the first live ticket's owner, or nothing), `p KEY` (a permit), `r
+    /// KEY` (every reader of a read/write lock: its writer left or stopped
+    /// waiting) or `w KEY` (a writer: the read/write lock became free).
     fn wake(&self, payload: &str) {
         let mut parts = payload.splitn(3, ' ');
         match (parts.next(), parts.next(), parts.next()) {
             (Some("p"), Some(key), _) => self.permit_signals.notify(key),
+            (Some("r"), Some(key), _) => self.read_signals.notify_every(key),
+            (Some("w"), Some(key), _) => self.write_signals.notify(key),
             (Some("l"), Some(key), Some(head)) if !head.is_empty() => {
                 self.signals.notify_turn(key, head);
             }
@@ -274,6 +296,8 @@ async fn run(shared: Weak<Shared>, generation: u64) {
                 s.unsure();
                 s.signals.notify_all();
                 s.permit_signals.notify_all();
+                s.read_signals.notify_all_waiters();
+                s.write_signals.notify_all();
                 probe = None;
                 last_probe_answer = Instant::now() - PROBE_EVERY;
             }

@@ -3,8 +3,9 @@
 //! benchmark can send the same statements without the library. Not a
 //! stable API.
 //!
-//! Placeholders: `$1` is always the key of the lock or semaphore
-//! ([`key_of`](crate::key_of)); the others are listed per statement.
+//! Placeholders: `$1` is always the key of the lock's, semaphore's or
+//! read/write lock's name ([`key_of`](crate::key_of)); the others are
+//! listed per statement.
 //! Durations are milliseconds (`int8`), and every time is the server's
 //! `clock_timestamp()`: the time at which the statement evaluates it, not
 //! the start of the transaction (`now()`), so a statement that waited for
@@ -16,6 +17,9 @@
 //! A lease is live while `expires_at > clock_timestamp()`.
 
 use shylock_core::backend::MAX_WAITERS;
+
+pub mod rw;
+pub use rw::RwStatements;
 
 /// The SQL of one backend, built from its names.
 #[derive(Debug, Clone)]
@@ -67,6 +71,8 @@ pub struct Statements {
     /// Lines with live tickets, by name prefix (`$1`, `$2` its upper
     /// bound), at most `$3`: (name, live tickets), in name order.
     pub list_queues: String,
+    /// The statements of read/write locks.
+    pub rw: RwStatements,
     /// The notification channel (for `LISTEN`).
     pub channel: String,
 }
@@ -98,12 +104,26 @@ pub const SWEEP: u32 = 4;
 /// longer than this, and releases and force-releases only clear the owner.
 pub const SWEEP_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// Deletes up to [`SWEEP`] rows of `table` that ended over [`SWEEP_GRACE`]
+/// ago, other than `$1`'s; rows another statement holds are skipped, not
+/// waited for.
+fn sweep(table: &str) -> String {
+    let grace = format!("clock_timestamp() - interval '{}s'", SWEEP_GRACE.as_secs());
+    format!(
+        "DELETE FROM {table} WHERE key = ANY (ARRAY(
+             SELECT key FROM {table} WHERE expires_at < {grace} AND key <> $1
+             ORDER BY expires_at LIMIT {SWEEP} FOR UPDATE SKIP LOCKED))
+           AND expires_at < {grace}"
+    )
+}
+
 impl Statements {
     /// The statements for tables named after `table` in `schema`, waking
     /// waiters through `channel`.
     pub fn new(schema: &str, table: &str, channel: &str) -> Self {
         let q = |suffix: &str| format!("{}.{}", ident(schema), ident(&format!("{table}{suffix}")));
         let (locks, sems, tickets) = (q(""), q("_semaphores"), q("_tickets"));
+        let rws = q("_rwlocks");
         let seq_name = format!("{}.{}", ident(schema), ident(&format!("{table}_fence")));
         let seq = literal(&seq_name);
         let chan = literal(channel);
@@ -141,12 +161,14 @@ impl Statements {
                  expiries timestamptz[] NOT NULL,
                  expires_at timestamptz NOT NULL
              );
-             CREATE INDEX IF NOT EXISTS {tickets_exp} ON {tickets} (expires_at);",
+             CREATE INDEX IF NOT EXISTS {tickets_exp} ON {tickets} (expires_at);
+             {rw_tables}",
             lit = literal(&format!("{schema}.{table}")),
             schema_id = ident(schema),
             locks_exp = ident(&format!("{table}_expires_at")),
             sems_exp = ident(&format!("{table}_semaphores_expires_at")),
             tickets_exp = ident(&format!("{table}_tickets_expires_at")),
+            rw_tables = rw::tables(&rws, &ident(&format!("{table}_rwlocks_expires_at"))),
         );
         // The first live ticket of `$1`'s line, for the wake-up payload.
         let head = format!(
@@ -154,18 +176,6 @@ impl Statements {
                                 AS u(o, s, e)
                         WHERE t.key = $1 AND u.e > {now} ORDER BY u.s LIMIT 1), ''), 4000)"
         );
-        // Up to SWEEP rows of `table` that ended over SWEEP_GRACE ago,
-        // other than `$1`'s; rows another statement holds are skipped, not
-        // waited for.
-        let grace = format!("{now} - interval '{} seconds'", SWEEP_GRACE.as_secs());
-        let sweep = |table: &str| {
-            format!(
-                "DELETE FROM {table} WHERE key = ANY (ARRAY(
-                     SELECT key FROM {table} WHERE expires_at < {grace} AND key <> $1
-                     ORDER BY expires_at LIMIT {SWEEP} FOR UPDATE SKIP LOCKED))
-                   AND expires_at < {grace}"
-            )
-        };
         // `fair`: a condition on the line, for a new row and a taken-over one.
         let claim_body = |fair: &str| {
             // A fair claim sent again after a lost answer finds the lock
@@ -431,6 +441,7 @@ impl Statements {
                                          AND expires_at > {now})
                  ) AS woken ON true"
             ),
+            rw: RwStatements::new(&rws, &seq, &chan),
             channel: channel.to_owned(),
         }
     }

@@ -8,9 +8,9 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use shylock_core::backend::Backend;
-use shylock_core::testkit::{op_deadline, server_url, unique_name, unique_store_name};
-use shylock_core::SharedBackend;
+use shylock_core::backend::{Backend, RwLockBackend};
+use shylock_core::testkit::{op_deadline, server_url, unique_name, unique_store_name, wait_for};
+use shylock_core::{AsyncRwLock, LockOptions, SharedBackend};
 use shylock_postgres::{sqlx, PostgresBackend, StatementMode};
 
 /// One table name per test run.
@@ -46,19 +46,20 @@ mod unprepared {
         backend_with(StatementMode::Unprepared).await.into()
     }
     #[cfg(not(feature = "testcontainers"))]
-shylock_core::conformance_tests!(
+    shylock_core::conformance_tests!(
         unprepared(),
         ignore = "needs PostgreSQL: set POSTGRES_URL",
-        groups = [locks, queues]
+        groups = [locks, queues, rwlocks]
     );
-#[cfg(feature = "testcontainers")]
-shylock_core::conformance_tests!(unprepared(),
-        groups = [locks, queues]
-    );
+    #[cfg(feature = "testcontainers")]
+    shylock_core::conformance_tests!(unprepared(), groups = [locks, queues, rwlocks]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn many_backends_starting_at_once_set_up_cleanly() {
     let url = server_url("POSTGRES_URL");
     let table = unique_store_name("setup_race");
@@ -78,7 +79,10 @@ async fn many_backends_starting_at_once_set_up_cleanly() {
 /// Fences keep increasing after the row is gone (released, swept or
 /// force-released): they come from a sequence, not from the row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn fences_increase_across_row_removal_and_long_names() {
     let backend = backend_with(StatementMode::Prepared).await;
     // The `backend` label of metrics and spans.
@@ -128,7 +132,10 @@ async fn fences_increase_across_row_removal_and_long_names() {
 /// Rows that ended long ago (crashed holders, releases) are swept by later
 /// releases; the grace period is simulated by moving their expiry back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn releases_sweep_expired_rows() {
     let backend = PostgresBackend::builder(
         PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
@@ -170,12 +177,65 @@ async fn releases_sweep_expired_rows() {
         .unwrap();
     // Only the row of the lock just released (it ended now) is left.
     assert_eq!(rows, 1, "rows that ended long ago were left behind");
+
+    // Read/write locks: rows of crashed readers and writers, and of a
+    // writer that waited, are swept by later read/write releases.
+    for i in 0..6 {
+        let name = format!("crashed/{i}");
+        let grant = if i % 2 == 0 {
+            backend
+                .claim_read(&name, "dead", ttl, true, op_deadline())
+                .await
+        } else {
+            backend
+                .claim_write(&name, "dead", ttl, true, op_deadline())
+                .await
+        };
+        assert!(grant.unwrap().is_some());
+        if i == 1 {
+            assert!(backend
+                .claim_write(&name, "waiting", ttl, true, op_deadline())
+                .await
+                .unwrap()
+                .is_none());
+        }
+    }
+    let rw_table = format!("{}_rwlocks", backend.location());
+    sqlx::query(&format!(
+        "UPDATE {rw_table} SET expires_at = expires_at - interval '1 hour'"
+    ))
+    .execute(backend.pool())
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        let ttl = Duration::from_secs(30);
+        assert!(backend
+            .claim_write("live", "me", ttl, true, op_deadline())
+            .await
+            .unwrap()
+            .is_some());
+        assert!(backend
+            .release_rw("live", "me", op_deadline())
+            .await
+            .unwrap());
+    }
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {rw_table}"))
+        .fetch_one(backend.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        rows, 1,
+        "read/write rows that ended long ago were left behind"
+    );
 }
 
 /// A release through another backend handle (as by another process)
 /// reaches this process's listener and wakes a waiter at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_release_by_another_connection_wakes_a_waiter() {
     let a = backend_with(StatementMode::Prepared).await;
     let b = process_side().await;
@@ -249,7 +309,10 @@ async fn process_side() -> SharedBackend {
 /// The holder's side and the waiters' side, like two processes: a release
 /// names the first live ticket, and only that waiter is woken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     shylock_core::testkit::a_release_wakes_only_the_first_in_line(
         process_side().await,
@@ -261,7 +324,10 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
 /// Two sides as two processes: a fair waiter behind another, while the
 /// listener works, sends no claim before its turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
     shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
         process_side().await,
@@ -273,7 +339,10 @@ async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
 /// The first in line leaving a free lock wakes the next one, in another
 /// process (leaving notifies the new first ticket).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
     shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
         process_side().await,
@@ -285,7 +354,10 @@ async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
 /// A line of `MAX_WAITERS` live tickets (written directly, as that many
 /// waiters would) refuses new owners with a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_full_line_refuses_new_owners() {
     let backend = backend_with(StatementMode::Prepared).await;
     let name = unique_name("full-line");
@@ -310,4 +382,122 @@ async fn a_full_line_refuses_new_owners() {
     .await
     .unwrap();
     shylock_core::testkit::a_full_line_refuses_new_owners(backend.into(), &name).await;
+}
+
+/// A reader whose process died (never released, never renewed) frees its
+/// share after its ttl, judged by the server's clock: the writer waiting
+/// in another process starts its lease no earlier than the reader's lease
+/// ended, both as the server reported them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
+async fn a_crashed_readers_share_frees_itself_after_its_ttl() {
+    let other = process_side().await;
+    let crashed = backend_with(StatementMode::Prepared).await;
+    let name = unique_name("rw-crashed");
+    let reader = crashed
+        .claim_read(
+            &name,
+            "crashed",
+            Duration::from_secs(1),
+            true,
+            op_deadline(),
+        )
+        .await
+        .unwrap()
+        .expect("a free read/write lock takes a reader");
+    drop(crashed);
+    let writer_ttl = Duration::from_secs(30);
+    let rw =
+        AsyncRwLock::with_backend(name, other).with_options(LockOptions::default().ttl(writer_ttl));
+    assert!(
+        rw.try_write().await.unwrap().is_none(),
+        "the reader's share is live"
+    );
+    let w = rw
+        .write_timeout(Duration::from_secs(20))
+        .await
+        .unwrap()
+        .expect("the crashed reader's share never freed");
+    assert!(
+        w.expires_at() - writer_ttl >= reader.expires_at,
+        "the writer entered before the reader's lease ended by the server's clock"
+    );
+    assert!(w.fencing_token() > reader.fencing_token);
+    let info = rw.inspect().await.unwrap();
+    assert!(info.readers.is_empty(), "{info:?}");
+    assert_eq!(info.writer.map(|h| h.owner).as_deref(), Some(w.owner()));
+    w.release().await.unwrap();
+}
+
+/// Two backends as two processes: a writer waiting in one, whose pauses
+/// are a minute long, takes the lock soon after the last reader in the
+/// other leaves (the release's notification wakes it); readers waiting
+/// there behind that writer are woken when it leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
+async fn rwlock_releases_wake_waiters_in_another_process() {
+    let (a, b) = (process_side().await, process_side().await);
+    let name = unique_name("rw-cross");
+    let ttl = Duration::from_secs(30);
+    let slow = LockOptions::default()
+        .ttl(ttl)
+        .backoff(Duration::from_secs(60), Duration::from_secs(60));
+    let reader = AsyncRwLock::with_backend(name.clone(), a.clone())
+        .read()
+        .await
+        .unwrap();
+    let writing = AsyncRwLock::with_backend(name.clone(), b.clone()).with_options(slow.clone());
+    let waiting = tokio::spawn(async move { writing.write().await.unwrap() });
+    // Each refused attempt of the writer renews its intent for a ttl: once
+    // its last attempt is a while past by the server's clock, it pauses.
+    let pool = PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
+        .await
+        .unwrap();
+    let paused = format!(
+        "SELECT clock_timestamp() - (intent_until - $2 * interval '1 millisecond')
+                    >= interval '300 milliseconds'
+         FROM {}_rwlocks WHERE key = $1 AND intent IS NOT NULL",
+        run_table()
+    );
+    let writer_pauses = wait_for(Duration::from_secs(10), || async {
+        let row: Option<bool> = sqlx::query_scalar(&paused)
+            .bind(name.as_bytes())
+            .bind(ttl.as_millis() as i64)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        row.filter(|p| *p)
+    })
+    .await;
+    assert!(writer_pauses.is_some(), "the writer recorded no intent");
+    reader.release().await.unwrap();
+    let w = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("the reader's release did not wake the writer in the other process")
+        .unwrap();
+
+    let mut readers = Vec::new();
+    for _ in 0..2 {
+        let reading = AsyncRwLock::with_backend(name.clone(), a.clone()).with_options(slow.clone());
+        readers.push(tokio::spawn(async move { reading.read().await.unwrap() }));
+    }
+    // The readers are refused (nothing to await in the store: a refused
+    // reader writes nothing); a short pause lets them reach their wait.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    w.release().await.unwrap();
+    for r in readers {
+        tokio::time::timeout(Duration::from_secs(20), r)
+            .await
+            .expect("the writer's release did not wake the readers in the other process")
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
+    }
 }
