@@ -39,7 +39,7 @@ shylock_core::conformance_tests!(
     ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"
 );
 #[cfg(feature = "testcontainers")]
-shylock_core::conformance_tests!(real_arango(),);
+shylock_core::conformance_tests!(real_arango());
 
 /// The fenced write of `FencedAql`'s docs on a collection of the
 /// application's own: a stale holder's write is refused after a newer
