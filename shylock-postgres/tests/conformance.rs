@@ -38,7 +38,7 @@ async fn postgres() -> SharedBackend {
 #[cfg(not(feature = "testcontainers"))]
 shylock_core::conformance_tests!(postgres(), ignore = "needs PostgreSQL: set POSTGRES_URL");
 #[cfg(feature = "testcontainers")]
-shylock_core::conformance_tests!(postgres(),);
+shylock_core::conformance_tests!(postgres());
 
 mod unprepared {
     use super::*;
