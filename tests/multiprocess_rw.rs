@@ -45,8 +45,9 @@ async fn child_worker() {
         PathBuf::from(var("SHYLOCK_CHILD_STOP")),
     );
     let backend = backend_from_spec(&spec).await;
+    let ttl = Duration::from_millis(var("SHYLOCK_CHILD_TTL_MS").parse().unwrap());
     let options = LockOptions::default()
-        .ttl(Duration::from_secs(10))
+        .ttl(ttl)
         .backoff(Duration::from_millis(1), Duration::from_millis(20));
     let mut tasks = Vec::new();
     for (k, role) in roles.chars().enumerate() {
@@ -186,7 +187,10 @@ fn wait_for_writes(log: &Path, count: usize, limit: Duration) {
     }
 }
 
-async fn writers_and_readers_in_four_processes(spec: String, dir: &Path) {
+/// With `ttl_ms` short (1 s), a waiting writer's recorded intent lapses
+/// unless the writer attempts again within its ttl, also where releases
+/// are watched and waiters otherwise pause for seconds.
+async fn writers_and_readers_in_four_processes(ttl_ms: u64, spec: String, dir: &Path) {
     let (name, log, stop) = (
         unique_name("multiprocess-rw"),
         dir.join("rw.log"),
@@ -210,6 +214,7 @@ async fn writers_and_readers_in_four_processes(spec: String, dir: &Path) {
                 .env("SHYLOCK_CHILD_LOCK", &name)
                 .env("SHYLOCK_CHILD_LOG", &log)
                 .env("SHYLOCK_CHILD_STOP", &stop)
+                .env("SHYLOCK_CHILD_TTL_MS", ttl_ms.to_string())
                 .stdout(Stdio::null())
                 .spawn()
                 .unwrap()
@@ -237,22 +242,36 @@ async fn writers_and_readers_in_four_processes(spec: String, dir: &Path) {
     assert!(info.is_free() && !info.writer_waiting, "{info:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_writers_and_readers_in_four_processes() {
-    let (spec, dir) = sqlite_spec();
-    writers_and_readers_in_four_processes(spec, &dir).await;
+/// One test per backend and ttl: `$sqlite` on a lock file in a fresh
+/// directory, `$mongo` and `$postgres` (ignored: they need a server) on a
+/// fresh store.
+macro_rules! on_each_backend {
+    ($($sqlite:ident, $mongo:ident, $postgres:ident => $ttl_ms:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            let (spec, dir) = sqlite_spec();
+            writers_and_readers_in_four_processes($ttl_ms, spec, &dir).await;
+        }
+
+        #[cfg(feature = "mongo")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs MONGODB_URI"]
+        async fn $mongo() {
+            writers_and_readers_in_four_processes($ttl_ms, mongo_spec(), &temp_dir()).await;
+        }
+
+        #[cfg(feature = "postgres")]
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        #[ignore = "needs PostgreSQL: set POSTGRES_URL"]
+        async fn $postgres() {
+            writers_and_readers_in_four_processes($ttl_ms, postgres_spec(), &temp_dir()).await;
+        }
+    )*};
 }
 
-#[cfg(feature = "mongo")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs MONGODB_URI"]
-async fn mongo_writers_and_readers_in_four_processes() {
-    writers_and_readers_in_four_processes(mongo_spec(), &temp_dir()).await;
-}
-
-#[cfg(feature = "postgres")]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs PostgreSQL: set POSTGRES_URL"]
-async fn postgres_writers_and_readers_in_four_processes() {
-    writers_and_readers_in_four_processes(postgres_spec(), &temp_dir()).await;
+on_each_backend! {
+    sqlite_writers_and_readers_in_four_processes, mongo_writers_and_readers_in_four_processes,
+        postgres_writers_and_readers_in_four_processes => 10_000;
+    sqlite_writers_are_served_with_a_short_ttl, mongo_writers_are_served_with_a_short_ttl,
+        postgres_writers_are_served_with_a_short_ttl => 1_000;
 }

@@ -16,7 +16,10 @@ pub const FENCE_BIND_VAR: &str = "fence";
 /// recorded. ArangoDB runs the check and the write in one query on one
 /// document, so a holder whose lock was lost, and then taken by a newer
 /// holder who wrote the document, cannot overwrite it (the query returns
-/// nothing). An equal token passes, so one holder may write many times.
+/// nothing). If another query writes the same document at the same time,
+/// ArangoDB may instead fail the query with a write-write conflict (error
+/// 1200): nothing was written then, and the write may be retried with the
+/// same token. An equal token passes, so one holder may write many times.
 /// The document must be protected by one lock name: tokens of different
 /// names are not ordered.
 ///

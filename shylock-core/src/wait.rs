@@ -240,6 +240,11 @@ async fn attempt_until(
         backoff.set_watched(watched);
         let now = Instant::now();
         let mut wake = now + backoff.next_delay();
+        if let Target::Write { intent: true } = target {
+            // The recorded intent lasts one ttl from the last attempt:
+            // attempt again well before it lapses, or readers get in.
+            wake = wake.min(now + options.ttl / 3);
+        }
         if let Some(deadline) = deadline {
             if now >= deadline {
                 tracing::debug!(lock = %name, attempts, "gave up waiting for lock");

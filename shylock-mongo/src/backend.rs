@@ -349,7 +349,8 @@ impl Backend for MongoBackend {
     }
 
     // Not in Python shylock compatibility mode: their documents carry no
-    // `name`, which its unique index allows only once.
+    // `name` (or a long name's full name, which a lock of that name has
+    // too), and Python's unique index on `name` allows one such document.
     fn semaphores(&self) -> Option<&dyn SemaphoreBackend> {
         (!self.python_compat()).then_some(self as _)
     }
@@ -359,7 +360,7 @@ impl Backend for MongoBackend {
     }
 
     fn rwlocks(&self) -> Option<&dyn shylock_core::backend::RwLockBackend> {
-        Some(self)
+        (!self.python_compat()).then_some(self as _)
     }
 }
 

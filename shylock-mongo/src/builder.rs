@@ -127,8 +127,10 @@ impl MongoBackendBuilder {
     /// held until its document is gone or its `createdAt` + 300 s has
     /// passed by the server's clock, and `inspect` reports it with owner
     /// [`PYTHON_SHYLOCK_OWNER`](crate::PYTHON_SHYLOCK_OWNER) and fence 0.
-    /// Semaphores and fair queues are not offered (their documents have no
-    /// `name`). Every Rust service on the collection must turn it on.
+    /// Semaphores, fair queues and read/write locks are not offered (their
+    /// documents have no `name`, which Python's unique index allows once):
+    /// they fail with `ErrorKind::Misconfigured`. Every Rust service on the
+    /// collection must turn it on.
     ///
     /// What Python's side cannot give: its release deletes whatever
     /// document has the name (no owner check), so a Python holder that ran

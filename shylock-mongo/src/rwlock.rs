@@ -254,6 +254,7 @@ impl RwLockBackend for MongoBackend {
                 name,
                 owner,
                 ttl,
+                latest_expiry(),
                 deadline,
             )
             .await,

@@ -161,6 +161,7 @@ pub(crate) async fn extend_holder(
     name: &str,
     owner: &str,
     ttl: Duration,
+    expires_at: Document,
     deadline: Deadline,
 ) -> Result<Option<SystemTime>> {
     let literal = doc! { "$literal": owner };
@@ -183,7 +184,7 @@ pub(crate) async fn extend_holder(
                 "$$h",
             ]},
         }}}},
-        doc! { "$set": { "expiresAt": latest_expiry() } },
+        doc! { "$set": { "expiresAt": expires_at } },
     ];
     let doc = retry_rate_limited(|| {
         backend
@@ -301,6 +302,7 @@ impl SemaphoreBackend for MongoBackend {
                 name,
                 owner,
                 ttl,
+                latest_expiry(),
                 deadline,
             )
             .await,

@@ -50,6 +50,42 @@ shylock_core::conformance_tests!(
     groups = [locks]
 );
 
+/// Read/write locks, semaphores and fair queues are refused with a clear
+/// error in compatibility mode, before any document is written: their
+/// documents would carry no `name`, which Python's unique index allows
+/// only once.
+#[tokio::test]
+#[ignore = "needs MONGODB_URI"]
+async fn other_shapes_are_refused_in_compatibility_mode() {
+    use shylock_core::{AsyncRwLock, AsyncSemaphore, ErrorKind};
+    let backend: SharedBackend = conformance_backend().await;
+    let name = shylock_core::testkit::unique_name("compat-refused");
+    let rw = AsyncRwLock::with_backend(name.clone(), backend.clone());
+    let refused = rw
+        .try_read()
+        .await
+        .expect_err("read/write locks are not offered");
+    assert_eq!(refused.kind(), Some(ErrorKind::Misconfigured), "{refused}");
+    let refused = rw
+        .try_write()
+        .await
+        .expect_err("read/write locks are not offered");
+    assert_eq!(refused.kind(), Some(ErrorKind::Misconfigured), "{refused}");
+    let semaphore = AsyncSemaphore::with_backend(name.clone(), 2, backend.clone());
+    let refused = semaphore
+        .try_acquire()
+        .await
+        .expect_err("semaphores are not offered");
+    assert_eq!(refused.kind(), Some(ErrorKind::Misconfigured), "{refused}");
+    let fair =
+        AsyncLock::with_backend(name, backend).with_options(LockOptions::default().fair(true));
+    let refused = fair
+        .try_acquire()
+        .await
+        .expect_err("fair queues are not offered");
+    assert_eq!(refused.kind(), Some(ErrorKind::Misconfigured), "{refused}");
+}
+
 /// Python's documents, written as Python shylock 1.2.1 writes them
 /// (`insert_one({"name": name, "createdAt": datetime.utcnow()})`), hold the
 /// name until deleted or 300 s old; Rust's hold it against Python's insert.

@@ -248,13 +248,15 @@ pub const RW_INSERT: &str =
      VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// Read/write locks: records ?2's intent to write on ?1 until ?3 unless
-/// another owner's intent is live at ?4.
+/// another owner's intent is live at ?4; its own live intent only once
+/// half of it has run (a waiting writer that retries often writes seldom).
 pub const RW_INTENT: &str =
     "INSERT INTO shylock_rwlocks (name, fence, intent_owner, intent_until_ms)
      VALUES (?1, 0, ?2, ?3)
      ON CONFLICT (name) DO UPDATE SET intent_owner = ?2, intent_until_ms = ?3
-     WHERE intent_owner IS NULL OR intent_owner = ?2
-        OR NOT (typeof(intent_until_ms) = 'integer' AND intent_until_ms >= ?4)";
+     WHERE intent_owner IS NULL
+        OR NOT (typeof(intent_until_ms) = 'integer' AND intent_until_ms >= ?4)
+        OR (intent_owner = ?2 AND 2 * intent_until_ms < ?3 + ?4)";
 
 /// Read/write locks: removes ?2's lease on ?1; returns whether it was the
 /// writer.

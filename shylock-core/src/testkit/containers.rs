@@ -14,7 +14,7 @@
 
 use std::sync::{Mutex, OnceLock};
 
-use testcontainers::core::{ExecCommand, IntoContainerPort, WaitFor};
+use testcontainers::core::{CmdWaitFor, ExecCommand, IntoContainerPort, WaitFor};
 use testcontainers::runners::SyncRunner;
 use testcontainers::{Container, GenericImage, ImageExt};
 
@@ -69,7 +69,8 @@ fn start(var: &str) -> Result<Started, Box<dyn std::error::Error>> {
                 "--eval",
                 "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'localhost:27017'}]}); \
                  while (!db.hello().isWritablePrimary) { sleep(100); }",
-            ]))?;
+            ])
+            .with_cmd_ready_condition(CmdWaitFor::exit_code(0)))?;
             let port = mongo.get_host_port_ipv4(27017)?;
             Ok((
                 format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
@@ -88,7 +89,12 @@ fn start(var: &str) -> Result<Started, Box<dyn std::error::Error>> {
         "POSTGRES_URL" => {
             let postgres = GenericImage::new("postgres", "16")
                 .with_exposed_port(5432.tcp())
+                // The image's init server says it first, then the real one
+                // (as testcontainers-modules' postgres waits).
                 .with_wait_for(WaitFor::message_on_stderr(
+                    "database system is ready to accept connections",
+                ))
+                .with_wait_for(WaitFor::message_on_stdout(
                     "database system is ready to accept connections",
                 ))
                 .with_env_var("POSTGRES_PASSWORD", "shylock")
