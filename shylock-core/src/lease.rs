@@ -115,12 +115,17 @@ impl Shared {
     }
 
     pub(crate) fn mark_lost(&self, why: &str) {
-        let newly = self
-            .lost
-            .send_if_modified(|lost| !std::mem::replace(lost, true));
-        if newly {
+        // The metrics are recorded before the waiters of `lost()` wake, so
+        // whoever reacts to the loss sees it counted.
+        let newly = self.lost.send_if_modified(|lost| {
+            if std::mem::replace(lost, true) {
+                return false;
+            }
             self.labels.lost();
             self.record_held();
+            true
+        });
+        if newly {
             tracing::warn!(
                 lock = %self.name,
                 fencing_token = self.fencing_token,
