@@ -187,7 +187,7 @@ fn wait_for_writes(log: &Path, count: usize, limit: Duration) {
     }
 }
 
-/// With `ttl_ms` short (1 s), a waiting writer's recorded intent lapses
+/// With `ttl_ms` short (2 s), a waiting writer's recorded intent lapses
 /// unless the writer attempts again within its ttl, also where releases
 /// are watched and waiters otherwise pause for seconds.
 async fn writers_and_readers_in_four_processes(ttl_ms: u64, spec: String, dir: &Path) {
@@ -273,5 +273,5 @@ on_each_backend! {
     sqlite_writers_and_readers_in_four_processes, mongo_writers_and_readers_in_four_processes,
         postgres_writers_and_readers_in_four_processes => 10_000;
     sqlite_writers_are_served_with_a_short_ttl, mongo_writers_are_served_with_a_short_ttl,
-        postgres_writers_are_served_with_a_short_ttl => 1_000;
+        postgres_writers_are_served_with_a_short_ttl => 2_000;
 }
