@@ -63,14 +63,16 @@ fn start(var: &str) -> Result<Started, Box<dyn std::error::Error>> {
                 .with_wait_for(WaitFor::message_on_stdout("Waiting for connections"))
                 .with_cmd(["--replSet", "rs0", "--bind_ip_all"])
                 .start()?;
-            mongo.exec(ExecCommand::new([
-                "mongosh",
-                "--quiet",
-                "--eval",
-                "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'localhost:27017'}]}); \
+            mongo.exec(
+                ExecCommand::new([
+                    "mongosh",
+                    "--quiet",
+                    "--eval",
+                    "rs.initiate({_id: 'rs0', members: [{_id: 0, host: 'localhost:27017'}]}); \
                  while (!db.hello().isWritablePrimary) { sleep(100); }",
-            ])
-            .with_cmd_ready_condition(CmdWaitFor::exit_code(0)))?;
+                ])
+                .with_cmd_ready_condition(CmdWaitFor::exit_code(0)),
+            )?;
             let port = mongo.get_host_port_ipv4(27017)?;
             Ok((
                 format!("mongodb://127.0.0.1:{port}/?directConnection=true"),
