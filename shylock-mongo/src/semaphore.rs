@@ -153,7 +153,10 @@ pub(crate) fn expires_of(name: &str, holder: &Document) -> Result<SystemTime> {
 
 /// Pushes the expiry of `owner`'s live entry in the `holders` of document
 /// `id` (a semaphore's permits, a read/write lock's readers and writer) to
-/// now + `ttl`, in one `findOneAndUpdate`; the new expiry, or `None`.
+/// now + `ttl`, in one `findOneAndUpdate`, setting the document's
+/// `expiresAt` (what the TTL index collects by) to `expires_at`; the new
+/// expiry, or `None`.
+#[allow(clippy::too_many_arguments)] // the inputs of one command
 pub(crate) async fn extend_holder(
     backend: &MongoBackend,
     what: &'static str,
