@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 use shylock::{AsyncLock, AsyncMultiLock, AsyncSemaphore, Election, LockOptions};
 
 mod common;
-use common::{backend_from_spec, sqlite_spec, temp_dir, wait_all};
 #[cfg(feature = "mongo")]
 use common::mongo_spec;
 #[cfg(feature = "postgres")]
 use common::postgres_spec;
+use common::{backend_from_spec, sqlite_spec, temp_dir, wait_all};
 
 use shylock_core::testkit::{
     check_hold_log, read_hold_log, unique_name, HoldEvent, HoldKind, HoldLog,

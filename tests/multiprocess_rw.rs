@@ -50,8 +50,8 @@ async fn child_worker() {
         .backoff(Duration::from_millis(1), Duration::from_millis(20));
     let mut tasks = Vec::new();
     for (k, role) in roles.chars().enumerate() {
-        let rw = AsyncRwLock::with_backend(name.clone(), backend.clone())
-            .with_options(options.clone());
+        let rw =
+            AsyncRwLock::with_backend(name.clone(), backend.clone()).with_options(options.clone());
         let worker = format!("{id}.{role}{k}");
         let (log, stop) = (log.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
@@ -197,7 +197,13 @@ async fn writers_and_readers_in_four_processes(spec: String, dir: &Path) {
         .enumerate()
         .map(|(i, roles)| {
             Command::new(std::env::current_exe().unwrap())
-                .args(["--ignored", "--exact", "child_worker", "--test-threads=1", "--quiet"])
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "child_worker",
+                    "--test-threads=1",
+                    "--quiet",
+                ])
                 .env("SHYLOCK_CHILD_BACKEND", &spec)
                 .env("SHYLOCK_CHILD_ID", format!("p{i}"))
                 .env("SHYLOCK_CHILD_ROLES", roles)
@@ -217,11 +223,17 @@ async fn writers_and_readers_in_four_processes(spec: String, dir: &Path) {
     let report = check(&read_hold_log(&log).unwrap());
     eprintln!("read/write history: {report:?}");
     assert_eq!(report.writes, writers * WRITES, "{report:?}");
-    assert!(report.most_readers >= 2, "readers never overlapped: {report:?}");
+    assert!(
+        report.most_readers >= 2,
+        "readers never overlapped: {report:?}"
+    );
     assert!(report.reads > report.writes, "{report:?}");
     // Nothing is left held.
     let backend = backend_from_spec(&spec).await;
-    let info = AsyncRwLock::with_backend(name, backend).inspect().await.unwrap();
+    let info = AsyncRwLock::with_backend(name, backend)
+        .inspect()
+        .await
+        .unwrap();
     assert!(info.is_free() && !info.writer_waiting, "{info:?}");
 }
 

@@ -39,14 +39,16 @@ shylock_core::conformance_tests!(
     ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"
 );
 #[cfg(feature = "testcontainers")]
-shylock_core::conformance_tests!(real_arango(),
-);
+shylock_core::conformance_tests!(real_arango(),);
 
 /// The fenced write of `FencedAql`'s docs on a collection of the
 /// application's own: a stale holder's write is refused after a newer
 /// holder wrote.
 #[tokio::test]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs ARANGO_URL (a real ArangoDB; docker compose up -d arangodb)"
+)]
 async fn fenced_write_of_a_stale_holder_is_refused() {
     use serde_json::{json, Value};
     use shylock_arango::FencedAql;

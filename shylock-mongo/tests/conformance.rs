@@ -46,9 +46,7 @@ shylock_core::conformance_tests!(
     groups = [locks, queues]
 );
 #[cfg(feature = "testcontainers")]
-shylock_core::conformance_tests!(mongo(),
-    groups = [locks, queues]
-);
+shylock_core::conformance_tests!(mongo(), groups = [locks, queues]);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(not(feature = "testcontainers"), ignore = "needs MONGODB_URI")]
@@ -530,15 +528,13 @@ async fn sharded_mongo() -> SharedBackend {
 mod sharded {
     use super::*;
     #[cfg(not(feature = "testcontainers"))]
-shylock_core::conformance_tests!(
+    shylock_core::conformance_tests!(
         sharded_mongo(),
         ignore = "needs MONGODB_URI",
         groups = [locks]
     );
-#[cfg(feature = "testcontainers")]
-shylock_core::conformance_tests!(sharded_mongo(),
-        groups = [locks]
-    );
+    #[cfg(feature = "testcontainers")]
+    shylock_core::conformance_tests!(sharded_mongo(), groups = [locks]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -134,7 +134,6 @@ pub mod statements;
 mod statements;
 
 pub use backend::PostgresBackend;
-pub use fence::FencedSql;
 pub use builder::{
     PostgresBackendBuilder, DEFAULT_ACQUIRE_TIMEOUT, DEFAULT_CHANNEL, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_SCHEMA, DEFAULT_TABLE,
@@ -142,5 +141,6 @@ pub use builder::{
 #[cfg(feature = "bench")]
 pub use conn::statements_executed;
 pub use conn::{key_of, StatementMode, MAX_PLAIN_KEY};
+pub use fence::FencedSql;
 
 pub use sqlx;

@@ -46,19 +46,20 @@ mod unprepared {
         backend_with(StatementMode::Unprepared).await.into()
     }
     #[cfg(not(feature = "testcontainers"))]
-shylock_core::conformance_tests!(
+    shylock_core::conformance_tests!(
         unprepared(),
         ignore = "needs PostgreSQL: set POSTGRES_URL",
         groups = [locks, queues]
     );
-#[cfg(feature = "testcontainers")]
-shylock_core::conformance_tests!(unprepared(),
-        groups = [locks, queues]
-    );
+    #[cfg(feature = "testcontainers")]
+    shylock_core::conformance_tests!(unprepared(), groups = [locks, queues]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn many_backends_starting_at_once_set_up_cleanly() {
     let url = server_url("POSTGRES_URL");
     let table = unique_store_name("setup_race");
@@ -78,7 +79,10 @@ async fn many_backends_starting_at_once_set_up_cleanly() {
 /// Fences keep increasing after the row is gone (released, swept or
 /// force-released): they come from a sequence, not from the row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn fences_increase_across_row_removal_and_long_names() {
     let backend = backend_with(StatementMode::Prepared).await;
     // The `backend` label of metrics and spans.
@@ -128,7 +132,10 @@ async fn fences_increase_across_row_removal_and_long_names() {
 /// Rows that ended long ago (crashed holders, releases) are swept by later
 /// releases; the grace period is simulated by moving their expiry back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn releases_sweep_expired_rows() {
     let backend = PostgresBackend::builder(
         PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
@@ -175,7 +182,10 @@ async fn releases_sweep_expired_rows() {
 /// A release through another backend handle (as by another process)
 /// reaches this process's listener and wakes a waiter at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_release_by_another_connection_wakes_a_waiter() {
     let a = backend_with(StatementMode::Prepared).await;
     let b = process_side().await;
@@ -249,7 +259,10 @@ async fn process_side() -> SharedBackend {
 /// The holder's side and the waiters' side, like two processes: a release
 /// names the first live ticket, and only that waiter is woken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
     shylock_core::testkit::a_release_wakes_only_the_first_in_line(
         process_side().await,
@@ -261,7 +274,10 @@ async fn a_release_wakes_only_the_fair_waiter_first_in_line() {
 /// Two sides as two processes: a fair waiter behind another, while the
 /// listener works, sends no claim before its turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
     shylock_core::testkit::a_waiter_behind_others_tries_only_at_its_turn(
         process_side().await,
@@ -273,7 +289,10 @@ async fn a_fair_waiter_behind_others_tries_only_at_its_turn() {
 /// The first in line leaving a free lock wakes the next one, in another
 /// process (leaving notifies the new first ticket).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
     shylock_core::testkit::a_first_waiter_leaving_wakes_the_next(
         process_side().await,
@@ -285,7 +304,10 @@ async fn a_first_waiter_leaving_wakes_the_next_in_another_process() {
 /// A line of `MAX_WAITERS` live tickets (written directly, as that many
 /// waiters would) refuses new owners with a clear error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_full_line_refuses_new_owners() {
     let backend = backend_with(StatementMode::Prepared).await;
     let name = unique_name("full-line");

@@ -9,7 +9,10 @@ use shylock_core::AsyncLock;
 use shylock_postgres::{sqlx, FencedSql, PostgresBackend};
 
 #[tokio::test]
-#[cfg_attr(not(feature = "testcontainers"), ignore = "needs PostgreSQL: set POSTGRES_URL")]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
 async fn a_stale_holders_write_is_refused_after_a_newer_holder_wrote() {
     let pool = PostgresBackend::pool_for(&server_url("POSTGRES_URL"))
         .await
@@ -57,11 +60,12 @@ async fn a_stale_holders_write_is_refused_after_a_newer_holder_wrote() {
     assert_eq!(write(newer.fencing_token()).await, 1);
     // The stalled holder wakes up and tries its write: refused, nothing changed.
     assert_eq!(write(stalled.fencing_token()).await, 0);
-    let (balance, stored): (i64, i64) =
-        sqlx::query_as(&format!("SELECT balance, fence FROM {accounts} WHERE id = 42"))
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (balance, stored): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT balance, fence FROM {accounts} WHERE id = 42"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(balance, 70);
     assert_eq!(stored, i64::try_from(newer.fencing_token()).unwrap());
     newer.release().await.unwrap();

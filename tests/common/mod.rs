@@ -95,4 +95,3 @@ pub fn mongo_spec() -> String {
     let uri = required_env("MONGODB_URI");
     format!("mongo:{uri}|{}", unique_store_name("shylock_mp"))
 }
-
