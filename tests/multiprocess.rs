@@ -7,10 +7,10 @@
 //! strictly increase in log order.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use shylock::{AsyncLock, AsyncMultiLock, AsyncSemaphore, Election, LockOptions};
+use shylock::{AsyncLock, AsyncMultiLock, AsyncSemaphore, Election, LockOptions, SharedBackend};
 
 mod common;
 #[cfg(feature = "mongo")]

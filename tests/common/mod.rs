@@ -11,7 +11,7 @@ use shylock::SharedBackend;
 
 /// Builds the backend named by `spec` (`sqlite:<path>`, `mongo:<uri>|<db>`
 /// or `postgres:<url>|<table>`).
-pub async fn backend_from_spec(spec: &str) -> SharedBackend {
+pub(crate) async fn backend_from_spec(spec: &str) -> SharedBackend {
     if let Some(path) = spec.strip_prefix("sqlite:") {
         return shylock::SqliteBackend::open(path).unwrap().into();
     }
@@ -41,7 +41,7 @@ pub async fn backend_from_spec(spec: &str) -> SharedBackend {
     panic!("unknown backend spec {spec:?}")
 }
 
-pub fn wait_all(children: Vec<Child>, limit: Duration) {
+pub(crate) fn wait_all(children: Vec<Child>, limit: Duration) {
     let deadline = Instant::now() + limit;
     for mut child in children {
         loop {
@@ -65,14 +65,14 @@ pub fn wait_all(children: Vec<Child>, limit: Duration) {
     }
 }
 
-pub fn temp_dir() -> PathBuf {
+pub(crate) fn temp_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shylock-mp-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 /// `sqlite:<path>` of a lock file in a fresh directory, and the directory.
-pub fn sqlite_spec() -> (String, PathBuf) {
+pub(crate) fn sqlite_spec() -> (String, PathBuf) {
     let dir = temp_dir();
     (format!("sqlite:{}", dir.join("locks.db").display()), dir)
 }
@@ -80,7 +80,7 @@ pub fn sqlite_spec() -> (String, PathBuf) {
 /// `postgres:<url>|<table>` for fresh tables; panics when no server is
 /// configured (the tests that use it are `#[ignore]`d).
 #[cfg(feature = "postgres")]
-pub fn postgres_spec() -> String {
+pub(crate) fn postgres_spec() -> String {
     use shylock_core::testkit::{required_env, unique_store_name};
     let url = required_env("POSTGRES_URL");
     format!("postgres:{url}|{}", unique_store_name("shylock_mp"))
@@ -90,7 +90,7 @@ pub fn postgres_spec() -> String {
 /// configured (the tests that use it are `#[ignore]`d and run only when
 /// one is).
 #[cfg(feature = "mongo")]
-pub fn mongo_spec() -> String {
+pub(crate) fn mongo_spec() -> String {
     use shylock_core::testkit::{required_env, unique_store_name};
     let uri = required_env("MONGODB_URI");
     format!("mongo:{uri}|{}", unique_store_name("shylock_mp"))
