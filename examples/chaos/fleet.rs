@@ -15,6 +15,10 @@ use crate::history::{now_us, Appender};
 /// A running incarnation of a worker slot.
 pub(crate) struct Worker {
     child: Child,
+    /// The worker's stdin, kept apart from `child`: `Child::wait` closes a
+    /// stdin it holds, and the worker takes a closed stdin for the
+    /// scheduler's death and exits at once, even mid-release.
+    _stdin: Option<tokio::process::ChildStdin>,
     pid: u32,
     inc: u32,
     /// When it was paused (SIGSTOP), while it is.
@@ -67,7 +71,7 @@ impl Fleet {
         let inc = self.next_inc.fetch_add(1, Ordering::SeqCst);
         let log = std::fs::File::create(self.dir.join(format!("worker-{slot}-{inc}.log")))?;
         let seed = self.seed ^ (u64::from(slot) << 48) ^ (u64::from(inc) << 16);
-        let child = Command::new(&self.exe)
+        let mut child = Command::new(&self.exe)
             .arg("--worker")
             .args(["--slot", &slot.to_string(), "--inc", &inc.to_string()])
             .args(["--store", &self.spec, "--seed", &seed.to_string()])
@@ -79,10 +83,12 @@ impl Fleet {
             .stderr(log)
             .kill_on_drop(true)
             .spawn()?;
+        let stdin = child.stdin.take();
         let pid = child.id().unwrap_or(0);
         self.record(&[&"I", &slot, &inc, &pid, &now_us()]);
         *place = Some(Worker {
             child,
+            _stdin: stdin,
             pid,
             inc,
             paused_since: None,

@@ -129,7 +129,10 @@ fn main() {
                         // A signal (SIGTERM) landed on this thread.
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                         Ok(n) if n > 0 => {}
-                        _ => std::process::exit(3),
+                        end => {
+                            eprintln!("worker: the scheduler is gone (stdin: {end:?}); exiting");
+                            std::process::exit(3)
+                        }
                     }
                 }
             });
