@@ -1,12 +1,18 @@
 //! The checker: reads a run's history (see `history.rs`) and reports every
 //! violation of what the locks promise.
 //!
-//! A critical section counts from its `start` to its *valid end*: the
-//! earlier of `end` and `lost` when the worker wrote its `E` line, or the
-//! grant's `expires` when it did not (killed mid-hold: no release was ever
-//! sent, so the database had to keep the lease at least that long). A
-//! section whose valid end is not after its start protected nothing and
-//! takes no part in the exclusion checks.
+//! A critical section counts from its `start` to its *valid end*: `end`,
+//! or the instant the worker saw its guard lost if that came first. A
+//! paused process sees nothing: when a pause of the worker (`P` line)
+//! overlaps the time from the lease's last confirmed expiry to the instant
+//! the loss was seen, the section counts until that expiry instead (the
+//! database grants the name to nobody else before it, and the guard must
+//! have stopped vouching for the lease by then). Otherwise the instant seen
+//! stands, so a guard that tells a running process of a loss after another
+//! holder got in shows up as an overlap. A section with no `E` line (its
+//! worker was killed mid-hold: no release was ever sent) counts until the
+//! grant's expiry. A section whose valid end is not after its start
+//! protected nothing and takes no part in the exclusion checks.
 //!
 //! - exclusion: per name, at no instant more sections inside than the
 //!   name's limit (1 for locks and fair locks, the permits of a semaphore);
@@ -57,16 +63,42 @@ struct Section {
     requested: u64,
     start: u64,
     expires: u64,
-    /// `end` and `lost` of the `E` line.
-    end: Option<(u64, Option<u64>)>,
+    /// The `E` line, if the worker wrote it.
+    end: Option<End>,
+    /// The valid end (see the module docs), once every line is read.
+    until: u64,
+    /// Whether the loss was seen late because the worker was paused, so
+    /// the section counts until the lease's expiry.
+    seen_late: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct End {
+    end: u64,
+    lost: Option<u64>,
+    expires: u64,
 }
 
 impl Section {
     fn valid_end(&self) -> u64 {
-        match self.end {
-            Some((end, lost)) => end.min(lost.unwrap_or(u64::MAX)),
-            None => self.expires,
-        }
+        self.until
+    }
+
+    /// Sets the valid end, given the pauses of this section's worker.
+    fn settle(&mut self, pauses: &[(u64, u64)]) {
+        let Some(End { end, lost, expires }) = self.end else {
+            self.until = self.expires;
+            return;
+        };
+        let Some(lost) = lost else {
+            self.until = end;
+            return;
+        };
+        self.seen_late = lost > expires
+            && pauses
+                .iter()
+                .any(|&(from, to)| from <= lost && to >= expires);
+        self.until = end.min(if self.seen_late { expires } else { lost });
     }
 
     fn protected(&self) -> bool {
@@ -80,16 +112,21 @@ impl Section {
             self.kind, self.limit, self.name, self.token, self.requested, self.start, self.expires
         );
         let end = match self.end {
-            Some((end, lost)) => format!(
-                "E {slot} {inc} {pid} {} {} {end} {}",
+            Some(End { end, lost, expires }) => format!(
+                "E {slot} {inc} {pid} {} {} {end} {} {expires}",
                 self.name,
                 self.token,
                 lost.map_or("-".to_owned(), |l| l.to_string())
             ),
             None => "(no E line: killed mid-hold; valid until the grant's expiry)".to_owned(),
         };
+        let note = if self.seen_late {
+            " (loss seen late, after a pause: counted until the lease's expiry)"
+        } else {
+            ""
+        };
         format!(
-            "    {begin}\n    {end}\n    -> inside from {} to {}",
+            "    {begin}\n    {end}\n    -> inside from {} to {}{note}",
             self.start,
             self.valid_end()
         )
@@ -131,8 +168,9 @@ pub(crate) fn check(text: &str) -> Report {
                 }
             }
             Line::Paused { who, from, to } => {
-                incarnations.entry((who.slot, who.inc)).or_default().paused +=
-                    to.saturating_sub(from);
+                let inc = incarnations.entry((who.slot, who.inc)).or_default();
+                inc.paused += to.saturating_sub(from);
+                inc.pauses.push((from, to));
             }
             Line::Fault { kind, .. } => *report.faults.entry(kind).or_default() += 1,
             Line::Begin {
@@ -157,6 +195,8 @@ pub(crate) fn check(text: &str) -> Report {
                     start,
                     expires,
                     end: None,
+                    until: expires,
+                    seen_late: false,
                 });
             }
             Line::End {
@@ -165,9 +205,10 @@ pub(crate) fn check(text: &str) -> Report {
                 token,
                 end,
                 lost,
+                expires,
             } => {
                 if let Some(&i) = index.get(&(who.slot, who.inc, name, token)) {
-                    sections[i].end = Some((end, lost));
+                    sections[i].end = Some(End { end, lost, expires });
                 }
             }
             Line::Release { .. } => {}
@@ -175,10 +216,14 @@ pub(crate) fn check(text: &str) -> Report {
         }
     }
     report.grants = sections.len();
-    for s in &sections {
+    for s in &mut sections {
+        let pauses = incarnations
+            .get(&(s.who.slot, s.who.inc))
+            .map_or(&[][..], |i| &i.pauses[..]);
+        s.settle(pauses);
         match s.end {
             None => report.unfinished += 1,
-            Some((end, Some(lost))) if lost <= end => report.lost += 1,
+            Some(End { lost: Some(_), .. }) => report.lost += 1,
             _ => {}
         }
     }
@@ -204,6 +249,7 @@ struct Incarnation {
     started: Option<u64>,
     ended: Option<u64>,
     paused: u64,
+    pauses: Vec<(u64, u64)>,
     grants: usize,
 }
 

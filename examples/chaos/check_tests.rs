@@ -22,7 +22,11 @@ fn section(
     );
     if let Some(end) = end {
         let lost = lost.map_or("-".to_owned(), |l| l.to_string());
-        text += &format!("E {slot} 1 {} {name} {token} {end} {lost}\n", 100 + slot);
+        text += &format!(
+            "E {slot} 1 {} {name} {token} {end} {lost} {}\n",
+            100 + slot,
+            start + 2_000_000
+        );
         text += &format!("R {slot} 1 {} {name} {token} ok\n", 100 + slot);
     }
     text
@@ -104,6 +108,23 @@ fn a_holder_that_was_not_told_it_lost_overlaps() {
     let mut h = clean();
     h += &section(0, "chaos/lock-2", 1, 1, 1000, Some(9000), Some(1400));
     h += &section(1, "chaos/lock-2", 1, 2, 1500, Some(2500), None);
+    assert_eq!(check(&h).violations, Vec::<String>::new());
+}
+
+#[test]
+fn a_loss_seen_late_counts_from_the_expiry_only_after_a_pause() {
+    // Slot 0's lease (confirmed until 2_001_000) was seen lost at
+    // 5_000_000; slot 1 got in at 3_000_000.
+    let late = "B 0 1 100 lock 1 chaos/lock-2 1 999 1000 2001000\n\
+                E 0 1 100 chaos/lock-2 1 5000100 5000000 2001000\n";
+    let mut h = clean() + late;
+    h += &section(1, "chaos/lock-2", 1, 2, 3_000_000, Some(3_100_000), None);
+    // Its process ran all along: the guard told it too late.
+    let report = check(&h);
+    assert_eq!(report.violations.len(), 1, "{:#?}", report.violations);
+    assert!(report.violations[0].contains("2 holders inside at once"));
+    // Paused over the expiry: it could not see the loss any earlier.
+    h += "P 0 1 100 1500000 4999000\n";
     assert_eq!(check(&h).violations, Vec::<String>::new());
 }
 

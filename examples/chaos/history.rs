@@ -12,16 +12,20 @@
 //! F kind from to detail                scheduler: a fault (stop, kill, stall, cut, delay, db-restart)
 //! B slot inc pid kind limit name token requested start expires
 //!                                      worker: granted (limit: 1, or the semaphore's permits)
-//! E slot inc pid name token end lost   worker: the work ended (lost: µs or -), before release
+//! E slot inc pid name token end lost expires
+//!                                      worker: the work ended, before release
 //! R slot inc pid name token outcome    worker: what release answered (ok | lost | error)
 //! M slot inc pid kind name outcome requested at
 //!                                      worker: no grant (timeout | error:KIND)
 //! ```
 //!
 //! `requested` is taken just before the acquire call, `start` just after it
-//! returned, `expires` is the grant's expiry by the database's clock, `end`
-//! is taken when the work stopped, and `lost` is when the guard stopped
-//! vouching for the lease (see the worker), all before the release starts.
+//! returned, `expires` (B) is the grant's expiry by the database's clock,
+//! `end` is taken when the work stopped; `lost` is when the worker saw the
+//! guard lost (`lost()` resolved during the work, or `is_lost()` was true
+//! right after `end`), `-` if it did not; `expires` (E) is the lease's
+//! expiry as the database last confirmed it. All are written before the
+//! release starts.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -115,6 +119,7 @@ pub(crate) enum Line {
         token: u64,
         end: u64,
         lost: Option<u64>,
+        expires: u64,
     },
     Release {
         who: Who,
@@ -172,12 +177,13 @@ pub(crate) fn parse(line: &str) -> Option<Line> {
             start: n(9)?,
             expires: n(10)?,
         },
-        "E" if f.len() == 8 => Line::End {
+        "E" if f.len() == 9 => Line::End {
             who: who()?,
             name: s(4)?,
             token: n(5)?,
             end: n(6)?,
             lost: if f[7] == "-" { None } else { Some(n(7)?) },
+            expires: n(8)?,
         },
         "R" if f.len() == 7 => Line::Release {
             who: who()?,
@@ -219,8 +225,8 @@ mod tests {
             &11,
             &2011,
         ]);
-        out.line(&[&"E", &1, &2, &30, &"chaos/lock-0", &7, &50, &"-"]);
-        out.line(&[&"E", &1, &2, &30, &"chaos/lock-0", &8, &60, &55]);
+        out.line(&[&"E", &1, &2, &30, &"chaos/lock-0", &7, &50, &"-", &2011]);
+        out.line(&[&"E", &1, &2, &30, &"chaos/lock-0", &8, &60, &55, &2500]);
         let text = std::fs::read_to_string(&path).unwrap();
         let lines: Vec<Line> = text.lines().filter_map(parse).collect();
         let who = Who {
@@ -252,7 +258,7 @@ mod tests {
         ));
         assert!(matches!(lines[2], Line::End { lost: Some(55), .. }));
         assert_eq!(parse("B 1 2"), None);
-        assert_eq!(parse("E 1 2 3 n 7 x -"), None);
+        assert_eq!(parse("E 1 2 3 n 7 x - 9"), None);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

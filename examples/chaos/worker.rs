@@ -121,19 +121,14 @@ pub(crate) async fn run(args: WorkerArgs) {
             _ = term.recv() => { stopping = true; None }
         };
         let end = now_us();
-        let lost = lost_at(&guard, observed_lost);
-        let lost_field = lost.map_or("-".to_owned(), |l| l.to_string());
+        // Read after `end`: not lost now means not lost at `end` either.
+        let lost = observed_lost.or_else(|| guard.is_lost().then(now_us));
+        let lost = lost.map_or("-".to_owned(), |l| l.to_string());
+        let expires = to_us(guard.expires_at());
         // Written before the release starts: once it is sent, another
         // holder may enter at any moment.
         out.line(&[
-            &"E",
-            &who.0,
-            &who.1,
-            &who.2,
-            &name,
-            &token,
-            &end,
-            &lost_field,
+            &"E", &who.0, &who.1, &who.2, &name, &token, &end, &lost, &expires,
         ]);
         let outcome = match guard.release().await {
             Ok(()) => "ok".to_owned(),
@@ -142,21 +137,6 @@ pub(crate) async fn run(args: WorkerArgs) {
         };
         out.line(&[&"R", &who.0, &who.1, &who.2, &name, &token, &outcome]);
     }
-}
-
-/// When the guard stopped vouching for its lease, if it did by now: when
-/// `lost()` resolved during the work, or now if [`is_lost`] turns true only
-/// at the end (this process was paused past the lease's deadline, and
-/// `lost()` lost the race against the end of the work). Either observation
-/// may come late (a paused process observes nothing), so it is capped by
-/// the lease's expiry as the database last confirmed it: no other holder
-/// can have been granted the name before that, and the guard no longer
-/// vouched for the lease after it.
-///
-/// [`is_lost`]: AsyncLockGuard::is_lost
-fn lost_at(guard: &AsyncLockGuard, observed: Option<u64>) -> Option<u64> {
-    let at = observed.or_else(|| guard.is_lost().then(now_us))?;
-    Some(at.min(to_us(guard.expires_at())))
 }
 
 /// Mostly short work; sometimes longer than the ttl, so renewal must keep
