@@ -219,6 +219,11 @@ start_compose() {
     export POSTGRES_URL="postgres://postgres:shylock@127.0.0.1:5432/postgres"
 }
 
+# scripts/chaos.sh sources this file for the functions above and stops here.
+if [ "${BASH_SOURCE[0]}" != "$0" ]; then
+    return 0
+fi
+
 if [ -z "${MONGODB_URI:-}" ] && [ -z "${ARANGO_URL:-}" ] && [ "${SHYLOCK_NO_SERVERS:-}" != "1" ]; then
     start_compose || echo "== no Docker engine reachable: real servers come from SecantusDB only"
 fi
@@ -342,6 +347,21 @@ fi
 if [ -n "${POSTGRES_POOLER_URL:-}" ]; then
     echo "== PostgreSQL conformance suite through PgBouncer (transaction mode) at $POSTGRES_POOLER_URL"
     cargo test --features bench -p shylock-postgres --test pooler "$@" -- --ignored
+fi
+# The chaos run's smoke version (scripts/chaos.sh runs the long one): each
+# run starts its own server where it restarts one (SECANTUSD, SHYLOCK_PG_BIN).
+chaos=(cargo run --quiet --all-features --example chaos -- --minutes 0.5 --workers 3)
+echo "== chaos run, 30 s per backend: 3 workers paused and killed, their connections stalled, cut and slowed, the database killed and restarted; history checked"
+"${chaos[@]}" --backend sqlite
+if [ -n "${SECANTUSD:-}" ]; then
+    "${chaos[@]}" --backend mongo
+else
+    echo "== chaos run on MongoDB: SKIPPED (SecantusDB is not installed; SECANTUSD is not set)"
+fi
+if [ -n "${SHYLOCK_PG_BIN:-}" ]; then
+    "${chaos[@]}" --backend postgres
+else
+    echo "== chaos run on PostgreSQL: SKIPPED (no PostgreSQL binaries here: SHYLOCK_PG_BIN is not set)"
 fi
 if [ -n "${ARANGO_URL:-}" ]; then
     echo "== ArangoDB real-server suite (ignored above): running with --ignored against $ARANGO_URL"
