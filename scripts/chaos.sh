@@ -23,7 +23,7 @@ options=()
 backends=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --minutes|--workers|--seed|--dir) options+=("$1" "$2"); shift 2 ;;
+        --minutes|--workers|--seed) options+=("$1" "$2"); shift 2 ;;
         --keep) options+=("$1"); shift ;;
         sqlite|mongo|postgres) backends+=("$1"); shift ;;
         *) echo "usage: scripts/chaos.sh [--minutes F] [--workers N] [--seed N] [--keep] [sqlite] [mongo] [postgres]" >&2; exit 2 ;;
