@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Mutation testing of the lock and guard logic of shylock-core: every
+# Mutation testing of the shapes and the engine of shylock-core: every
 # mutant that the tests do not catch is a behaviour nothing checks.
-# Takes about half an hour on 2 cores; not part of CI.
+# Takes hours on 2 cores; not part of CI.
 #
-#   scripts/mutants.sh            # lock.rs, guard.rs, renewal.rs, attempt.rs
+#   scripts/mutants.sh            # the files below
 #   scripts/mutants.sh -- ARGS    # extra arguments for cargo mutants
+#
+# Prints the counts and the score: caught / (caught + missed + timeout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo-mutants >/dev/null 2>&1; then
@@ -14,14 +16,22 @@ extra=()
 if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 out="${TMPDIR:-/tmp}/shylock-mutants"
 status=0
-cargo mutants --package shylock-core \
-    --file shylock-core/src/lock.rs --file shylock-core/src/guard.rs \
-    --file shylock-core/src/renewal.rs --file shylock-core/src/attempt.rs \
+files=()
+for f in lock guard renewal attempt ticket semaphore multi reentrant rwlock \
+         wait lease line 'election/*'; do
+    files+=(--file "shylock-core/src/$f.rs")
+done
+cargo mutants --package shylock-core "${files[@]}" \
     --output "$out" "${extra[@]}" || status=$?
 for kind in caught missed timeout unviable; do
     file="$out/mutants.out/$kind.txt"
     printf '%-9s %s\n' "$kind" "$( [ -f "$file" ] && wc -l <"$file" || echo 0)"
 done
+count() { [ -f "$out/mutants.out/$1.txt" ] && wc -l <"$out/mutants.out/$1.txt" || echo 0; }
+caught=$(count caught); viable=$((caught + $(count missed) + $(count timeout)))
+if [ "$viable" -gt 0 ]; then
+    echo "score     $((100 * caught / viable)) % of $viable viable mutants caught"
+fi
 if [ -s "$out/mutants.out/missed.txt" ]; then
     echo "missed mutants:"
     cat "$out/mutants.out/missed.txt"
