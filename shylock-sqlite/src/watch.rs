@@ -131,13 +131,21 @@ impl FileWatcher {
         fair.sort_unstable();
         fair.dedup();
         let now = now_ms();
+        // One read transaction for every look: whether a lock is free and
+        // who heads its line are read from the same snapshot. Read apart,
+        // a claim committed in between (the head winning and leaving the
+        // line) made the watcher see "free" and then the next in line as
+        // head, and wake it while the lock was held.
+        let snapshot = conn.unchecked_transaction().ok();
+        let reader: &rusqlite::Connection = snapshot.as_deref().unwrap_or(conn);
         let wakes: HashMap<String, Wake> = fair
             .into_iter()
             .map(|name| {
-                let wake = wake_for(conn, &name, now);
+                let wake = wake_for(reader, &name, now);
                 (name, wake)
             })
             .collect();
+        drop(snapshot); // read only: rolled back
         for h in handles {
             h.signals.notify_all_except(|name| wakes.contains_key(name));
             for (name, wake) in &wakes {
