@@ -265,7 +265,8 @@ async fn sigterm_worker(spec: &str) {
 
 /// Child mode `fair`: for each slot of `SHYLOCK_CHILD_SLOTS` (in order),
 /// waits for the file `go-<slot>` in the directory `SHYLOCK_CHILD_LOG`,
-/// joins the line of `SHYLOCK_CHILD_LOCK` (fair, ttl `SHYLOCK_CHILD_TTL_MS`)
+/// joins the line of `SHYLOCK_CHILD_LOCK` (fair, ttl `SHYLOCK_CHILD_TTL_MS`;
+/// a fair semaphore's with `SHYLOCK_CHILD_PERMITS`)
 /// and writes its place to `queued-<slot>`; then waits for every ticket at
 /// once, and for each grant appends `<slot> <fencing token> <unix ms>` to
 /// `grants`, holds the lock 20 ms and releases it.
@@ -274,12 +275,23 @@ async fn fair_worker(spec: &str) {
     let var = |k: &str| std::env::var(k).unwrap();
     let dir = PathBuf::from(var("SHYLOCK_CHILD_LOG"));
     let ttl = Duration::from_millis(var("SHYLOCK_CHILD_TTL_MS").parse().unwrap());
-    let lock = AsyncLock::with_backend(var("SHYLOCK_CHILD_LOCK"), backend_from_spec(spec).await)
-        .with_options(LockOptions::default().ttl(ttl).fair(true));
+    let backend = backend_from_spec(spec).await;
+    let options = LockOptions::default().ttl(ttl).fair(true);
+    let lock = AsyncLock::with_backend(var("SHYLOCK_CHILD_LOCK"), backend.clone())
+        .with_options(options.clone());
+    // With SHYLOCK_CHILD_PERMITS: the line of a fair semaphore of that many
+    // permits instead.
+    let semaphore = std::env::var("SHYLOCK_CHILD_PERMITS").ok().map(|p| {
+        AsyncSemaphore::with_backend(var("SHYLOCK_CHILD_LOCK"), p.parse().unwrap(), backend)
+            .with_options(options)
+    });
     let mut waiters = Vec::new();
     for slot in var("SHYLOCK_CHILD_SLOTS").split(',') {
         wait_for_file(&dir.join(format!("go-{slot}"))).await;
-        let ticket = lock.enqueue().await.unwrap();
+        let ticket = match &semaphore {
+            Some(semaphore) => semaphore.enqueue().await.unwrap(),
+            None => lock.enqueue().await.unwrap(),
+        };
         std::fs::write(
             dir.join(format!("queued-{slot}")),
             ticket.place().to_string(),
@@ -387,6 +399,74 @@ async fn fair_processes_keep_arrival_order(spec: String, dir: &Path) {
         (0..8).collect::<Vec<_>>(),
         "granted in arrival order"
     );
+}
+
+/// 8 fair waiters in 4 processes (as in [`fair_processes_keep_arrival_order`])
+/// join the line of a 2-permit fair semaphore one after another while this
+/// process holds both permits; permits are granted in exactly that order,
+/// and never to more than 2 at once.
+async fn fair_semaphore_processes_keep_arrival_order(spec: String, dir: &Path) {
+    const HOLD_MS: u64 = 20;
+    let race = Race::new(spec.clone(), dir);
+    let signals = dir.join(format!("fair-sem-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&signals).unwrap();
+    let backend = backend_from_spec(&spec).await;
+    let semaphore = AsyncSemaphore::with_backend(race.lock.clone(), 2, backend.clone())
+        .with_options(LockOptions::default().fair(true));
+    let held = [
+        semaphore.acquire().await.unwrap(),
+        semaphore.acquire().await.unwrap(),
+    ];
+    // A waiter of this process goes first and waits for a permit at the
+    // gate (the first in line passes to it at once), so the children's
+    // places are their slots, whenever their waits start.
+    let first = semaphore.enqueue().await.unwrap();
+    assert_eq!(first.place(), 0);
+    let first = tokio::spawn(first.wait());
+    let gate = AsyncLock::with_backend(format!("shylock/semaphore-line/{}", race.lock), backend);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !gate.is_locked().await.unwrap() {
+        assert!(
+            Instant::now() < deadline,
+            "the first waiter never took the gate"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let children: Vec<Child> = (0..4)
+        .map(|p| {
+            let mut cmd = race.command(&format!("p{p}"), 0, 10_000);
+            cmd.env("SHYLOCK_CHILD_MODE", "fair")
+                .env("SHYLOCK_CHILD_PERMITS", "2")
+                .env("SHYLOCK_CHILD_SLOTS", format!("{p},{}", p + 4))
+                .env("SHYLOCK_CHILD_LOG", &signals);
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for slot in 0..8 {
+        assert_eq!(admit(&signals, slot).await, slot as u64, "place in line");
+    }
+    for guard in held {
+        guard.release().await.unwrap();
+    }
+    first.await.unwrap().unwrap().release().await.unwrap();
+    wait_all(children, Duration::from_secs(120));
+    let mut grants = read_grants(&signals);
+    grants.sort_by_key(|g| g.1);
+    let order: Vec<usize> = grants.iter().map(|g| g.0).collect();
+    assert_eq!(
+        order,
+        (0..8).collect::<Vec<_>>(),
+        "permits granted in arrival order"
+    );
+    // Each holder keeps its permit HOLD_MS: a third grant within that time
+    // of the one two before it would mean three holders at once.
+    for w in grants.windows(3) {
+        assert!(
+            w[2].2 + 2 >= w[0].2.min(w[1].2) + HOLD_MS,
+            "three holders of a 2-permit semaphore at once: {grants:?}"
+        );
+    }
+    assert!(semaphore.inspect().await.unwrap().holders.is_empty());
 }
 
 /// A queued waiter killed with SIGKILL holds up the line until its ticket
@@ -907,6 +987,8 @@ on_each_backend! {
         => multi_locks_never_deadlock();
     sqlite_fair_processes_keep_arrival_order, mongo_fair_processes_keep_arrival_order, postgres_fair_processes_keep_arrival_order
         => fair_processes_keep_arrival_order();
+    sqlite_fair_semaphore_processes_keep_arrival_order, mongo_fair_semaphore_processes_keep_arrival_order, postgres_fair_semaphore_processes_keep_arrival_order
+        => fair_semaphore_processes_keep_arrival_order();
     sqlite_killed_queued_waiter_is_skipped, mongo_killed_queued_waiter_is_skipped, postgres_killed_queued_waiter_is_skipped
         => killed_queued_waiter_is_skipped();
 }

@@ -75,6 +75,7 @@ pub mod backend;
 pub mod blocking;
 mod election;
 mod error;
+mod fair_permits;
 mod global;
 mod guard;
 mod inflight;

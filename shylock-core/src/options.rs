@@ -205,8 +205,8 @@ impl LockOptions {
     /// Default: `false` (a free lock goes to whichever waiter tries first,
     /// which is faster).
     ///
-    /// Applies to [`AsyncLock`](crate::AsyncLock) and [`Lock`](crate::Lock);
-    /// semaphores, multi-locks, reentrant locks and elections ignore it.
+    /// Applies to locks and [semaphores](crate::AsyncSemaphore#fair-semaphores);
+    /// multi-locks, reentrant locks and elections ignore it.
     pub fn fair(mut self, fair: bool) -> Self {
         self.fair = fair;
         self

@@ -6,10 +6,12 @@ use tokio::time::Instant;
 
 use crate::backend::{validate_name, Deadline, SemaphoreInfo, SharedBackend, MAX_PERMITS};
 use crate::error::{Error, Result};
+use crate::fair_permits::{gate_name, PermitStep};
 use crate::guard::AsyncLockGuard;
 use crate::options::LockOptions;
 use crate::spec::Spec;
 use crate::target::{semaphores, Target};
+use crate::ticket::AsyncTicket;
 use crate::wait::{self, Owner, Wait};
 
 /// A counting semaphore: at most `permits` holders of one name at a time,
@@ -31,6 +33,49 @@ use crate::wait::{self, Owner, Wait};
 ///
 /// Semaphore names are their own namespace: `AsyncSemaphore::new("x", 3)`
 /// and `AsyncLock::new("x")` do not interact.
+///
+/// # Fair semaphores
+///
+/// By default a freed permit goes to whichever waiter asks first, so with
+/// many waiters a late arrival may win again and again. With
+/// [`LockOptions::fair`], permits go to waiters in the order they joined
+/// the semaphore's line, across processes, as for a fair lock (two-phase
+/// with [`enqueue`](Self::enqueue) and [`AsyncTicket::wait`]). The line is
+/// the line of a fair lock in front of the semaphore, named
+/// `shylock/semaphore-line/<name>` (what `shylock list` shows): the waiter
+/// first in it holds that lock while it waits for a permit, and lets go of
+/// it as soon as it has one, so only one waiter at a time asks for a
+/// permit. A crashed waiter holds up the line for at most its ticket's (or
+/// the gate's) ttl. Costs: an acquisition is three round trips instead of
+/// one (take the gate, take the permit, let go of the gate), and
+/// [`try_acquire`](Self::try_acquire) is refused while someone waits in
+/// line or is passing the gate, even if a permit is free. Every process
+/// using the semaphore must set `fair(true)`: a non-fair acquirer does not
+/// queue and may take a freed permit ahead of the line. Needs a backend
+/// with fair queues (all bundled backends).
+///
+/// ```
+/// # extern crate shylock_core as shylock;
+/// use shylock::{AsyncSemaphore, LockOptions, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> shylock::Result<()> {
+/// let pool = AsyncSemaphore::with_backend("gpu", 1, MemoryBackend::new())
+///     .with_options(LockOptions::default().fair(true));
+/// let held = pool.acquire().await?;
+/// let first = pool.enqueue().await?;   // a place in line, at once
+/// let second = pool.enqueue().await?;
+/// assert_eq!((first.place(), second.place()), (0, 1));
+/// let second = tokio::spawn(second.wait());
+/// let first = tokio::spawn(first.wait());
+/// held.release().await?;
+/// let first = first.await.unwrap()?;    // served in arrival order
+/// let token = first.fencing_token();
+/// first.release().await?;
+/// assert!(second.await.unwrap()?.fencing_token() > token);
+/// # Ok(())
+/// # }
+/// ```
 ///
 /// # Examples
 ///
@@ -118,7 +163,42 @@ impl AsyncSemaphore {
             permits: self.permits,
         };
         target.check(&backend)?;
+        if options.fair {
+            gate_name(self.name())?;
+            Target::Fair.check(&backend)?;
+        }
         Ok((backend, options, target))
+    }
+
+    fn step(&self) -> PermitStep {
+        PermitStep {
+            semaphore: self.name().to_owned(),
+            permits: self.permits,
+        }
+    }
+
+    /// Takes a place in the semaphore's line (one round trip) and returns
+    /// it at once, as a ticket; [`AsyncTicket::wait`] then gives a permit's
+    /// guard when it is this ticket's turn. Permits go to waiters in the
+    /// order they joined the line, across processes (see [Fair
+    /// semaphores](Self#fair-semaphores)); the options need not set `fair`
+    /// for this.
+    ///
+    /// # Errors
+    ///
+    /// As [`AsyncLock::enqueue`](crate::AsyncLock::enqueue), plus
+    /// [`Error::InvalidOptions`] for a permit count out of range.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a ticket taken by a request whose caller is gone leaves
+    /// the line at once.
+    pub async fn enqueue(&self) -> Result<AsyncTicket> {
+        let (backend, options, _) = self.resolve()?;
+        let gate = gate_name(self.name())?;
+        Ok(AsyncTicket::enqueue(gate, backend, options)
+            .await?
+            .for_permit(self.step()))
     }
 
     /// Waits until a permit is ours and returns its guard. Released permits
@@ -136,6 +216,9 @@ impl AsyncSemaphore {
     /// attempt is released at once.
     pub async fn acquire(&self) -> Result<AsyncLockGuard> {
         let (backend, options, target) = self.resolve()?;
+        if options.fair {
+            return self.enqueue().await?.wait().await;
+        }
         let started = Instant::now();
         let wait = match options.wait_timeout {
             Some(t) => Wait::Until(started + t),
@@ -161,12 +244,17 @@ impl AsyncSemaphore {
     }
 
     /// One attempt: a permit guard, or `None` when all permits are held.
+    /// A fair semaphore is taken at once only when nobody waits in its line
+    /// (see [Fair semaphores](Self#fair-semaphores)).
     ///
     /// # Cancel safety
     ///
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn try_acquire(&self) -> Result<Option<AsyncLockGuard>> {
         let (backend, options, target) = self.resolve()?;
+        if options.fair {
+            return self.step().try_once(backend, options).await;
+        }
         wait::acquire(
             self.name(),
             target,
@@ -186,7 +274,17 @@ impl AsyncSemaphore {
     /// Cancel safe, as [`acquire`](Self::acquire).
     pub async fn acquire_timeout(&self, timeout: Duration) -> Result<Option<AsyncLockGuard>> {
         let (backend, options, target) = self.resolve()?;
-        let wait = Wait::Until(Instant::now() + timeout);
+        let until = Instant::now() + timeout;
+        if options.fair {
+            let ticket = match tokio::time::timeout_at(until, self.enqueue()).await {
+                Ok(ticket) => ticket?,
+                Err(_) => return Ok(None),
+            };
+            return ticket
+                .wait_timeout(until.saturating_duration_since(Instant::now()))
+                .await;
+        }
+        let wait = Wait::Until(until);
         wait::acquire(
             self.name(),
             target,

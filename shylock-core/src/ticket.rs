@@ -1,4 +1,5 @@
-//! Fair waiting: [`AsyncTicket`], a place in the line of waiters of a lock.
+//! Fair waiting: [`AsyncTicket`], a place in the line of waiters of a lock
+//! or of a fair semaphore.
 //!
 //! The line itself lives in the database (see `Backend::enqueue`); this
 //! module keeps a ticket's lease alive while its waiter waits, leaves the
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Deadline, SharedBackend};
 use crate::error::{Error, Result};
+use crate::fair_permits::PermitStep;
 use crate::guard::AsyncLockGuard;
 use crate::line::LocalSlot;
 use crate::options::LockOptions;
@@ -21,6 +23,10 @@ use crate::wait::{self, Owner, Wait};
 /// A place in the line of waiters of a lock (fair mode): returned at once
 /// by [`AsyncLock::enqueue`](crate::AsyncLock::enqueue), turned into the
 /// lock's guard by [`wait`](Self::wait) when it is this ticket's turn.
+///
+/// [`AsyncSemaphore::enqueue`](crate::AsyncSemaphore::enqueue) gives the
+/// same for a fair semaphore: [`wait`](Self::wait) then gives a permit's
+/// guard, in the order the waiters joined the semaphore's line.
 ///
 /// The ticket has a lease of its own (the lock's ttl) that is renewed in
 /// the background while the ticket lives, so a waiter that crashes holds up
@@ -64,6 +70,9 @@ struct TicketState {
     runtime: Option<tokio::runtime::Handle>,
     /// The lock was granted: the database removed the ticket itself.
     spent: bool,
+    /// For a fair semaphore: the lock above is its gate, and a grant of the
+    /// gate is followed by this permit.
+    permit: Option<PermitStep>,
 }
 
 impl std::fmt::Debug for AsyncTicket {
@@ -151,13 +160,24 @@ impl AsyncTicket {
                 renewal: Some(renewal),
                 runtime: tokio::runtime::Handle::try_current().ok(),
                 spent: false,
+                permit: None,
             },
         })
     }
 
-    /// The lock name.
+    /// This ticket leads to a permit of a fair semaphore: the lock it was
+    /// taken for is that semaphore's gate.
+    pub(crate) fn for_permit(mut self, step: PermitStep) -> AsyncTicket {
+        self.state.permit = Some(step);
+        self
+    }
+
+    /// The lock name (for a fair semaphore's ticket, the semaphore name).
     pub fn name(&self) -> &str {
-        &self.state.name
+        match &self.state.permit {
+            Some(step) => &step.semaphore,
+            None => &self.state.name,
+        }
     }
 
     /// How many live tickets were ahead of this one when it joined the
@@ -166,8 +186,9 @@ impl AsyncTicket {
         self.state.place
     }
 
-    /// Waits for this ticket's turn and returns the lock's guard; waits at
-    /// most the options' wait timeout, if any.
+    /// Waits for this ticket's turn and returns the lock's guard (for a
+    /// fair semaphore, a permit's guard); waits at most the options' wait
+    /// timeout, if any.
     ///
     /// A ticket first in line tries at once. One behind others, whose
     /// backend signals turns and already watched releases when the place
@@ -187,7 +208,7 @@ impl AsyncTicket {
     pub async fn wait(self) -> Result<AsyncLockGuard> {
         let started = Instant::now();
         let timeout = self.state.options.wait_timeout;
-        let name = self.state.name.clone();
+        let name = self.name().to_owned();
         let wait = match timeout {
             Some(t) => Wait::Until(started + t),
             None => Wait::Forever,
@@ -255,7 +276,13 @@ impl AsyncTicket {
             state.slot.leave(false);
         }
         // Otherwise dropping `self` leaves the line.
-        result
+        match (result, state.permit.take()) {
+            (Ok(Some(gate)), Some(step)) => {
+                let (backend, options) = (state.backend.clone(), state.options.clone());
+                step.through_gate(gate, backend, options, wait).await
+            }
+            (result, _) => result,
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::{blocking_twin, LockGuard};
+use super::{blocking_twin, LockGuard, Ticket};
 use crate::backend::{SemaphoreInfo, SharedBackend};
 use crate::error::Result;
 use crate::runtime::run;
@@ -42,6 +42,9 @@ blocking_twin! {
         fn try_acquire() -> Option<LockGuard>;
         /// Waits at most `timeout`; `None` when it timed out.
         fn acquire_timeout(timeout: Duration) -> Option<LockGuard>;
+        /// Takes a place in the semaphore's line (see
+        /// [`AsyncSemaphore::enqueue`]).
+        fn enqueue() -> Ticket;
         /// See [`AsyncSemaphore::inspect`].
         fn inspect() -> SemaphoreInfo;
         /// See [`AsyncSemaphore::available`].

@@ -166,7 +166,11 @@ macro_rules! __conformance_cases {
             semaphore_limits_holders, semaphore_expired_permits_are_reclaimed,
             semaphore_owner_checked, semaphore_reclaim_is_idempotent,
             semaphore_permit_count_mismatch, semaphore_inspect_and_bad_input,
-            semaphore_release_wakes_waiter, semaphore_list_by_prefix);
+            semaphore_release_wakes_waiter, semaphore_list_by_prefix,
+            fair_semaphore_grants_permits_in_arrival_order,
+            fair_semaphore_try_acquire_respects_the_line,
+            fair_semaphore_timeouts_and_cancels_leave_nothing,
+            fair_semaphore_crashed_waiter_holds_the_line_one_ttl);
     };
     (queues; $callback:path; $($args:tt)*) => {
         $callback!($($args)*;

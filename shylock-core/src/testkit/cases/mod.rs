@@ -3,6 +3,7 @@
 
 mod exclusion;
 mod expiry;
+mod fair_semaphore;
 mod names;
 mod ownership;
 mod queue;
@@ -12,6 +13,7 @@ mod waiting;
 
 pub use exclusion::*;
 pub use expiry::*;
+pub use fair_semaphore::*;
 pub use names::*;
 pub use ownership::*;
 pub use queue::*;
