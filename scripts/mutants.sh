@@ -17,7 +17,7 @@ if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 out="${TMPDIR:-/tmp}/shylock-mutants"
 status=0
 files=()
-for f in lock guard renewal attempt ticket semaphore multi reentrant rwlock \
+for f in lock guard renewal attempt ticket semaphore fair_permits multi reentrant rwlock \
          wait lease line 'election/*'; do
     files+=(--file "shylock-core/src/$f.rs")
 done

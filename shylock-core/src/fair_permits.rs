@@ -122,3 +122,22 @@ async fn leave_gate(gate: AsyncLockGuard) {
         Err(_) => tracing::warn!(lock = %name, "letting go of a fair semaphore's gate panicked"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gate_name_fits_the_name_limit() {
+        let longest = "s".repeat(MAX_NAME_LEN - GATE_PREFIX.len());
+        let gate = gate_name(&longest).unwrap();
+        assert_eq!(gate.len(), MAX_NAME_LEN);
+        assert!(gate.starts_with(GATE_PREFIX) && gate.ends_with(&longest));
+        let err = gate_name(&format!("{longest}s")).unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidName { reason } if reason.contains("at most")),
+            "{err:?}"
+        );
+        assert_eq!(gate_name("gpu").unwrap(), "shylock/semaphore-line/gpu");
+    }
+}
