@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use shylock::backend::{Backend, Deadline};
 use shylock::{AsyncLock, AsyncRwLock, AsyncSemaphore, LockOptions, Renewal, SharedBackend};
 
-use crate::report::{stats, us, Stats};
+use crate::report::{stats, us, CpuMark, Stats};
 use crate::setup::{Raw, Setup};
 
 pub(crate) fn bench_options() -> LockOptions {
@@ -50,10 +50,15 @@ pub(crate) async fn uncontended(s: &Setup, n: usize, label: &str) -> Stats {
         median: runs.iter().map(|r| r.median).sum::<Duration>() / ROUNDS as u32,
         p99: runs.iter().map(|r| r.p99).max().unwrap_or_default(),
         per_sec: runs.iter().map(|r| r.per_sec).sum::<f64>() / ROUNDS as f64,
+        cpu: runs
+            .iter()
+            .map(|r| r.cpu)
+            .sum::<Option<Duration>>()
+            .map(|total| total / ROUNDS as u32),
     });
     println!("## Uncontended acquire + release\n");
-    println!("| | median | p99 | pairs/s | ratio to raw (median / p99) |");
-    println!("|---|---|---|---|---|");
+    println!("| | median | p99 | pairs/s | ratio to raw (median / p99) | client CPU per pair |");
+    println!("|---|---|---|---|---|---|");
     for (row, st) in [
         ("shylock", &lib),
         ("shylock, `Renewal::Off`", &lib_off),
@@ -61,12 +66,13 @@ pub(crate) async fn uncontended(s: &Setup, n: usize, label: &str) -> Stats {
         (&format!("raw {label} (same database work)"), &raw),
     ] {
         println!(
-            "| {row} | {} | {} | {:.0} | {:.3} / {:.3} |",
+            "| {row} | {} | {} | {:.0} | {:.3} / {:.3} | {} |",
             us(st.median),
             us(st.p99),
             st.per_sec,
             st.median.as_secs_f64() / raw.median.as_secs_f64(),
             st.p99.as_secs_f64() / raw.p99.as_secs_f64(),
+            st.cpu.map_or("-".to_owned(), us),
         );
     }
     println!();
@@ -80,7 +86,7 @@ pub(crate) async fn backend_pairs<B: Backend + ?Sized>(backend: &B, name: &str, 
     let owner = "0f8fad5b-d9cb-469f-a165-70867728950e";
     let ttl = Duration::from_secs(30);
     let mut samples = Vec::with_capacity(n);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), CpuMark::now());
     for _ in 0..n {
         let t = Instant::now();
         let deadline = Deadline::after(Duration::from_secs(10));
@@ -92,7 +98,7 @@ pub(crate) async fn backend_pairs<B: Backend + ?Sized>(backend: &B, name: &str, 
         assert!(backend.release(name, owner, deadline).await.unwrap());
         samples.push(t.elapsed());
     }
-    stats(samples, start.elapsed())
+    stats(samples, start.elapsed()).with_cpu(cpu, n)
 }
 
 /// `n` timed uncontended pairs of `try_acquire` (which must win) and
@@ -112,7 +118,7 @@ where
             .unwrap();
     }
     let mut samples = Vec::with_capacity(n);
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), CpuMark::now());
     for _ in 0..n {
         let t = Instant::now();
         let guard = try_acquire()
@@ -122,7 +128,7 @@ where
         guard.release().await.unwrap();
         samples.push(t.elapsed());
     }
-    stats(samples, start.elapsed())
+    stats(samples, start.elapsed()).with_cpu(cpu, n)
 }
 
 /// The same database work without the library.
@@ -144,7 +150,7 @@ pub(crate) async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                     .unwrap()
                     .as_millis() as i64
             };
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), CpuMark::now());
             for _ in 0..n {
                 let t = Instant::now();
                 let tx = conn
@@ -152,8 +158,9 @@ pub(crate) async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                     .unwrap();
                 let n = now();
                 let _fence: i64 = tx
+                    .prepare_cached(shylock::sqlite::queries::ACQUIRE)
+                    .unwrap()
                     .query_row(
-                        shylock::sqlite::queries::ACQUIRE,
                         params![b"bench/raw".as_slice(), owner, n + 30_000, n],
                         |r| r.get(0),
                     )
@@ -162,22 +169,21 @@ pub(crate) async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                 let tx = conn
                     .transaction_with_behavior(TransactionBehavior::Immediate)
                     .unwrap();
-                tx.execute(
-                    shylock::sqlite::queries::RELEASE,
-                    params![b"bench/raw".as_slice(), owner],
-                )
-                .unwrap();
+                tx.prepare_cached(shylock::sqlite::queries::RELEASE)
+                    .unwrap()
+                    .execute(params![b"bench/raw".as_slice(), owner])
+                    .unwrap();
                 tx.commit().unwrap();
                 samples.push(t.elapsed());
             }
-            stats(samples, start.elapsed())
+            stats(samples, start.elapsed()).with_cpu(cpu, n)
         }
         #[cfg(feature = "mongo")]
         Raw::Mongo(collection) => {
             use bson::doc;
             use shylock::mongo::mongodb::options::ReturnDocument;
             let pipeline = shylock::mongo::acquire_pipeline(owner, 30_000, None);
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), CpuMark::now());
             for _ in 0..n {
                 let t = Instant::now();
                 collection
@@ -197,14 +203,14 @@ pub(crate) async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                     .unwrap();
                 samples.push(t.elapsed());
             }
-            stats(samples, start.elapsed())
+            stats(samples, start.elapsed()).with_cpu(cpu, n)
         }
         #[cfg(feature = "postgres")]
         Raw::Postgres(backend) => {
             use shylock::postgres::sqlx;
             let sql = backend.statements();
             let key = b"bench/raw".to_vec();
-            let start = Instant::now();
+            let (start, cpu) = (Instant::now(), CpuMark::now());
             for i in 0..n {
                 let t = Instant::now();
                 let _grant = sqlx::query(&sql.claim)
@@ -225,7 +231,7 @@ pub(crate) async fn raw_pairs(raw: &Raw, n: usize) -> Stats {
                     .unwrap();
                 samples.push(t.elapsed());
             }
-            stats(samples, start.elapsed())
+            stats(samples, start.elapsed()).with_cpu(cpu, n)
         }
     }
 }

@@ -8,6 +8,27 @@ pub(crate) struct Stats {
     pub(crate) median: Duration,
     pub(crate) p99: Duration,
     pub(crate) per_sec: f64,
+    /// This process's CPU time (every thread) per operation, where
+    /// measured: what the client itself costs, which the machine's noise
+    /// moves far less than wall time.
+    pub(crate) cpu: Option<Duration>,
+}
+
+/// The process's CPU time at one instant, for [`Stats::with_cpu`].
+pub(crate) struct CpuMark(cpu_time::ProcessTime);
+
+impl CpuMark {
+    pub(crate) fn now() -> CpuMark {
+        CpuMark(cpu_time::ProcessTime::now())
+    }
+}
+
+impl Stats {
+    /// Adds the CPU time since `mark`, shared out over the samples.
+    pub(crate) fn with_cpu(mut self, mark: CpuMark, ops: usize) -> Stats {
+        self.cpu = Some(mark.0.elapsed() / ops.max(1) as u32);
+        self
+    }
 }
 
 pub(crate) fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
@@ -20,6 +41,7 @@ pub(crate) fn stats(mut samples: Vec<Duration>, total: Duration) -> Stats {
         median: at(0.5),
         p99: at(0.99),
         per_sec: samples.len() as f64 / total.as_secs_f64(),
+        cpu: None,
     }
 }
 

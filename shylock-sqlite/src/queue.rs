@@ -32,37 +32,40 @@ impl QueueBackend for SqliteBackend {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);
-            tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
+            tx.prepare_cached(sql::TICKETS_SWEEP)?
+                .execute(params![key, now])?;
             // The live holder takes no place: a renewal of its ticket that
             // raced its own winning claim must not leave a ticket nobody
             // keeps alive at the front of the line.
             let holds = tx
-                .query_row(sql::HOLDS_LIVE, params![key, owner, now], |_| Ok(()))
+                .prepare_cached(sql::HOLDS_LIVE)?
+                .query_row(params![key, owner, now], |_| Ok(()))
                 .optional()?;
             if holds.is_some() {
                 tx.commit()?;
                 return Ok(Some(0));
             }
             let kept: Option<i64> = tx
-                .query_row(sql::TICKET_EXTEND, params![key, owner, expires, now], |r| {
-                    r.get(0)
-                })
+                .prepare_cached(sql::TICKET_EXTEND)?
+                .query_row(params![key, owner, expires, now], |r| r.get(0))
                 .optional()?;
             let seq = match kept {
                 Some(seq) => seq,
                 None => {
-                    let count: i64 =
-                        tx.query_row(sql::TICKETS_COUNT, params![key], |r| r.get(0))?;
+                    let count: i64 = tx
+                        .prepare_cached(sql::TICKETS_COUNT)?
+                        .query_row(params![key], |r| r.get(0))?;
                     if u64::try_from(count).unwrap_or(0) >= MAX_WAITERS {
                         tx.commit()?;
                         return Ok(None);
                     }
-                    tx.query_row(sql::TICKET_INSERT, params![key, owner, expires], |r| {
-                        r.get(0)
-                    })?
+                    tx.prepare_cached(sql::TICKET_INSERT)?
+                        .query_row(params![key, owner, expires], |r| r.get(0))?
                 }
             };
-            let ahead: i64 = tx.query_row(sql::TICKETS_AHEAD, params![key, seq], |r| r.get(0))?;
+            let ahead: i64 = tx
+                .prepare_cached(sql::TICKETS_AHEAD)?
+                .query_row(params![key, seq], |r| r.get(0))?;
             tx.commit()?;
             Ok(Some(u64::try_from(ahead).unwrap_or(0)))
         })
@@ -85,7 +88,8 @@ impl QueueBackend for SqliteBackend {
             // ticket ahead, means no write transaction at all.
             let now = now_ms();
             let holder: Option<String> = conn
-                .query_row(sql::INSPECT, params![key, now], |row| row.get(0))
+                .prepare_cached(sql::INSPECT)?
+                .query_row(params![key, now], |row| row.get(0))
                 .optional()?;
             // The holder itself (a retry after a win whose answer was
             // lost) wins again whatever the line, keeping its fence.
@@ -95,7 +99,8 @@ impl QueueBackend for SqliteBackend {
             }
             if !mine {
                 let first: Option<String> = conn
-                    .query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                    .prepare_cached(sql::QUEUE_HEAD)?
+                    .query_row(params![key, now], |row| row.get(0))
                     .optional()?;
                 if first.is_some_and(|f| f != owner) {
                     return Ok(None);
@@ -104,15 +109,18 @@ impl QueueBackend for SqliteBackend {
             // The decision, in one write transaction.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
-            tx.execute(sql::TICKETS_SWEEP, params![key, now])?;
+            tx.prepare_cached(sql::TICKETS_SWEEP)?
+                .execute(params![key, now])?;
             let mine = tx
-                .query_row(sql::HOLDS_LIVE, params![key, owner, now], |_| Ok(()))
+                .prepare_cached(sql::HOLDS_LIVE)?
+                .query_row(params![key, owner, now], |_| Ok(()))
                 .optional()?
                 .is_some();
             let first: Option<String> = if mine {
                 None
             } else {
-                tx.query_row(sql::QUEUE_HEAD, params![key, now], |row| row.get(0))
+                tx.prepare_cached(sql::QUEUE_HEAD)?
+                    .query_row(params![key, now], |row| row.get(0))
                     .optional()?
             };
             if first.is_some_and(|f| f != owner) {
@@ -121,12 +129,12 @@ impl QueueBackend for SqliteBackend {
             }
             let expires = now.saturating_add(ttl_ms);
             let fence: Option<i64> = tx
-                .query_row(sql::ACQUIRE, params![key, owner, expires, now], |row| {
-                    row.get(0)
-                })
+                .prepare_cached(sql::ACQUIRE)?
+                .query_row(params![key, owner, expires, now], |row| row.get(0))
                 .optional()?;
             if fence.is_some() {
-                tx.execute(sql::TICKET_LEAVE, params![key, owner])?;
+                tx.prepare_cached(sql::TICKET_LEAVE)?
+                    .execute(params![key, owner])?;
             }
             tx.commit()?;
             Ok(fence.map(|f| Grant::new(fence_of(f), system_time_from_millis(expires))))

@@ -27,14 +27,15 @@ struct State {
 }
 
 fn state(tx: &Transaction<'_>, key: &[u8], now: i64) -> rusqlite::Result<State> {
-    tx.query_row(sql::RW_STATE, params![key, now], |r| {
-        Ok(State {
-            readers: r.get(0)?,
-            writers: r.get(1)?,
-            fence: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
-            intent: r.get(3)?,
+    tx.prepare_cached(sql::RW_STATE)?
+        .query_row(params![key, now], |r| {
+            Ok(State {
+                readers: r.get(0)?,
+                writers: r.get(1)?,
+                fence: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                intent: r.get(3)?,
+            })
         })
-    })
 }
 
 /// What a claim asks for.
@@ -78,13 +79,13 @@ async fn claim(
                 system_time_from_millis(expires),
             ))
         };
-        tx.execute(sql::RW_SWEEP, params![key, now])?;
+        tx.prepare_cached(sql::RW_SWEEP)?
+            .execute(params![key, now])?;
         let mine: Option<i64> = tx
-            .query_row(
-                sql::RW_EXTEND,
-                params![key, owner, expires, now, i64::from(writer)],
-                |r| r.get(0),
-            )
+            .prepare_cached(sql::RW_EXTEND)?
+            .query_row(params![key, owner, expires, now, i64::from(writer)], |r| {
+                r.get(0)
+            })
             .optional()?;
         if let Some(fence) = mine {
             tx.commit()?;
@@ -98,18 +99,23 @@ async fn claim(
         };
         if refused {
             if writer && intent {
-                tx.execute(sql::RW_INTENT, params![key, owner, expires, now])?;
+                tx.prepare_cached(sql::RW_INTENT)?
+                    .execute(params![key, owner, expires, now])?;
             }
             tx.commit()?;
             return Ok(None);
         }
         let fence = st.fence.saturating_add(1);
         let clears = if writer { Some(owner.as_str()) } else { None };
-        tx.execute(sql::RW_FENCE, params![key, fence, clears])?;
-        tx.execute(
-            sql::RW_INSERT,
-            params![key, owner, i64::from(writer), expires, fence],
-        )?;
+        tx.prepare_cached(sql::RW_FENCE)?
+            .execute(params![key, fence, clears])?;
+        tx.prepare_cached(sql::RW_INSERT)?.execute(params![
+            key,
+            owner,
+            i64::from(writer),
+            expires,
+            fence
+        ])?;
         tx.commit()?;
         Ok(grant(fence))
     })
@@ -163,11 +169,10 @@ impl RwLockBackend for SqliteBackend {
             let expires = now.saturating_add(ttl_ms);
             let side: Option<i64> = None;
             let fence: Option<i64> = tx
-                .query_row(
-                    sql::RW_EXTEND,
-                    params![owned.as_bytes(), owner, expires, now, side],
-                    |r| r.get(0),
-                )
+                .prepare_cached(sql::RW_EXTEND)?
+                .query_row(params![owned.as_bytes(), owner, expires, now, side], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             tx.commit()?;
             Ok(fence.map(|_| system_time_from_millis(expires)))
@@ -182,11 +187,16 @@ impl RwLockBackend for SqliteBackend {
                 let key = owned.as_bytes();
                 let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
                 let now = now_ms();
-                tx.execute(sql::RW_SWEEP, params![key, now])?;
+                tx.prepare_cached(sql::RW_SWEEP)?
+                    .execute(params![key, now])?;
                 let writer: Option<i64> = tx
-                    .query_row(sql::RW_RELEASE, params![key, owner], |r| r.get(0))
+                    .prepare_cached(sql::RW_RELEASE)?
+                    .query_row(params![key, owner], |r| r.get(0))
                     .optional()?;
-                let withdrawn = tx.execute(sql::RW_WITHDRAW, params![key, owner])? > 0;
+                let withdrawn = tx
+                    .prepare_cached(sql::RW_WITHDRAW)?
+                    .execute(params![key, owner])?
+                    > 0;
                 let st = state(&tx, key, now)?;
                 tx.commit()?;
                 Ok((
@@ -231,7 +241,8 @@ impl RwLockBackend for SqliteBackend {
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
                 let intent: Option<String> = conn
-                    .query_row(sql::RW_STATE, params![key, now], |r| r.get(3))
+                    .prepare_cached(sql::RW_STATE)?
+                    .query_row(params![key, now], |r| r.get(3))
                     .optional()?
                     .flatten();
                 Ok((rows, intent.is_some()))

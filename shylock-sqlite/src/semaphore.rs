@@ -43,8 +43,9 @@ impl SemaphoreBackend for SqliteBackend {
             // Read first: a full semaphore, or one held under another
             // count, needs no write transaction (which would serialize
             // with every holder's renewal, in every process).
-            let (live, stored, mine): (i64, Option<i64>, bool) =
-                conn.query_row(sql::PERMITS_READ, params![key, owner, now_ms()], |r| {
+            let (live, stored, mine): (i64, Option<i64>, bool) = conn
+                .prepare_cached(sql::PERMITS_READ)?
+                .query_row(params![key, owner, now_ms()], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
                 })?;
             if !mine && live > 0 && stored != Some(i64::from(permits)) {
@@ -58,11 +59,11 @@ impl SemaphoreBackend for SqliteBackend {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let now = now_ms();
             let expires = now.saturating_add(ttl_ms);
-            tx.execute(sql::PERMITS_SWEEP, params![key, now])?;
+            tx.prepare_cached(sql::PERMITS_SWEEP)?
+                .execute(params![key, now])?;
             let mine: Option<i64> = tx
-                .query_row(sql::PERMIT_EXTEND, params![key, owner, expires, now], |r| {
-                    r.get(0)
-                })
+                .prepare_cached(sql::PERMIT_EXTEND)?
+                .query_row(params![key, owner, expires, now], |r| r.get(0))
                 .optional()?;
             if let Some(fence) = mine {
                 tx.commit()?;
@@ -71,10 +72,9 @@ impl SemaphoreBackend for SqliteBackend {
                     system_time_from_millis(expires),
                 )));
             }
-            let (live, stored, fence): (i64, Option<i64>, Option<i64>) =
-                tx.query_row(sql::SEMAPHORE_STATE, params![key], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })?;
+            let (live, stored, fence): (i64, Option<i64>, Option<i64>) = tx
+                .prepare_cached(sql::SEMAPHORE_STATE)?
+                .query_row(params![key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
             if live > 0 && stored != Some(i64::from(permits)) {
                 let stored = stored.and_then(|s| u32::try_from(s).ok()).unwrap_or(0);
                 tx.commit()?;
@@ -85,8 +85,10 @@ impl SemaphoreBackend for SqliteBackend {
                 return Ok(Claimed::Full);
             }
             let fence = fence.unwrap_or(0).saturating_add(1);
-            tx.execute(sql::SEMAPHORE_UPSERT, params![key, permits, fence])?;
-            tx.execute(sql::PERMIT_INSERT, params![key, owner, expires, fence])?;
+            tx.prepare_cached(sql::SEMAPHORE_UPSERT)?
+                .execute(params![key, permits, fence])?;
+            tx.prepare_cached(sql::PERMIT_INSERT)?
+                .execute(params![key, owner, expires, fence])?;
             tx.commit()?;
             Ok(Claimed::Granted(Grant::new(
                 fence_of(fence),

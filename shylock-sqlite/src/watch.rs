@@ -188,7 +188,8 @@ impl FileWatcher {
                     None,
                 ));
             }
-            conn.query_row("PRAGMA data_version", [], |r| r.get(0))
+            conn.prepare_cached("PRAGMA data_version")?
+                .query_row([], |r| r.get(0))
         };
         // The number at the last successful look; `None` until the first,
         // and again after many failed looks.
@@ -261,7 +262,8 @@ enum Wake {
 fn wake_for(conn: &rusqlite::Connection, name: &str, now: i64) -> Wake {
     let key = name.as_bytes();
     let held = conn
-        .query_row(sql::IS_LIVE, params![key, now], |_| Ok(()))
+        .prepare_cached(sql::IS_LIVE)
+        .and_then(|mut read| read.query_row(params![key, now], |_| Ok(())))
         .optional();
     match held {
         Ok(Some(())) => return Wake::Nobody,
@@ -269,9 +271,8 @@ fn wake_for(conn: &rusqlite::Connection, name: &str, now: i64) -> Wake {
         Err(_) => return Wake::One,
     }
     match conn
-        .query_row(sql::QUEUE_HEAD, params![key, now], |r| {
-            r.get::<_, String>(0)
-        })
+        .prepare_cached(sql::QUEUE_HEAD)
+        .and_then(|mut read| read.query_row(params![key, now], |r| r.get::<_, String>(0)))
         .optional()
     {
         Ok(Some(head)) => Wake::Turn(head),
