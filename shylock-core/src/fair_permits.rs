@@ -78,7 +78,11 @@ impl PermitStep {
             None,
         )
         .await;
-        leave_gate(gate).await;
+        // Dropping the gate's guard lets go of it in the background (see
+        // `AsyncLockGuard`'s drop): the next in line gets its turn when that
+        // release lands, whether or not this caller is still there, and the
+        // caller does not wait for it.
+        drop(gate);
         permit
     }
 
@@ -105,21 +109,6 @@ impl PermitStep {
             return Ok(None);
         };
         self.through_gate(gate, backend, options, Wait::Once).await
-    }
-}
-
-/// Releases the gate in a task of its own, so the next waiter in line gets
-/// its turn even if the caller stops waiting for the answer; a failure is
-/// logged (the gate then frees itself at its expiry).
-async fn leave_gate(gate: AsyncLockGuard) {
-    let name = gate.name().to_owned();
-    let released = tokio::spawn(gate.release());
-    match released.await {
-        Ok(Ok(())) => {}
-        Ok(Err(error)) => {
-            tracing::warn!(lock = %name, %error, "could not let go of a fair semaphore's gate; it frees itself at its expiry")
-        }
-        Err(_) => tracing::warn!(lock = %name, "letting go of a fair semaphore's gate panicked"),
     }
 }
 

@@ -46,8 +46,9 @@ use crate::wait::{self, Owner, Wait};
 /// first in it holds that lock while it waits for a permit, and lets go of
 /// it as soon as it has one, so only one waiter at a time asks for a
 /// permit. A crashed waiter holds up the line for at most its ticket's (or
-/// the gate's) ttl. Costs: an acquisition is three round trips instead of
-/// one (take the gate, take the permit, let go of the gate), and
+/// the gate's) ttl. Costs: an acquisition is three database operations
+/// instead of one (take the gate, take the permit, and, in the background,
+/// let go of the gate), and
 /// [`try_acquire`](Self::try_acquire) is refused while someone waits in
 /// line or is passing the gate, even if a permit is free. Every process
 /// using the semaphore must set `fair(true)`: a non-fair acquirer does not
