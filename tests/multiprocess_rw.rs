@@ -72,13 +72,15 @@ async fn child_worker() {
             } else {
                 // Readers arrive again at once and hold for a while, so
                 // that without writer preference some reader would always
-                // be inside.
+                // be inside. The hold is longer than a claim takes on a
+                // loaded test server (SecantusDB late in a CI run: 15 ms
+                // was not), or readers would enter one after another.
                 while !stop.exists() {
                     let started = Instant::now();
                     let guard = rw.read().await.unwrap();
                     log.begin(&worker, guard.fencing_token(), started.elapsed())
                         .unwrap();
-                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     log.end(&worker, guard.fencing_token()).unwrap();
                     guard.release().await.unwrap();
                 }
