@@ -200,6 +200,10 @@ impl Fleet {
             };
             let how = match tokio::time::timeout_at(until, worker.child.wait()).await {
                 Ok(Ok(status)) if status.success() => "stopped".to_owned(),
+                // Ended by the SIGTERM sent above before it handled it (a
+                // worker restarted a moment ago that had not yet set its
+                // handler): a kill like the scheduler's own, not an exit.
+                Ok(Ok(status)) if terminated(status) => "terminated-at-stop".to_owned(),
                 Ok(Ok(status)) => format!("exited:{}", code(status)),
                 Ok(Err(_)) | Err(_) => {
                     let _ = worker.child.kill().await;
@@ -211,6 +215,12 @@ impl Fleet {
         }
         last
     }
+}
+
+/// Whether SIGTERM's default action ended the process.
+fn terminated(status: std::process::ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(15)
 }
 
 fn code(status: std::process::ExitStatus) -> String {
