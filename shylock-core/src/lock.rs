@@ -218,13 +218,7 @@ impl AsyncLock {
         let until = Instant::now() + timeout;
         if options.fair {
             let ticket = AsyncTicket::enqueue(self.spec.name.clone(), backend, options);
-            let ticket = match tokio::time::timeout_at(until, ticket).await {
-                Ok(ticket) => ticket?,
-                Err(_) => return Ok(None),
-            };
-            return ticket
-                .wait_timeout(until.saturating_duration_since(Instant::now()))
-                .await;
+            return AsyncTicket::enqueue_and_wait_until(ticket, until).await;
         }
         let wait = Wait::Until(until);
         wait::acquire(

@@ -196,6 +196,14 @@ impl AsyncSemaphore {
     /// the line at once.
     pub async fn enqueue(&self) -> Result<AsyncTicket> {
         let (backend, options, _) = self.resolve()?;
+        self.enqueue_with(backend, options).await
+    }
+
+    async fn enqueue_with(
+        &self,
+        backend: SharedBackend,
+        options: LockOptions,
+    ) -> Result<AsyncTicket> {
         let gate = gate_name(self.name())?;
         Ok(AsyncTicket::enqueue(gate, backend, options)
             .await?
@@ -218,7 +226,7 @@ impl AsyncSemaphore {
     pub async fn acquire(&self) -> Result<AsyncLockGuard> {
         let (backend, options, target) = self.resolve()?;
         if options.fair {
-            return self.enqueue().await?.wait().await;
+            return self.enqueue_with(backend, options).await?.wait().await;
         }
         let started = Instant::now();
         let wait = match options.wait_timeout {
@@ -277,13 +285,8 @@ impl AsyncSemaphore {
         let (backend, options, target) = self.resolve()?;
         let until = Instant::now() + timeout;
         if options.fair {
-            let ticket = match tokio::time::timeout_at(until, self.enqueue()).await {
-                Ok(ticket) => ticket?,
-                Err(_) => return Ok(None),
-            };
-            return ticket
-                .wait_timeout(until.saturating_duration_since(Instant::now()))
-                .await;
+            let ticket = self.enqueue_with(backend, options);
+            return AsyncTicket::enqueue_and_wait_until(ticket, until).await;
         }
         let wait = Wait::Until(until);
         wait::acquire(

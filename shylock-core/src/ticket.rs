@@ -232,6 +232,19 @@ impl AsyncTicket {
         self.wait_for(Wait::Until(Instant::now() + timeout)).await
     }
 
+    /// Takes a place in line with `enqueue` and waits for its turn, both
+    /// until `until`; `None` when the time ran out (nothing is left in line).
+    pub(crate) async fn enqueue_and_wait_until(
+        enqueue: impl std::future::Future<Output = Result<AsyncTicket>>,
+        until: Instant,
+    ) -> Result<Option<AsyncLockGuard>> {
+        let ticket = match tokio::time::timeout_at(until, enqueue).await {
+            Ok(ticket) => ticket?,
+            Err(_) => return Ok(None),
+        };
+        ticket.wait_for(Wait::Until(until)).await
+    }
+
     /// Leaves the line now (one round trip) instead of in the background on
     /// drop; whether the ticket was still there.
     pub async fn leave(mut self) -> Result<bool> {
