@@ -23,8 +23,16 @@
 //! # One statement per operation, judged by the server's clock
 //!
 //! Every operation is one statement in one round trip, so one implicit
-//! transaction: acquire is `INSERT … ON CONFLICT (key) DO UPDATE … WHERE
-//! <free, expired or ours> RETURNING fence, expires_at`; extend, release,
+//! transaction: acquire is `UPDATE … WHERE key = $1 AND <free, expired or
+//! ours>`, and when no row was taken `INSERT … ON CONFLICT (key) DO
+//! NOTHING`, in one statement that returns the fence and expiry. A claim
+//! that loses therefore takes no row lock and writes nothing (no WAL, no
+//! commit flush): the waiters a release wakes in many processes do not
+//! queue behind each other or delay the holder's next release, as they
+//! would with `INSERT … ON CONFLICT DO UPDATE … WHERE`, which locks the row
+//! before it evaluates the condition. A claim that finds the row changed by
+//! a concurrent statement waits for it and decides on the newest version
+//! (READ COMMITTED). Extend, release,
 //! inspect, list and force-release are one `UPDATE`, `DELETE` or `SELECT`
 //! each. Time is `clock_timestamp()`, the server's clock when the statement
 //! evaluates it: `now()` is the start of the transaction, which for a
@@ -34,9 +42,11 @@
 //! # Fencing tokens
 //!
 //! Tokens come from one sequence, `<table>_fence` (`CACHE 1`, never
-//! reset): when a lock or permit changes hands, `nextval` is called after
-//! the row lock is taken, so a new holder's token is greater than every
-//! token handed out before it. One sequence rather than a per-name counter
+//! reset): when a lock or permit changes hands, `nextval` is called by the
+//! statement that takes the row, and called again if another statement
+//! changed that row first (PostgreSQL then evaluates the update anew on the
+//! newest version), so a new holder's token is greater than every token
+//! handed out before it. One sequence rather than a per-name counter
 //! keeps tokens increasing also after a row is removed (rows are swept,
 //! see below): a re-created row starts above every earlier token. Tokens of
 //! one name increase but are not consecutive. Release and force-release

@@ -176,32 +176,24 @@ impl Statements {
                                 AS u(o, s, e)
                         WHERE t.key = $1 AND u.e > {now} ORDER BY u.s LIMIT 1), ''), 4000)"
         );
-        // `fair`: a condition on the line, for a new row and a taken-over one.
+        // A fair claim: as a plain claim's `INSERT ... ON CONFLICT`, when
+        // `fair` (a condition on the line) holds, for a new row and a
+        // taken-over one. A fair claim sent again after a lost answer finds
+        // the lock its own (and its ticket gone): it wins again, line or
+        // not.
         let claim_body = |fair: &str| {
-            // A fair claim sent again after a lost answer finds the lock
-            // its own (and its ticket gone): it wins again, line or not.
-            let extra_where = if fair.is_empty() {
-                String::new()
-            } else {
-                format!(" AND ({fair} OR (l.owner = $2 AND l.expires_at > {now}))")
-            };
-            let when = if fair.is_empty() {
-                "true".to_owned()
-            } else {
-                format!(
-                    "({fair} OR EXISTS (SELECT 1 FROM {locks}
-                                      WHERE key = $1 AND owner = $2 AND expires_at > {now}))"
-                )
-            };
             format!(
                 "INSERT INTO {locks} AS l (key, name, owner, expires_at, fence)
-                 SELECT $1::bytea, $4::bytea, $2::text, {until}, nextval({seq}) WHERE {when}
+                 SELECT $1::bytea, $4::bytea, $2::text, {until}, nextval({seq})
+                 WHERE ({fair} OR EXISTS (SELECT 1 FROM {locks}
+                                         WHERE key = $1 AND owner = $2 AND expires_at > {now}))
                  ON CONFLICT (key) DO UPDATE SET
                      fence = CASE WHEN l.owner = $2 AND l.expires_at > {now}
                                   THEN l.fence ELSE nextval({seq}) END,
                      owner = $2,
                      expires_at = {until}
-                 WHERE (l.owner IS NULL OR l.expires_at <= {now} OR l.owner = $2){extra_where}
+                 WHERE (l.owner IS NULL OR l.expires_at <= {now} OR l.owner = $2)
+                   AND ({fair} OR (l.owner = $2 AND l.expires_at > {now}))
                  RETURNING fence, {exp}"
             )
         };
@@ -286,7 +278,35 @@ impl Statements {
         );
         Statements {
             schema: schema_sql,
-            claim: claim_body(""),
+            // A plain UPDATE of a taken row skips it without locking it
+            // (READ COMMITTED re-checks the condition on the newest version
+            // after waiting for a concurrent writer), and an INSERT that
+            // meets an existing key does nothing: a losing claim takes no
+            // row lock, writes no WAL and needs no commit flush, so the
+            // waiters a release wakes in other processes neither queue
+            // behind each other nor delay the winner's release. (`INSERT
+            // ... ON CONFLICT DO UPDATE ... WHERE` locks the row before it
+            // evaluates the condition, so each loser wrote and flushed.)
+            claim: format!(
+                "WITH updated AS (
+                     UPDATE {locks} AS l SET
+                         fence = CASE WHEN l.owner = $2 AND l.expires_at > {now}
+                                      THEN l.fence ELSE nextval({seq}) END,
+                         owner = $2,
+                         expires_at = {until}
+                     WHERE l.key = $1
+                       AND (l.owner IS NULL OR l.expires_at <= {now} OR l.owner = $2)
+                     RETURNING l.fence, {exp}
+                 ),
+                 inserted AS (
+                     INSERT INTO {locks} (key, name, owner, expires_at, fence)
+                     SELECT $1::bytea, $4::bytea, $2::text, {until}, nextval({seq})
+                     WHERE NOT EXISTS (SELECT 1 FROM updated)
+                     ON CONFLICT (key) DO NOTHING
+                     RETURNING fence, {exp}
+                 )
+                 SELECT * FROM updated UNION ALL SELECT * FROM inserted"
+            ),
             extend: format!(
                 "UPDATE {locks} SET expires_at = {until}
                  WHERE key = $1 AND owner = $2 AND expires_at > {now}

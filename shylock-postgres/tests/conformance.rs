@@ -131,6 +131,45 @@ async fn fences_increase_across_row_removal_and_long_names() {
 
 /// Rows that ended long ago (crashed holders, releases) are swept by later
 /// releases; the grace period is simulated by moving their expiry back.
+/// A claim that loses takes no row lock: the row's `xmax` (set by a row
+/// lock as by an update) stays as the holder's claim left it, so the
+/// waiters a release wakes in many processes write nothing, flush nothing
+/// and do not queue behind each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
+async fn a_losing_claim_locks_and_writes_nothing() {
+    let backend = backend_with(StatementMode::Prepared).await;
+    let name = unique_name("losing-claim");
+    let ttl = Duration::from_secs(30);
+    let won = backend.claim(&name, "holder", ttl, op_deadline()).await;
+    assert!(won.unwrap().is_some());
+    let xmax = || async {
+        sqlx::query_scalar::<_, String>(&format!(
+            "SELECT xmax::text FROM {} WHERE key = $1",
+            backend.location()
+        ))
+        .bind(shylock_postgres::key_of(&name))
+        .fetch_one(backend.pool())
+        .await
+        .unwrap()
+    };
+    let before = xmax().await;
+    for i in 0..3 {
+        let loser = format!("loser-{i}");
+        let lost = backend.claim(&name, &loser, ttl, op_deadline()).await;
+        assert!(lost.unwrap().is_none(), "a held lock was claimed");
+    }
+    assert_eq!(xmax().await, before, "a losing claim locked the row");
+    let again = backend.claim(&name, "holder", ttl, op_deadline()).await;
+    assert!(again.unwrap().is_some(), "the holder's claim sent again lost");
+    assert!(backend.release(&name, "holder", op_deadline()).await.unwrap());
+    let next = backend.claim(&name, "next", ttl, op_deadline()).await;
+    assert!(next.unwrap().is_some(), "a released lock could not be claimed");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(
     not(feature = "testcontainers"),
