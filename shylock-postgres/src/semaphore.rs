@@ -1,10 +1,14 @@
 //! Semaphores: one row per semaphore in `<table>_semaphores`, holding its
 //! permit count and its live holders as three arrays (owner, expiry,
 //! fence), like MongoDB's one document per semaphore. A claim is one
-//! `INSERT … ON CONFLICT (key) DO UPDATE` on that row: PostgreSQL locks
-//! the row and re-reads it before deciding, so the count of live holders
-//! is exact under concurrency, and expired holders are dropped by the
-//! claim itself. Tokens come from the same never-reset sequence as lock
+//! statement: an `UPDATE` of that row where it has room (or the owner
+//! already holds a permit), else an `INSERT … ON CONFLICT DO NOTHING` of a
+//! new row. A row the `UPDATE` finds changed by a concurrent claim or
+//! release is judged again on its newest version once that statement
+//! ended (READ COMMITTED), so the count of live holders is exact under
+//! concurrency; a full row is skipped without a lock, so a claim that gets
+//! no permit writes nothing. Expired holders are dropped by the claim
+//! itself. Tokens come from the same never-reset sequence as lock
 //! fences, so they increase across every permit of a semaphore, also after
 //! its row was swept.
 

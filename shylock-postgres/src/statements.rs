@@ -213,12 +213,14 @@ impl Statements {
             "SELECT o, s, e FROM unnest(t.owners, t.seqs, t.expiries) AS u(o, s, e)
              WHERE e > {now}"
         );
+        // As a lock's claim: an UPDATE that skips a full row without
+        // locking it (READ COMMITTED re-checks the row's holders on its
+        // newest version after waiting for a concurrent claim or release,
+        // so the count stays exact), else an INSERT of a new row; a claim
+        // that gets no permit writes nothing.
         let claim_permit = format!(
-            "WITH granted AS (
-                 INSERT INTO {sems} AS s (key, name, permits, owners, expiries, fences, expires_at)
-                 VALUES ($1, $5, $3, ARRAY[$2::text], ARRAY[{until4}],
-                         ARRAY[nextval({seq})], {until4})
-                 ON CONFLICT (key) DO UPDATE SET
+            "WITH updated AS (
+                 UPDATE {sems} AS s SET
                      permits = CASE WHEN EXISTS ({live}) THEN s.permits ELSE $3 END,
                      (owners, expiries, fences) = (
                          SELECT array_agg(o ORDER BY f), array_agg(e ORDER BY f),
@@ -230,12 +232,22 @@ impl Statements {
                                WHERE NOT EXISTS (SELECT 1 FROM ({live}) AS m WHERE m.o = $2))
                               AS n),
                      expires_at = greatest(s.expires_at, {until4})
-                 WHERE EXISTS (SELECT 1 FROM ({live}) AS m WHERE m.o = $2)
-                    OR ((SELECT count(*) FROM ({live}) AS c) < $3::int4
-                        AND (s.permits = $3 OR NOT EXISTS ({live})))
+                 WHERE s.key = $1
+                   AND (EXISTS (SELECT 1 FROM ({live}) AS m WHERE m.o = $2)
+                        OR ((SELECT count(*) FROM ({live}) AS c) < $3::int4
+                            AND (s.permits = $3 OR NOT EXISTS ({live}))))
                  RETURNING s.fences[array_position(s.owners, $2::text)] AS fence,
                            {exp_until4} AS expires
-             )
+             ),
+             inserted AS (
+                 INSERT INTO {sems} AS s (key, name, permits, owners, expiries, fences, expires_at)
+                 SELECT $1::bytea, $5::bytea, $3::int4, ARRAY[$2::text], ARRAY[{until4}],
+                        ARRAY[nextval({seq})], {until4}
+                 WHERE NOT EXISTS (SELECT 1 FROM updated)
+                 ON CONFLICT (key) DO NOTHING
+                 RETURNING s.fences[1] AS fence, {exp_new} AS expires
+             ),
+             granted AS (SELECT * FROM updated UNION ALL SELECT * FROM inserted)
              SELECT true, fence, expires, NULL::int4, NULL::int8 FROM granted
              UNION ALL
              SELECT false, NULL::int8, NULL::int8, s.permits,
@@ -243,6 +255,7 @@ impl Statements {
              FROM {sems} s WHERE s.key = $1 AND NOT EXISTS (SELECT 1 FROM granted)",
             until4 = "clock_timestamp() + $4::int8 * interval '1 millisecond'",
             exp_until4 = ms("s.expiries[array_position(s.owners, $2::text)]"),
+            exp_new = ms("s.expiries[1]"),
         );
         let extend_permit = format!(
             "UPDATE {sems} AS s SET

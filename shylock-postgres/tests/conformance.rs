@@ -164,10 +164,77 @@ async fn a_losing_claim_locks_and_writes_nothing() {
     }
     assert_eq!(xmax().await, before, "a losing claim locked the row");
     let again = backend.claim(&name, "holder", ttl, op_deadline()).await;
-    assert!(again.unwrap().is_some(), "the holder's claim sent again lost");
-    assert!(backend.release(&name, "holder", op_deadline()).await.unwrap());
+    assert!(
+        again.unwrap().is_some(),
+        "the holder's claim sent again lost"
+    );
+    assert!(backend
+        .release(&name, "holder", op_deadline())
+        .await
+        .unwrap());
     let next = backend.claim(&name, "next", ttl, op_deadline()).await;
-    assert!(next.unwrap().is_some(), "a released lock could not be claimed");
+    assert!(
+        next.unwrap().is_some(),
+        "a released lock could not be claimed"
+    );
+}
+
+/// The same for a permit: a claim on a full semaphore locks and writes
+/// nothing, and a permit freed is granted again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
+async fn a_claim_on_a_full_semaphore_locks_and_writes_nothing() {
+    use shylock_core::backend::SemaphoreBackend;
+    let backend = backend_with(StatementMode::Prepared).await;
+    let name = unique_name("full-semaphore");
+    let ttl = Duration::from_secs(30);
+    for holder in ["a", "b"] {
+        let won = backend
+            .claim_permit(&name, holder, 2, ttl, op_deadline())
+            .await;
+        assert!(won.unwrap().is_some(), "a free permit was refused");
+    }
+    let xmax = || async {
+        sqlx::query_scalar::<_, String>(&format!(
+            "SELECT xmax::text FROM {}_semaphores WHERE key = $1",
+            backend.location()
+        ))
+        .bind(shylock_postgres::key_of(&name))
+        .fetch_one(backend.pool())
+        .await
+        .unwrap()
+    };
+    let before = xmax().await;
+    for i in 0..3 {
+        let loser = format!("loser-{i}");
+        let lost = backend
+            .claim_permit(&name, &loser, 2, ttl, op_deadline())
+            .await;
+        assert!(lost.unwrap().is_none(), "a third permit of two was granted");
+    }
+    assert_eq!(
+        xmax().await,
+        before,
+        "a refused permit claim locked the row"
+    );
+    let again = backend
+        .claim_permit(&name, "a", 2, ttl, op_deadline())
+        .await;
+    assert!(
+        again.unwrap().is_some(),
+        "a holder's claim sent again was refused"
+    );
+    assert!(backend
+        .release_permit(&name, "a", op_deadline())
+        .await
+        .unwrap());
+    let next = backend
+        .claim_permit(&name, "c", 2, ttl, op_deadline())
+        .await;
+    assert!(next.unwrap().is_some(), "a freed permit was not granted");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
