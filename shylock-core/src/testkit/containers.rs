@@ -61,7 +61,13 @@ fn start(var: &str) -> Result<Started, Box<dyn std::error::Error>> {
             let mongo = GenericImage::new("mongo", "7.0")
                 .with_exposed_port(27017.tcp())
                 .with_wait_for(WaitFor::message_on_stdout("Waiting for connections"))
-                .with_cmd(["--replSet", "rs0", "--bind_ip_all"])
+                .with_cmd([
+                    "--replSet",
+                    "rs0",
+                    "--bind_ip_all",
+                    "--setParameter",
+                    "enableTestCommands=1",
+                ])
                 .start()?;
             mongo.exec(
                 ExecCommand::new([
