@@ -131,6 +131,19 @@ async fn fences_increase_across_row_removal_and_long_names() {
 
 /// Rows that ended long ago (crashed holders, releases) are swept by later
 /// releases; the grace period is simulated by moving their expiry back.
+/// The `xmax` of `name`'s row in the table `<table><suffix>`: set by a row
+/// lock as by an update, so it shows whether a statement locked the row.
+async fn row_xmax(backend: &PostgresBackend, suffix: &str, name: &str) -> String {
+    sqlx::query_scalar(&format!(
+        "SELECT xmax::text FROM {}{suffix} WHERE key = $1",
+        backend.location()
+    ))
+    .bind(shylock_postgres::key_of(name))
+    .fetch_one(backend.pool())
+    .await
+    .unwrap()
+}
+
 /// A claim that loses takes no row lock: the row's `xmax` (set by a row
 /// lock as by an update) stays as the holder's claim left it, so the
 /// waiters a release wakes in many processes write nothing, flush nothing
@@ -146,23 +159,14 @@ async fn a_losing_claim_locks_and_writes_nothing() {
     let ttl = Duration::from_secs(30);
     let won = backend.claim(&name, "holder", ttl, op_deadline()).await;
     assert!(won.unwrap().is_some());
-    let xmax = || async {
-        sqlx::query_scalar::<_, String>(&format!(
-            "SELECT xmax::text FROM {} WHERE key = $1",
-            backend.location()
-        ))
-        .bind(shylock_postgres::key_of(&name))
-        .fetch_one(backend.pool())
-        .await
-        .unwrap()
-    };
-    let before = xmax().await;
+    let before = row_xmax(&backend, "", &name).await;
     for i in 0..3 {
         let loser = format!("loser-{i}");
         let lost = backend.claim(&name, &loser, ttl, op_deadline()).await;
         assert!(lost.unwrap().is_none(), "a held lock was claimed");
     }
-    assert_eq!(xmax().await, before, "a losing claim locked the row");
+    let after = row_xmax(&backend, "", &name).await;
+    assert_eq!(after, before, "a losing claim locked the row");
     let again = backend.claim(&name, "holder", ttl, op_deadline()).await;
     assert!(
         again.unwrap().is_some(),
@@ -197,17 +201,7 @@ async fn a_claim_on_a_full_semaphore_locks_and_writes_nothing() {
             .await;
         assert!(won.unwrap().is_some(), "a free permit was refused");
     }
-    let xmax = || async {
-        sqlx::query_scalar::<_, String>(&format!(
-            "SELECT xmax::text FROM {}_semaphores WHERE key = $1",
-            backend.location()
-        ))
-        .bind(shylock_postgres::key_of(&name))
-        .fetch_one(backend.pool())
-        .await
-        .unwrap()
-    };
-    let before = xmax().await;
+    let before = row_xmax(&backend, "_semaphores", &name).await;
     for i in 0..3 {
         let loser = format!("loser-{i}");
         let lost = backend
@@ -215,11 +209,8 @@ async fn a_claim_on_a_full_semaphore_locks_and_writes_nothing() {
             .await;
         assert!(lost.unwrap().is_none(), "a third permit of two was granted");
     }
-    assert_eq!(
-        xmax().await,
-        before,
-        "a refused permit claim locked the row"
-    );
+    let after = row_xmax(&backend, "_semaphores", &name).await;
+    assert_eq!(after, before, "a refused permit claim locked the row");
     let again = backend
         .claim_permit(&name, "a", 2, ttl, op_deadline())
         .await;
