@@ -377,28 +377,45 @@ async fn fair_processes_keep_arrival_order(spec: String, dir: &Path) {
     let lock = AsyncLock::with_backend(race.lock.clone(), backend_from_spec(&spec).await)
         .with_options(LockOptions::default().fair(true));
     let holder = lock.acquire().await.unwrap();
-    let children: Vec<Child> = (0..4)
-        .map(|p| {
-            let mut cmd = race.command(&format!("p{p}"), 0, 10_000);
-            cmd.env("SHYLOCK_CHILD_MODE", "fair")
-                .env("SHYLOCK_CHILD_SLOTS", format!("{p},{}", p + 4))
-                .env("SHYLOCK_CHILD_LOG", &signals);
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    for slot in 0..8 {
-        assert_eq!(admit(&signals, slot).await, slot as u64, "place in line");
-    }
+    let children = fair_children_in_line(&race, &signals, None).await;
     holder.release().await.unwrap();
     wait_all(children, Duration::from_secs(120));
-    let mut grants = read_grants(&signals);
-    grants.sort_by_key(|g| g.1);
+    let grants = grants_in_token_order(&signals);
     let order: Vec<usize> = grants.iter().map(|g| g.0).collect();
     assert_eq!(
         order,
         (0..8).collect::<Vec<_>>(),
         "granted in arrival order"
     );
+}
+
+/// Starts 4 child processes of fair waiters (of a semaphore of `permits`,
+/// else of a lock) holding slots p and p + 4, and lets slots 0..8 join the
+/// line one after another, checking each one's place.
+async fn fair_children_in_line(race: &Race, signals: &Path, permits: Option<u32>) -> Vec<Child> {
+    let children = (0..4)
+        .map(|p| {
+            let mut cmd = race.command(&format!("p{p}"), 0, 10_000);
+            cmd.env("SHYLOCK_CHILD_MODE", "fair")
+                .env("SHYLOCK_CHILD_SLOTS", format!("{p},{}", p + 4))
+                .env("SHYLOCK_CHILD_LOG", signals);
+            if let Some(permits) = permits {
+                cmd.env("SHYLOCK_CHILD_PERMITS", permits.to_string());
+            }
+            cmd.spawn().unwrap()
+        })
+        .collect();
+    for slot in 0..8 {
+        assert_eq!(admit(signals, slot).await, slot as u64, "place in line");
+    }
+    children
+}
+
+/// The children's grants (slot, fencing token, grant time) by token.
+fn grants_in_token_order(signals: &Path) -> Vec<(usize, u64, u64)> {
+    let mut grants = read_grants(signals);
+    grants.sort_by_key(|g| g.1);
+    grants
 }
 
 /// 8 fair waiters in 4 processes (as in [`fair_processes_keep_arrival_order`])
@@ -432,26 +449,13 @@ async fn fair_semaphore_processes_keep_arrival_order(spec: String, dir: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let children: Vec<Child> = (0..4)
-        .map(|p| {
-            let mut cmd = race.command(&format!("p{p}"), 0, 10_000);
-            cmd.env("SHYLOCK_CHILD_MODE", "fair")
-                .env("SHYLOCK_CHILD_PERMITS", "2")
-                .env("SHYLOCK_CHILD_SLOTS", format!("{p},{}", p + 4))
-                .env("SHYLOCK_CHILD_LOG", &signals);
-            cmd.spawn().unwrap()
-        })
-        .collect();
-    for slot in 0..8 {
-        assert_eq!(admit(&signals, slot).await, slot as u64, "place in line");
-    }
+    let children = fair_children_in_line(&race, &signals, Some(2)).await;
     for guard in held {
         guard.release().await.unwrap();
     }
     first.await.unwrap().unwrap().release().await.unwrap();
     wait_all(children, Duration::from_secs(120));
-    let mut grants = read_grants(&signals);
-    grants.sort_by_key(|g| g.1);
+    let grants = grants_in_token_order(&signals);
     let order: Vec<usize> = grants.iter().map(|g| g.0).collect();
     assert_eq!(
         order,
