@@ -93,7 +93,7 @@ impl PermitStatements {
              ), swept AS ({sweep_sems})
              SELECT count(*) FROM (
                  SELECT pg_notify({chan}, 'p ' || encode(r.key, 'hex')) FROM released r) AS n",
-            sweep_sems = sweep(&sems),
+            sweep_sems = sweep(sems),
         );
         let inspect_semaphore = format!(
             "SELECT u.o, {}, u.f, s.permits
