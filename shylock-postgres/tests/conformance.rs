@@ -228,6 +228,44 @@ async fn a_claim_on_a_full_semaphore_locks_and_writes_nothing() {
     assert!(next.unwrap().is_some(), "a freed permit was not granted");
 }
 
+/// The same for a read/write lock: a reader refused while a writer holds
+/// it locks and writes nothing, and enters once the writer left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[cfg_attr(
+    not(feature = "testcontainers"),
+    ignore = "needs PostgreSQL: set POSTGRES_URL"
+)]
+async fn a_refused_reader_locks_and_writes_nothing() {
+    let backend = backend_with(StatementMode::Prepared).await;
+    let name = unique_name("refused-reader");
+    let ttl = Duration::from_secs(30);
+    let won = backend.claim_write(&name, "writer", ttl, true, op_deadline());
+    assert!(
+        won.await.unwrap().is_some(),
+        "a free write lease was refused"
+    );
+    let before = row_xmax(&backend, "_rwlocks", &name).await;
+    for (i, writers_first) in [(0, true), (1, false), (2, true)] {
+        let reader = format!("reader-{i}");
+        let refused = backend.claim_read(&name, &reader, ttl, writers_first, op_deadline());
+        assert!(
+            refused.await.unwrap().is_none(),
+            "a reader entered beside the writer"
+        );
+    }
+    let after = row_xmax(&backend, "_rwlocks", &name).await;
+    assert_eq!(after, before, "a refused reader locked the row");
+    assert!(backend
+        .release_rw(&name, "writer", op_deadline())
+        .await
+        .unwrap());
+    let entered = backend.claim_read(&name, "reader-3", ttl, true, op_deadline());
+    assert!(
+        entered.await.unwrap().is_some(),
+        "a reader was refused a free lock"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[cfg_attr(
     not(feature = "testcontainers"),

@@ -3,16 +3,21 @@
 //! it writes, expiry, fence) and the one waiting writer's intent (owner
 //! and until when), like a semaphore's row.
 //!
-//! A claim is one `INSERT … ON CONFLICT (key) DO UPDATE`: PostgreSQL locks
-//! the row and re-reads it before deciding, so no two claims decide on the
-//! same state. Its `WHERE` lets through only claims that change something
-//! (a grant, a retry by the holder, a refused writer recording its
-//! intent); its `SET` decides again at one instant of the server's clock,
-//! which is later than the `WHERE`'s: leases only expire and intents only
-//! lapse as time passes, so what the `WHERE` let through is still allowed,
-//! and what changed in between (a lease that expired) is judged as it is
-//! then. Fences come from the backend's one sequence, drawn after the row
-//! lock, so they increase per name across read and write grants.
+//! A claim is one statement: an `UPDATE` of the name's row, else (no row
+//! taken) an `INSERT … ON CONFLICT DO NOTHING` of a new one. A row that a
+//! concurrent statement changes is waited for and judged again on its
+//! newest version (READ COMMITTED), so no two claims decide on the same
+//! state, and a row the `WHERE` refuses is skipped without a lock, so a
+//! refused reader writes nothing. The `WHERE` lets through only claims
+//! that change something (a grant, a retry by the holder, a refused writer
+//! recording its intent); its `SET` decides again at one instant of the
+//! server's clock, which is later than the `WHERE`'s: leases only expire
+//! and intents only lapse as time passes, so what the `WHERE` let through
+//! is still allowed, and what changed in between (a lease that expired) is
+//! judged as it is then. Fences come from the backend's one sequence,
+//! drawn by the statement that takes the row (and drawn again when it is
+//! judged again on a newer version), so they increase per name across
+//! read and write grants.
 
 use super::{ms, sweep};
 
@@ -122,14 +127,14 @@ fn claim(rws: &str, seq: &str, write: bool) -> String {
         ("r.intent", "r.intent_until")
     };
     let at = "c.now";
+    // An UPDATE skips a row its `WHERE` refuses without locking it (and a
+    // row a concurrent statement changes is judged again on its newest
+    // version); only when no row was taken, an INSERT of a new row, which
+    // does nothing on a conflict: a refused reader locks and writes
+    // nothing. (A refused writer's update records its intent.)
     format!(
-        "WITH claimed AS (
-             INSERT INTO {rws} AS r (key, name, owners, writes, expiries, fences, expires_at)
-             SELECT $1::bytea, $4::bytea, ARRAY[$2::text], ARRAY[{side}], ARRAY[fresh.until],
-                    ARRAY[nextval({seq})], fresh.until
-             FROM (SELECT clock_timestamp() + $3::int8 * interval '1 millisecond' AS until)
-                  AS fresh
-             ON CONFLICT (key) DO UPDATE SET
+        "WITH updated AS (
+             UPDATE {rws} AS r SET
                  (owners, writes, expiries, fences, intent, intent_until, expires_at) = (
                      SELECT n.owners, n.writes, n.expiries, n.fences, {intent}, {intent_until},
                             greatest(r.expires_at, s.until)
@@ -152,17 +157,30 @@ fn claim(rws: &str, seq: &str, write: bool) -> String {
                               AS x
                      ) AS n
                  )
-             WHERE {wanted}
+             WHERE r.key = $1 AND ({wanted})
              RETURNING r.fences[array_position(r.owners, $2::text)] AS fence,
                        {expires} AS expires,
                        r.writes[array_position(r.owners, $2::text)] AS w
+         ),
+         inserted AS (
+             INSERT INTO {rws} AS r (key, name, owners, writes, expiries, fences, expires_at)
+             SELECT $1::bytea, $4::bytea, ARRAY[$2::text], ARRAY[{side}], ARRAY[fresh.until],
+                    ARRAY[nextval({seq})], fresh.until
+             FROM (SELECT clock_timestamp() + $3::int8 * interval '1 millisecond' AS until)
+                  AS fresh
+             WHERE NOT EXISTS (SELECT 1 FROM updated)
+             ON CONFLICT (key) DO NOTHING
+             RETURNING r.fences[1] AS fence, {expires_new} AS expires, {side} AS w
          )
-         SELECT fence, expires FROM claimed WHERE w = {side}",
+         SELECT fence, expires FROM updated WHERE w = {side}
+         UNION ALL
+         SELECT fence, expires FROM inserted",
         mine = mine(at),
         take = take(at),
         may_record = may_record(at),
         live = live(at),
         expires = ms("r.expiries[array_position(r.owners, $2::text)]"),
+        expires_new = ms("r.expiries[1]"),
     )
 }
 
