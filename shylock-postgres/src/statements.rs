@@ -177,11 +177,12 @@ impl Statements {
                                 AS u(o, s, e)
                         WHERE t.key = $1 AND u.e > {now} ORDER BY u.s LIMIT 1), ''), 4000)"
         );
-        // A fair claim: as a plain claim's `INSERT ... ON CONFLICT`, when
-        // `fair` (a condition on the line) holds, for a new row and a
-        // taken-over one. A fair claim sent again after a lost answer finds
-        // the lock its own (and its ticket gone): it wins again, line or
-        // not.
+        // A fair claim: `INSERT ... ON CONFLICT DO UPDATE` when `fair` (a
+        // condition on the line) holds, for a new row and a taken-over one.
+        // Only the head of the line is woken to claim, so it rarely loses
+        // (and then locks the row, unlike a plain claim). A fair claim sent
+        // again after a lost answer finds the lock its own (and its ticket
+        // gone): it wins again, line or not.
         let claim_body = |fair: &str| {
             format!(
                 "INSERT INTO {locks} AS l (key, name, owner, expires_at, fence)
