@@ -21,7 +21,9 @@ for f in lock guard renewal attempt ticket semaphore fair_permits multi reentran
          wait lease line 'election/*'; do
     files+=(--file "shylock-core/src/$f.rs")
 done
-cargo mutants --package shylock-core "${files[@]}" \
+# With the metrics feature, so the metrics test (time held recorded once,
+# leases lost counted) runs against the mutants too.
+cargo mutants --package shylock-core --features metrics "${files[@]}" \
     --output "$out" "${extra[@]}" || status=$?
 for kind in caught missed timeout unviable; do
     file="$out/mutants.out/$kind.txt"

@@ -29,6 +29,8 @@ struct Faulty {
     claim_delay_after_ms: AtomicU64,
     stall: AtomicBool,
     hide_signal: bool,
+    /// A release takes this long before the store sees it.
+    release_delay_ms: AtomicU64,
 }
 
 impl Faulty {
@@ -79,6 +81,10 @@ impl Backend for Faulty {
     }
     async fn release(&self, name: &str, owner: &str, deadline: Deadline) -> Result<bool> {
         self.maybe_stall().await;
+        let delay = self.release_delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+        }
         self.inner.release(name, owner, deadline).await
     }
     async fn inspect(&self, name: &str, deadline: Deadline) -> Result<Option<LockInfo>> {
@@ -338,6 +344,26 @@ async fn dropping_a_guard_releases_in_the_background() {
     })
     .await;
     assert!(freed.is_some());
+}
+
+/// `drop(guard)` then `try_acquire()` in the same process finds the lock
+/// free even when the background release takes a while: the try waits for
+/// it, within the release's own operation timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_try_after_a_drop_waits_for_a_slow_background_release() {
+    let (faulty, backend) = faulty();
+    faulty.release_delay_ms.store(1000, Ordering::SeqCst);
+    let options = opts(30_000).operation_timeout(Duration::from_secs(5));
+    let lock = AsyncLock::with_backend(unique_name("slow-drop"), backend).with_options(options);
+    drop(lock.acquire().await.unwrap());
+    // Past the scheduling slack of an in-flight release (250 ms), well
+    // within its operation timeout and before it lands.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = lock.try_acquire().await.unwrap();
+    assert!(
+        again.is_some(),
+        "try_acquire did not wait for the dropped guard's release in flight"
+    );
 }
 
 #[tokio::test]

@@ -79,6 +79,19 @@ async fn acquire_release_and_renewal_have_spans_with_their_fields() {
 
     let backend = MemoryBackend::new();
     let name = unique_name("spans");
+    // A first lease taken and freed around the shapes (no span), so the
+    // tokens below are not the first one, 1.
+    {
+        use shylock_core::backend::{Backend, Deadline};
+        let deadline = || Deadline::after(Duration::from_secs(5));
+        let ttl = Duration::from_secs(5);
+        backend
+            .claim(&name, "warm-up", ttl, deadline())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(backend.release(&name, "warm-up", deadline()).await.unwrap());
+    }
     let lock = AsyncLock::with_backend(name.clone(), backend.clone()).with_options(
         LockOptions::default()
             .ttl(Duration::from_millis(300))
@@ -86,6 +99,7 @@ async fn acquire_release_and_renewal_have_spans_with_their_fields() {
     );
     let guard = lock.acquire().await.unwrap();
     let token = guard.fencing_token();
+    assert!(token > 1);
     assert!(lock.try_acquire().await.unwrap().is_none());
     // Renewal runs a few times.
     let renewed = wait_for(Duration::from_secs(10), || {
