@@ -380,13 +380,7 @@ async fn fair_processes_keep_arrival_order(spec: String, dir: &Path) {
     let children = fair_children_in_line(&race, &signals, None).await;
     holder.release().await.unwrap();
     wait_all(children, Duration::from_secs(120));
-    let grants = grants_in_token_order(&signals);
-    let order: Vec<usize> = grants.iter().map(|g| g.0).collect();
-    assert_eq!(
-        order,
-        (0..8).collect::<Vec<_>>(),
-        "granted in arrival order"
-    );
+    grants_in_slot_order(&signals, "granted in arrival order");
 }
 
 /// Starts 4 child processes of fair waiters (of a semaphore of `permits`,
@@ -411,10 +405,13 @@ async fn fair_children_in_line(race: &Race, signals: &Path, permits: Option<u32>
     children
 }
 
-/// The children's grants (slot, fencing token, grant time) by token.
-fn grants_in_token_order(signals: &Path) -> Vec<(usize, u64, u64)> {
+/// The children's grants (slot, fencing token, grant time) by token,
+/// checked to be slots 0..8 in that order (`what` names the check).
+fn grants_in_slot_order(signals: &Path, what: &str) -> Vec<(usize, u64, u64)> {
     let mut grants = read_grants(signals);
     grants.sort_by_key(|g| g.1);
+    let order: Vec<usize> = grants.iter().map(|g| g.0).collect();
+    assert_eq!(order, (0..8).collect::<Vec<_>>(), "{what}");
     grants
 }
 
@@ -455,13 +452,7 @@ async fn fair_semaphore_processes_keep_arrival_order(spec: String, dir: &Path) {
     }
     first.await.unwrap().unwrap().release().await.unwrap();
     wait_all(children, Duration::from_secs(120));
-    let grants = grants_in_token_order(&signals);
-    let order: Vec<usize> = grants.iter().map(|g| g.0).collect();
-    assert_eq!(
-        order,
-        (0..8).collect::<Vec<_>>(),
-        "permits granted in arrival order"
-    );
+    let grants = grants_in_slot_order(&signals, "permits granted in arrival order");
     // Each holder keeps its permit HOLD_MS: a third grant within that time
     // of the one two before it would mean three holders at once.
     for w in grants.windows(3) {

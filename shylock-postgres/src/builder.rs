@@ -38,7 +38,7 @@ const MAX_TABLE: usize = 63 - 22;
 ///
 /// # #[tokio::main]
 /// # async fn main() -> shylock::Result<()> {
-/// # let pool: sqlx::PgPool = unimplemented!();
+/// # let pool = PostgresBackend::pool_for("postgres://app@db/app").await?;
 /// let backend = PostgresBackend::builder(pool)
 ///     .schema("ops")
 ///     .table("app_locks")
