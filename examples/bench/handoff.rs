@@ -11,9 +11,7 @@ use shylock_core::testkit::CountingBackend;
 
 use crate::lock::bench_options;
 use crate::report::{failed, report_failures, stats, us, Stats};
-#[cfg(feature = "mongo")]
-use crate::setup::Raw;
-use crate::setup::Setup;
+use crate::setup::{Raw, Setup};
 use crate::Args;
 
 /// Time from a release returning to the next holder's acquire returning,
@@ -236,10 +234,15 @@ pub(crate) async fn fairness(
 /// medians over releases of the first, the middle and the last stream's
 /// delivery after the update returned: a waiter woken by the release cannot
 /// claim before its stream delivered, and its claim adds a round trip.
+///
+/// Only the first `matching` streams match the release; the others add a
+/// condition it fails (they follow another document), as watchers whose
+/// filter leaves the event out. The medians are over the matching streams.
 #[cfg(feature = "mongo")]
 pub(crate) async fn stream_fanout(
     raw: &Raw,
     streams: usize,
+    matching: usize,
     releases: usize,
 ) -> Option<[Duration; 3]> {
     use bson::doc;
@@ -253,13 +256,18 @@ pub(crate) async fn stream_fanout(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(i64, Instant)>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut readers = Vec::new();
-    for _ in 0..streams {
+    let matching = matching.clamp(1, streams);
+    for i in 0..streams {
         let client = Client::with_uri_str(&uri).await.unwrap();
+        let mut pipeline = vec![shylock::mongo::queries::released_events()];
+        if i >= matching {
+            pipeline.push(doc! { "$match": { "documentKey._id": "elsewhere" } });
+        }
         let mut stream = client
             .database(&db)
             .collection::<bson::Document>(&coll)
             .watch()
-            .pipeline([shylock::mongo::queries::released_events()])
+            .pipeline(pipeline)
             .full_document(FullDocumentType::UpdateLookup)
             .max_await_time(Duration::from_secs(1))
             .await
@@ -316,22 +324,22 @@ pub(crate) async fn stream_fanout(
             .await
             .unwrap();
         let freed = Instant::now();
-        let mut arrivals = Vec::with_capacity(streams);
+        let mut arrivals = Vec::with_capacity(matching);
         let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
-        while arrivals.len() < streams {
+        while arrivals.len() < matching {
             match tokio::time::timeout_at(give_up, rx.recv()).await {
                 Ok(Some((s, at))) if s == seq => arrivals.push(at.saturating_duration_since(freed)),
                 Ok(Some(_)) => {}
                 _ => break,
             }
         }
-        if arrivals.len() < streams {
+        if arrivals.len() < matching {
             continue;
         }
         arrivals.sort();
         first.push(arrivals[0]);
-        middle.push(arrivals[streams / 2]);
-        last.push(arrivals[streams - 1]);
+        middle.push(arrivals[matching / 2]);
+        last.push(arrivals[matching - 1]);
     }
     stop_tx.send_replace(true);
     for reader in readers {
@@ -340,6 +348,29 @@ pub(crate) async fn stream_fanout(
     let _ = target.drop().await;
     let median = |v: Vec<Duration>| stats(v, Duration::from_secs(1)).median;
     Some([median(first), median(middle), median(last)])
+}
+
+/// The `getMore`s the server answered so far (`serverStatus` opcounters),
+/// on MongoDB; `None` elsewhere or when the server does not say.
+async fn stream_replies(raw: &Raw) -> Option<u64> {
+    #[cfg(feature = "mongo")]
+    if let Raw::Mongo(collection) = raw {
+        let status = collection
+            .client()
+            .database("admin")
+            .run_command(bson::doc! { "serverStatus": 1 })
+            .await
+            .ok()?;
+        let count = status.get_document("opcounters").ok()?.get("getmore")?;
+        return match count {
+            bson::Bson::Int32(n) => u64::try_from(*n).ok(),
+            bson::Bson::Int64(n) => u64::try_from(*n).ok(),
+            bson::Bson::Double(n) => Some(*n as u64),
+            _ => None,
+        };
+    }
+    let _ = raw;
+    None
 }
 
 /// The handoff table: 1, 8 and 64 waiters in each mode, in round trips.
@@ -378,28 +409,52 @@ pub(crate) async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) 
         println!("| streams | first delivered | middle | last |");
         println!("|---|---|---|---|");
         for streams in args.waiters.clone() {
-            if let Some([first, middle, last]) =
-                stream_fanout(&s.raw, streams, (args.handoffs / 2).max(20)).await
-            {
-                println!(
-                    "| {streams} | {} | {} | {} |",
-                    rt(first),
-                    rt(middle),
-                    rt(last)
-                );
+            // All streams match the release; then (with more than one) only
+            // one does and the others filter it out.
+            let shapes: &[usize] = if streams > 1 { &[streams, 1] } else { &[1] };
+            for &matching in shapes {
+                if let Some([first, middle, last]) =
+                    stream_fanout(&s.raw, streams, matching, (args.handoffs / 2).max(20)).await
+                {
+                    let label = if matching == streams {
+                        format!("{streams}")
+                    } else {
+                        format!("{streams}, {matching} matching")
+                    };
+                    println!(
+                        "| {label} | {} | {} | {} |",
+                        rt(first),
+                        rt(middle),
+                        rt(last)
+                    );
+                }
             }
         }
         println!();
     }
+    // Change-stream replies (`getMore`s) the server sent per handoff, by
+    // waiting mode (MongoDB only).
+    let mut replies: Vec<(usize, Option<f64>, Option<f64>)> = Vec::new();
     println!(
         "| waiters | default: median | p99 | claims / handoff | fair: median | p99 | claims / handoff \
          | Python's 62.5 ms poll: median | p99 |"
     );
     println!("|---|---|---|---|---|---|---|---|---|");
     for waiters in args.waiters.clone() {
+        let before = stream_replies(&s.raw).await;
         let (default, default_claims) =
             handoff(handles, waiters, args.handoffs, Mode::Default).await;
+        let between = stream_replies(&s.raw).await;
         let (fair, fair_claims) = handoff(handles, waiters, args.handoffs, Mode::Fair).await;
+        let after = stream_replies(&s.raw).await;
+        let per = |a: Option<u64>, b: Option<u64>, n: usize| {
+            Some(b?.saturating_sub(a?) as f64 / n.max(1) as f64)
+        };
+        replies.push((
+            waiters,
+            per(before, between, args.handoffs),
+            per(between, after, args.handoffs),
+        ));
         // The fixed poll is slow: fewer samples.
         let (python, _) = handoff(
             handles,
@@ -447,6 +502,20 @@ pub(crate) async fn print_handoff(s: &Setup, args: &Args, round_trip: Duration) 
                 rt(fair.p99),
             );
         }
+    }
+    if replies.iter().any(|(_, d, f)| d.is_some() || f.is_some()) {
+        println!(
+            "\nChange-stream replies (`getMore` answers, all streams) per handoff; \
+             a stream answers once per release it delivers, and on servers that end a \
+             wait at every write, once per write that lands while it waits:\n"
+        );
+        println!("| waiters | default | fair |");
+        println!("|---|---|---|");
+        let show = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+        for (waiters, default, fair) in &replies {
+            println!("| {waiters} | {} | {} |", show(*default), show(*fair));
+        }
+        println!();
     }
     report_failures();
 }
