@@ -19,7 +19,8 @@ use crate::Args;
 /// task that released waits for someone else to take the lock before it
 /// queues again, so every sample is a handoff to a waiter. Also returns
 /// the claims all tasks sent per handoff (a task that queues again makes
-/// two at once: one try, one after subscribing to wake-ups).
+/// one try, or two where its process was not yet watching releases: one
+/// try, one after subscribing to wake-ups).
 pub(crate) async fn handoff(
     backends: &[SharedBackend],
     waiters: usize,

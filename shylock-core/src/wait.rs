@@ -112,6 +112,16 @@ async fn attempt_until(
         subscribed = true;
         skip_attempt = true;
         observed.waiting();
+    } else if waits && local.is_none() && backend.releases_watched_since(name).is_some() {
+        // The process already watches releases (another waiter started the
+        // change stream or the listener), so subscribing starts nothing:
+        // subscribe before the first attempt, which then needs no second
+        // try after subscribing. A lock that is held costs one claim, not
+        // two, before the pause.
+        if let Some(backend_signal) = target.release_signal(&backend, name) {
+            signal = backend_signal;
+            subscribed = true;
+        }
     }
     loop {
         let current = signal.clone();

@@ -93,3 +93,41 @@ async fn watched_releases_let_waiters_pause_longer() {
         "{watched} attempts while watched (polling: {polling})"
     );
 }
+
+/// A waiter in a process that already watches releases subscribes before
+/// its first attempt: a held lock costs it one claim before it pauses, not
+/// a try, a subscription and a second try.
+#[tokio::test(start_paused = true)]
+async fn a_watched_waiter_claims_once_before_its_pause() {
+    for watched in [true, false] {
+        let counting = CountingBackend::new(Watched {
+            inner: MemoryBackend::new(),
+            watched,
+        });
+        let backend = SharedBackend::from_arc(counting.clone());
+        let options = LockOptions::default()
+            .ttl(Duration::from_secs(600))
+            .backoff(Duration::from_millis(50), Duration::from_millis(100));
+        let lock = AsyncLock::with_backend("once", backend).with_options(options);
+        let holder = lock.acquire().await.unwrap();
+        let waiter = {
+            let lock = lock.clone();
+            tokio::spawn(async move { lock.acquire().await.unwrap() })
+        };
+        // Less than the shortest pause (50 ms) on the paused clock: only the
+        // attempts made before the first pause.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let before_pause = counting.claim_count() - 1;
+        let expected = if watched { 1 } else { 2 };
+        assert_eq!(
+            before_pause, expected,
+            "claims before the first pause (releases watched: {watched})"
+        );
+        holder.release().await.unwrap();
+        let guard = tokio::time::timeout(Duration::from_millis(5), waiter)
+            .await
+            .expect("a release wakes the waiter at once")
+            .unwrap();
+        guard.release().await.unwrap();
+    }
+}
