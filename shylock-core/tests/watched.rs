@@ -52,9 +52,16 @@ impl Backend for Watched {
     }
 }
 
-/// Attempts one waiter makes in 60 s while another holds the lock, and
-/// whether a release then wakes it at once.
-async fn attempts_in_a_minute(watched: bool) -> u64 {
+/// The claims one waiter makes during `wait` while another holds the lock
+/// (the holder's own claim not counted), with pauses between `min_pause`
+/// and `max_pause` while releases are not watched; then checks that the
+/// release wakes the waiter at once, however long its pause.
+async fn claims_while_held(
+    watched: bool,
+    min_pause: Duration,
+    max_pause: Duration,
+    wait: Duration,
+) -> u64 {
     let counting = CountingBackend::new(Watched {
         inner: MemoryBackend::new(),
         watched,
@@ -62,23 +69,28 @@ async fn attempts_in_a_minute(watched: bool) -> u64 {
     let backend = SharedBackend::from_arc(counting.clone());
     let options = LockOptions::default()
         .ttl(Duration::from_secs(600))
-        .backoff(Duration::from_millis(1), Duration::from_millis(20));
+        .backoff(min_pause, max_pause);
     let lock = AsyncLock::with_backend("watched", backend).with_options(options);
     let holder = lock.acquire().await.unwrap();
     let waiter = {
         let lock = lock.clone();
         tokio::spawn(async move { lock.acquire().await.unwrap() })
     };
-    tokio::time::sleep(Duration::from_secs(60)).await;
-    let attempts = counting.claim_count() - 1;
+    tokio::time::sleep(wait).await;
+    let claims = counting.claim_count() - 1;
     holder.release().await.unwrap();
-    // The release signal wakes it at once, however long its pause.
     let guard = tokio::time::timeout(Duration::from_millis(5), waiter)
         .await
         .expect("a release wakes the waiter at once")
         .unwrap();
     guard.release().await.unwrap();
-    attempts
+    claims
+}
+
+/// Attempts one waiter makes in 60 s while another holds the lock.
+async fn attempts_in_a_minute(watched: bool) -> u64 {
+    let (min, max) = (Duration::from_millis(1), Duration::from_millis(20));
+    claims_while_held(watched, min, max, Duration::from_secs(60)).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -99,35 +111,14 @@ async fn watched_releases_let_waiters_pause_longer() {
 /// a try, a subscription and a second try.
 #[tokio::test(start_paused = true)]
 async fn a_watched_waiter_claims_once_before_its_pause() {
-    for watched in [true, false] {
-        let counting = CountingBackend::new(Watched {
-            inner: MemoryBackend::new(),
-            watched,
-        });
-        let backend = SharedBackend::from_arc(counting.clone());
-        let options = LockOptions::default()
-            .ttl(Duration::from_secs(600))
-            .backoff(Duration::from_millis(50), Duration::from_millis(100));
-        let lock = AsyncLock::with_backend("once", backend).with_options(options);
-        let holder = lock.acquire().await.unwrap();
-        let waiter = {
-            let lock = lock.clone();
-            tokio::spawn(async move { lock.acquire().await.unwrap() })
-        };
+    for (watched, expected) in [(true, 1), (false, 2)] {
         // Less than the shortest pause (50 ms) on the paused clock: only the
         // attempts made before the first pause.
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        let before_pause = counting.claim_count() - 1;
-        let expected = if watched { 1 } else { 2 };
+        let (min, max) = (Duration::from_millis(50), Duration::from_millis(100));
+        let claims = claims_while_held(watched, min, max, Duration::from_millis(10)).await;
         assert_eq!(
-            before_pause, expected,
+            claims, expected,
             "claims before the first pause (releases watched: {watched})"
         );
-        holder.release().await.unwrap();
-        let guard = tokio::time::timeout(Duration::from_millis(5), waiter)
-            .await
-            .expect("a release wakes the waiter at once")
-            .unwrap();
-        guard.release().await.unwrap();
     }
 }
