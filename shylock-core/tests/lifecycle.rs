@@ -595,3 +595,42 @@ async fn a_grant_that_arrives_after_its_ttl_is_released_and_reported() {
     .await;
     assert!(freed.is_some(), "the late grant was not released");
 }
+
+/// `try_run` runs the work only when the lock was free, hands back its
+/// output and leaves the lock free; with the lock held it runs nothing.
+#[tokio::test]
+async fn try_run_runs_work_only_under_a_free_lock_and_frees_it() {
+    let lock = AsyncLock::with_backend(unique_name("try_run"), MemoryBackend::new());
+    assert_eq!(lock.try_run(async { 42 }).await.unwrap(), Some(42));
+    assert!(
+        !lock.is_locked().await.unwrap(),
+        "try_run left the lock held"
+    );
+    let holder = lock.acquire().await.unwrap();
+    let ran = AtomicBool::new(false);
+    let skipped = lock
+        .try_run(async { ran.store(true, Ordering::SeqCst) })
+        .await
+        .unwrap();
+    assert!(skipped.is_none(), "try_run ran under a held lock");
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "the work ran while another held the lock"
+    );
+    holder.release().await.unwrap();
+}
+
+/// `lost()` returns once the lease's own deadline passed, also when nothing
+/// else reported the loss (renewal off). On the real clock, so a `lost()`
+/// that kept waiting past the deadline fails here at the bound instead of
+/// hanging the paused-clock test above.
+#[tokio::test]
+async fn lost_returns_at_the_lease_deadline_on_the_real_clock() {
+    let lock = AsyncLock::with_backend(unique_name("lost_real"), MemoryBackend::new())
+        .with_options(opts(300).renewal(Renewal::Off));
+    let guard = lock.acquire().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), guard.lost())
+        .await
+        .expect("lost() did not return within 10 s of a 300 ms lease");
+    assert!(guard.is_lost());
+}
