@@ -229,6 +229,13 @@ async fn reentrant_holds_share_loss_and_a_lost_lease_is_not_handed_out() {
     let fresh = owner.acquire().await.unwrap();
     assert!(!fresh.is_lost());
     assert!(fresh.fencing_token() > outer.fencing_token());
+    // Ending a hold that is not the last reports nothing; the last hold's
+    // release reports the lost lease, as a plain guard's would.
+    inner.release().await.unwrap();
+    assert!(
+        matches!(outer.release().await, Err(Error::LockLost { .. })),
+        "the last hold of a lost lease released without an error"
+    );
     fresh.release().await.unwrap();
 }
 
