@@ -1,0 +1,86 @@
+//! Semaphore limits and waits, and a ticket's debug output, on the memory
+//! backend.
+
+use std::time::Duration;
+
+use shylock_core::testkit::unique_name;
+use shylock_core::{AsyncLock, AsyncSemaphore, Error, LockOptions, MemoryBackend, MAX_PERMITS};
+
+/// From 1 to `MAX_PERMITS` permits are accepted; 0 and one more than the
+/// limit are refused before anything is sent.
+#[tokio::test]
+async fn a_semaphore_takes_from_one_to_max_permits() {
+    let backend = MemoryBackend::new();
+    for permits in [1, MAX_PERMITS] {
+        let semaphore =
+            AsyncSemaphore::with_backend(unique_name("limits"), permits, backend.clone());
+        let permit = semaphore.try_acquire().await.unwrap();
+        assert!(permit.is_some(), "{permits} permits refused");
+        permit.unwrap().release().await.unwrap();
+    }
+    for permits in [0, MAX_PERMITS + 1] {
+        let semaphore =
+            AsyncSemaphore::with_backend(unique_name("limits"), permits, backend.clone());
+        match semaphore.try_acquire().await {
+            Err(Error::InvalidOptions { reason }) => {
+                assert!(
+                    reason.contains(&format!("use 1 to {MAX_PERMITS}")),
+                    "{reason}"
+                )
+            }
+            other => panic!("{permits} permits: {other:?}"),
+        }
+    }
+}
+
+/// `acquire()` on a full semaphore waits up to the options' wait timeout: a
+/// permit freed within it is granted, and without one it times out at the
+/// bound, not before.
+#[tokio::test(start_paused = true)]
+async fn a_full_semaphore_waits_up_to_its_wait_timeout() {
+    let backend = MemoryBackend::new();
+    let options = LockOptions::default()
+        .ttl(Duration::from_secs(600))
+        .wait_timeout(Some(Duration::from_secs(2)));
+    let semaphore =
+        AsyncSemaphore::with_backend(unique_name("waits"), 1, backend).with_options(options);
+    let holder = semaphore.acquire().await.unwrap();
+    let waiter = {
+        let semaphore = semaphore.clone();
+        tokio::spawn(async move { semaphore.acquire().await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    holder.release().await.unwrap();
+    let permit = waiter
+        .await
+        .unwrap()
+        .expect("a permit freed within the wait timeout");
+    let started = tokio::time::Instant::now();
+    match semaphore.acquire().await {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("a full semaphore answered {other:?}"),
+    }
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "timed out after {:?}, before the 2 s wait timeout",
+        started.elapsed()
+    );
+    permit.release().await.unwrap();
+}
+
+/// A ticket's debug output names its lock and its place in line.
+#[tokio::test]
+async fn a_ticket_debug_names_its_lock_and_place() {
+    let name = unique_name("ticket-debug");
+    let lock = AsyncLock::with_backend(&name, MemoryBackend::new())
+        .with_options(LockOptions::default().fair(true));
+    let holder = lock.acquire().await.unwrap();
+    let ticket = lock.enqueue().await.unwrap();
+    let shown = format!("{ticket:?}");
+    assert!(
+        shown.contains("AsyncTicket") && shown.contains(&name) && shown.contains("place: 0"),
+        "{shown}"
+    );
+    drop(ticket);
+    holder.release().await.unwrap();
+}
