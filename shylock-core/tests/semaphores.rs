@@ -84,3 +84,51 @@ async fn a_ticket_debug_names_its_lock_and_place() {
     drop(ticket);
     holder.release().await.unwrap();
 }
+
+/// A ticket waits up to its bound, from `wait()` with the options' wait
+/// timeout and from `wait_timeout`: a lock freed within it is granted.
+#[tokio::test(start_paused = true)]
+async fn a_ticket_waits_up_to_its_bound() {
+    let name = unique_name("ticket-wait");
+    let options = LockOptions::default()
+        .ttl(Duration::from_secs(600))
+        .fair(true)
+        .wait_timeout(Some(Duration::from_secs(2)));
+    let lock = AsyncLock::with_backend(&name, MemoryBackend::new()).with_options(options);
+    for bounded_by_options in [true, false] {
+        let holder = lock.acquire().await.unwrap();
+        let ticket = lock.enqueue().await.unwrap();
+        let waiter = tokio::spawn(async move {
+            if bounded_by_options {
+                ticket.wait().await.map(Some)
+            } else {
+                ticket.wait_timeout(Duration::from_secs(2)).await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        holder.release().await.unwrap();
+        let guard = waiter
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("a lock freed within the bound");
+        guard.release().await.unwrap();
+    }
+}
+
+/// `leave()` takes the ticket out of the line at once and says it was
+/// there: the next ticket is first.
+#[tokio::test]
+async fn leaving_the_line_says_the_ticket_was_there() {
+    let name = unique_name("ticket-leave");
+    let lock = AsyncLock::with_backend(&name, MemoryBackend::new())
+        .with_options(LockOptions::default().fair(true));
+    let holder = lock.acquire().await.unwrap();
+    let first = lock.enqueue().await.unwrap();
+    assert_eq!(first.place(), 0);
+    assert!(first.leave().await.unwrap(), "the ticket was in line");
+    let next = lock.enqueue().await.unwrap();
+    assert_eq!(next.place(), 0, "the ticket that left still stands in line");
+    drop(next);
+    holder.release().await.unwrap();
+}
