@@ -1,10 +1,13 @@
-//! Semaphore limits and waits, and a ticket's debug output, on the memory
+//! Semaphore limits and waits, and fair tickets (waits, leaving, keeping a
+//! place, what a spent ticket leaves behind), on the memory
 //! backend.
 
 use std::time::Duration;
 
 use shylock_core::testkit::unique_name;
-use shylock_core::{AsyncLock, AsyncSemaphore, Error, LockOptions, MemoryBackend, MAX_PERMITS};
+use shylock_core::{
+    AsyncLock, AsyncSemaphore, Error, LockOptions, MemoryBackend, Renewal, MAX_PERMITS,
+};
 
 /// From 1 to `MAX_PERMITS` permits are accepted; 0 and one more than the
 /// limit are refused before anything is sent.
@@ -131,4 +134,67 @@ async fn leaving_the_line_says_the_ticket_was_there() {
     assert_eq!(next.place(), 0, "the ticket that left still stands in line");
     drop(next);
     holder.release().await.unwrap();
+}
+
+/// A ticket that waits longer than its ttl keeps its place: its lease is
+/// extended while it waits (every ttl / 3, or at the renewal interval), so
+/// a later arrival stays behind it. The holder is another handle with a
+/// long ttl.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_ticket_keeps_its_place_past_its_ttl() {
+    for renewal in [Renewal::Auto, Renewal::Off] {
+        let name = unique_name("ticket-kept");
+        let backend = MemoryBackend::new();
+        let options = LockOptions::default()
+            .ttl(Duration::from_secs(3))
+            .renewal(renewal)
+            .fair(true);
+        let lock = AsyncLock::with_backend(&name, backend.clone()).with_options(options);
+        let holder = AsyncLock::with_backend(&name, backend)
+            .with_options(LockOptions::default().ttl(Duration::from_secs(60)))
+            .acquire()
+            .await
+            .unwrap();
+        let first = lock.enqueue().await.unwrap();
+        let first = tokio::spawn(first.wait());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let second = lock.enqueue().await.unwrap();
+        assert_eq!(
+            second.place(),
+            1,
+            "the first ticket lost its place after one ttl ({renewal:?})"
+        );
+        let second = tokio::spawn(second.wait());
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        holder.release().await.unwrap();
+        let guard = tokio::time::timeout(Duration::from_secs(1), first)
+            .await
+            .expect("the first in line is served first")
+            .unwrap()
+            .unwrap();
+        guard.release().await.unwrap();
+        second.await.unwrap().unwrap().release().await.unwrap();
+    }
+}
+
+/// A ticket that left the line, or won and released, leaves nothing behind:
+/// no renewal of it puts its owner back in line later.
+#[tokio::test(start_paused = true)]
+async fn a_ticket_that_left_or_won_keeps_nothing_in_line() {
+    let name = unique_name("ticket-gone");
+    let options = LockOptions::default()
+        .ttl(Duration::from_secs(3))
+        .fair(true);
+    let lock = AsyncLock::with_backend(&name, MemoryBackend::new()).with_options(options);
+    let holder = lock.acquire().await.unwrap();
+    let left = lock.enqueue().await.unwrap();
+    assert!(left.leave().await.unwrap());
+    let winner = lock.enqueue().await.unwrap();
+    let winner = tokio::spawn(winner.wait());
+    holder.release().await.unwrap();
+    winner.await.unwrap().unwrap().release().await.unwrap();
+    // Several ticket renewal periods (ttl / 3) later, the line is empty.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let next = lock.enqueue().await.unwrap();
+    assert_eq!(next.place(), 0, "a spent ticket came back into the line");
 }
