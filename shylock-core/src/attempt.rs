@@ -45,6 +45,13 @@ impl Outcome {
         let result = std::mem::replace(&mut self.result, Ok(None));
         (result, self.started)
     }
+
+    /// Releases, in this task, whatever this outcome nobody took may hold.
+    async fn clean_up(mut self) {
+        if let Some(release) = self.cleanup.take() {
+            release.await;
+        }
+    }
 }
 
 /// Releases `owner` in the background unless disarmed: dropped with an
@@ -61,10 +68,11 @@ struct Cleanup {
     runtime: Option<tokio::runtime::Handle>,
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
+impl Cleanup {
+    /// The release this cleanup stands for, if armed (then disarmed).
+    fn take(&mut self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        if !std::mem::take(&mut self.armed) {
+            return None;
         }
         let backend = self.backend.clone();
         let name = std::mem::take(&mut self.name);
@@ -72,19 +80,33 @@ impl Drop for Cleanup {
         let timeout = self.timeout;
         let target = self.target;
         tracing::debug!(lock = %name, "attempt abandoned; releasing whatever it may have won");
-        let Some(runtime) = &self.runtime else {
-            tracing::debug!(lock = %name, "no runtime to release on; the lock expires by its ttl");
-            return;
-        };
-        runtime.spawn(async move {
+        Some(async move {
             let deadline = Deadline::after(timeout);
             let release = target.release(&backend, &name, &owner, deadline);
             match deadline.bound("release", release).await {
-                Ok(true) => tracing::debug!(lock = %name, "released the win of an abandoned attempt"),
+                Ok(true) => {
+                    tracing::debug!(lock = %name, "released the win of an abandoned attempt")
+                }
                 Ok(false) => {}
-                Err(error) => tracing::warn!(lock = %name, %error, "could not release after an abandoned attempt; the lock expires by its ttl"),
+                Err(error) => {
+                    tracing::warn!(lock = %name, %error, "could not release after an abandoned attempt; the lock expires by its ttl")
+                }
             }
-        });
+        })
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let Some(runtime) = self.runtime.clone() else {
+            if self.armed {
+                tracing::debug!(lock = %self.name, "no runtime to release on; the lock expires by its ttl");
+            }
+            return;
+        };
+        if let Some(release) = self.take() {
+            runtime.spawn(release);
+        }
     }
 }
 
@@ -95,6 +117,8 @@ impl Drop for Cleanup {
 pub(crate) struct Pending {
     claim: Option<Pin<Box<dyn Future<Output = Outcome> + Send>>>,
     runtime: Option<tokio::runtime::Handle>,
+    name: String,
+    timeout: Duration,
 }
 
 impl Future for Pending {
@@ -121,11 +145,15 @@ impl Drop for Pending {
             return;
         };
         match &self.runtime {
-            // The outcome is dropped when the claim finishes, which
-            // releases a win.
+            // When the claim finishes, whatever it won (or recorded) is
+            // released. Both are counted as in flight for this name until
+            // then, so this process's next attempt or look at the name
+            // (`try_acquire`, `inspect`) comes after them.
             Some(runtime) => {
+                let entry = crate::inflight::track(&self.name, self.timeout * 2);
                 runtime.spawn(async move {
-                    drop(claim.await);
+                    claim.await.clean_up().await;
+                    drop(entry);
                 });
             }
             None => {
@@ -147,6 +175,7 @@ pub(crate) fn start(
     timeout: Duration,
 ) -> Pending {
     let backend = backend.clone();
+    let pending_name = name.to_owned();
     let (name, owner) = (name.to_owned(), owner.to_owned());
     let runtime = tokio::runtime::Handle::try_current().ok();
     let cleanup_runtime = runtime.clone();
@@ -177,5 +206,7 @@ pub(crate) fn start(
     Pending {
         claim: Some(Box::pin(claim)),
         runtime,
+        name: pending_name,
+        timeout,
     }
 }

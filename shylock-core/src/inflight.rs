@@ -1,4 +1,5 @@
-//! Releases of dropped guards, in flight on shylock's background runtime.
+//! Releases of dropped guards, in flight on shylock's background runtime,
+//! and abandoned claim attempts finishing in the background.
 //!
 //! A dropped guard cannot wait for its release, and the runtime it was
 //! dropped on may end right after (the last line of `#[tokio::main]`, the
@@ -46,10 +47,10 @@ fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One release in flight; finished when dropped (done, failed or
+/// One release (or abandoned attempt) in flight; finished when dropped (done, failed or
 /// cancelled alike). `name` is `None` for a release that acquires need not
 /// wait for.
-struct Entry {
+pub(crate) struct Entry {
     name: Option<String>,
 }
 
@@ -117,6 +118,16 @@ pub(crate) fn spawn(
             "no runtime to release a dropped guard on; the lock expires by its ttl"
         ),
     }
+}
+
+/// Counts an abandoned claim attempt on `name` (it finishes in the
+/// background, then releases whatever it won or recorded, each bounded by
+/// its operation timeout: `timeout` covers both) as in flight until the
+/// returned entry is dropped. Acquires and inspections of the name in this
+/// process wait for it, as for a dropped guard's release.
+#[must_use = "the attempt counts as in flight only while the entry lives"]
+pub(crate) fn track(name: &str, timeout: Duration) -> Entry {
+    Entry::new(Some(name), timeout)
 }
 
 /// Whether a release of a dropped guard of `name` is in flight.

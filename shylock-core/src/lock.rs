@@ -267,12 +267,19 @@ impl AsyncLock {
     /// The current holder's owner token, fencing token and expiry, or `None`
     /// when the lock is free. Bounded by the operation timeout.
     ///
+    /// It looks after this process's own releases of the name that are
+    /// still on their way (a guard dropped a moment ago, an acquire that
+    /// gave up while its claim was in flight) have landed.
+    ///
     /// # Cancel safety
     ///
     /// Cancel safe: it only reads.
     pub async fn inspect(&self) -> Result<Option<LockInfo>> {
         let (backend, options) = self.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
+        // What this process let go of a moment ago (a dropped guard, an
+        // abandoned attempt) lands first.
+        crate::inflight::settle(&self.spec.name, deadline.instant()).await;
         deadline
             .bound("inspect", backend.inspect(&self.spec.name, deadline))
             .await

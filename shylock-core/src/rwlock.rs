@@ -299,6 +299,9 @@ impl AsyncRwLock {
     pub async fn inspect(&self) -> Result<RwLockInfo> {
         let (backend, options) = self.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
+        // What this process let go of a moment ago (a dropped guard, an
+        // abandoned attempt) lands first.
+        crate::inflight::settle(self.name(), deadline.instant()).await;
         deadline
             .bound("inspect", async {
                 rwlocks(&backend)?

@@ -306,6 +306,9 @@ impl AsyncSemaphore {
     pub async fn inspect(&self) -> Result<SemaphoreInfo> {
         let (backend, options, _) = self.resolve()?;
         let deadline = Deadline::after(options.operation_timeout);
+        // What this process let go of a moment ago (a dropped guard, an
+        // abandoned attempt) lands first.
+        crate::inflight::settle(self.name(), deadline.instant()).await;
         deadline
             .bound("inspect", async {
                 semaphores(&backend)?
