@@ -3,39 +3,47 @@
 //! released. Until then this process's next attempt at, or look at, the
 //! name waits for it, so giving up is never followed by this process
 //! finding its own abandoned claim in the way. Runs on tokio's paused
-//! clock against the memory backend with slow claims.
+//! clock against the memory backend with slow claims. Also: what
+//! `leave()` answers for a ticket someone else took out of the line.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use shylock_core::backend::{Backend, Deadline, Grant, RwLockBackend};
+use shylock_core::backend::{Backend, Deadline, Grant, QueueBackend, RwLockBackend};
 use shylock_core::testkit::unique_name;
 use shylock_core::{
-    AsyncLock, AsyncRwLock, LockInfo, LockOptions, MemoryBackend, Result, RwLockInfo, SharedBackend,
+    AsyncLock, AsyncRwLock, LockInfo, LockOptions, MemoryBackend, QueueInfo, Result, RwLockInfo,
+    SharedBackend,
 };
 
 /// How long a slow claim takes to reach the store, and its answer to come
 /// back.
 const LEG: Duration = Duration::from_millis(200);
 
-/// The memory backend whose claims, from the `fast`-th on, take [`LEG`] to
-/// reach it and [`LEG`] to answer.
+/// The memory backend whose claims and enqueues, from the `fast`-th on,
+/// take [`LEG`] to reach it and [`LEG`] to answer.
 #[derive(Debug)]
 struct SlowClaims {
     inner: MemoryBackend,
     fast: u32,
     claims: AtomicU32,
+    /// The owner of the last place asked for.
+    enqueued: std::sync::Mutex<String>,
 }
 
 impl SlowClaims {
     fn shared(fast: u32) -> SharedBackend {
+        Self::new(fast).into()
+    }
+
+    fn new(fast: u32) -> Arc<Self> {
         Arc::new(SlowClaims {
             inner: MemoryBackend::new(),
             fast,
             claims: AtomicU32::new(0),
+            enqueued: std::sync::Mutex::default(),
         })
-        .into()
     }
 
     async fn slowly<T>(&self, claim: impl std::future::Future<Output = T>) -> T {
@@ -54,6 +62,9 @@ impl SlowClaims {
 #[async_trait::async_trait]
 impl Backend for SlowClaims {
     fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
+        Some(self)
+    }
+    fn queues(&self) -> Option<&dyn QueueBackend> {
         Some(self)
     }
     async fn claim(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<Option<Grant>> {
@@ -121,6 +132,32 @@ impl RwLockBackend for SlowClaims {
     }
 }
 
+#[async_trait::async_trait]
+impl QueueBackend for SlowClaims {
+    async fn enqueue(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<u64> {
+        *self.enqueued.lock().unwrap() = o.to_owned();
+        self.slowly(self.inner.enqueue(n, o, t, d)).await
+    }
+    async fn claim_fair(
+        &self,
+        n: &str,
+        o: &str,
+        t: Duration,
+        d: Deadline,
+    ) -> Result<Option<Grant>> {
+        self.slowly(self.inner.claim_fair(n, o, t, d)).await
+    }
+    async fn extend_ticket(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<bool> {
+        self.inner.extend_ticket(n, o, t, d).await
+    }
+    async fn leave_queue(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
+        self.inner.leave_queue(n, o, d).await
+    }
+    async fn list_queues(&self, p: &str, l: usize, d: Deadline) -> Result<Vec<QueueInfo>> {
+        self.inner.list_queues(p, l, d).await
+    }
+}
+
 fn options() -> LockOptions {
     LockOptions::default()
         .ttl(Duration::from_secs(60))
@@ -184,4 +221,48 @@ async fn a_late_win_of_an_abandoned_acquire_is_released_before_the_next_try() {
         guard.is_some(),
         "this process's own abandoned win refused it"
     );
+}
+
+/// A caller that went away while its place in line was being given: the
+/// place the store gave anyway leaves the line, so the next ticket is
+/// first.
+#[tokio::test(start_paused = true)]
+async fn a_place_given_after_its_caller_left_leaves_the_line() {
+    // The holder's claim is quick; every enqueue is slow.
+    let backend = SlowClaims::shared(1);
+    let lock = AsyncLock::with_backend(unique_name("late-place"), backend)
+        .with_options(options().fair(true));
+    let holder = lock.acquire().await.unwrap();
+    let gave_up = tokio::time::timeout(LEG + LEG / 2, lock.enqueue()).await;
+    assert!(gave_up.is_err(), "the enqueue answered within one leg");
+    // The place was given at one leg; its answer reached nobody.
+    tokio::time::sleep(LEG).await;
+    let next = lock.enqueue().await.unwrap();
+    assert_eq!(next.place(), 0, "the abandoned place still stands in line");
+    drop(next);
+    holder.release().await.unwrap();
+}
+
+/// `leave()` answers whether the ticket was still in line: not when
+/// someone else took it out first.
+#[tokio::test(start_paused = true)]
+async fn leaving_says_when_the_ticket_was_no_longer_in_line() {
+    let slow = SlowClaims::new(u32::MAX);
+    let backend: SharedBackend = slow.clone().into();
+    let name = unique_name("left-already");
+    let lock = AsyncLock::with_backend(&name, backend).with_options(options().fair(true));
+    let holder = lock.acquire().await.unwrap();
+    let ticket = lock.enqueue().await.unwrap();
+    let owner = slow.enqueued.lock().unwrap().clone();
+    let deadline = Deadline::after(Duration::from_secs(5));
+    assert!(slow
+        .inner
+        .leave_queue(&name, &owner, deadline)
+        .await
+        .unwrap());
+    assert!(
+        !ticket.leave().await.unwrap(),
+        "the ticket was still in line"
+    );
+    holder.release().await.unwrap();
 }
