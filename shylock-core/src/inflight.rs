@@ -19,7 +19,9 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
@@ -148,6 +150,13 @@ pub(crate) async fn settle_all(until: tokio::time::Instant) {
 }
 
 async fn settle_where(done: impl Fn(&Registry) -> bool, until: tokio::time::Instant) {
+    // Measured on the caller's clock, waited on the real one (lazily: most
+    // calls find nothing in flight). Dropped guards release on the
+    // background runtime, whose clock a paused test clock does not move:
+    // a paused runtime with nothing else to do would jump to `until` at
+    // once and give up before the release could land.
+    let budget = until.saturating_duration_since(tokio::time::Instant::now());
+    let mut bound: Option<Pin<Box<RealSleep>>> = None;
     loop {
         let notified = CHANGED.notified();
         tokio::pin!(notified);
@@ -163,9 +172,55 @@ async fn settle_where(done: impl Fn(&Registry) -> bool, until: tokio::time::Inst
                 return;
             }
         }
+        let bound = bound.get_or_insert_with(|| Box::pin(RealSleep::new(budget)));
         tokio::select! {
             _ = notified => {}
-            _ = tokio::time::sleep_until(until) => return,
+            _ = bound.as_mut() => return,
+        }
+    }
+}
+
+/// A sleep on the real clock: on the background runtime when there is one
+/// (cancelled when dropped), else on the caller's.
+struct RealSleep {
+    on_background: Option<tokio::task::JoinHandle<()>>,
+    here: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl RealSleep {
+    fn new(budget: Duration) -> Self {
+        match crate::runtime::background_runtime() {
+            Ok(runtime) => RealSleep {
+                // Made inside the task, on that runtime's clock.
+                on_background: Some(runtime.spawn(async move { tokio::time::sleep(budget).await })),
+                here: None,
+            },
+            Err(_) => RealSleep {
+                on_background: None,
+                here: Some(Box::pin(tokio::time::sleep(budget))),
+            },
+        }
+    }
+}
+
+impl Future for RealSleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(task) = self.on_background.as_mut() {
+            return Pin::new(task).poll(cx).map(|_| ());
+        }
+        match self.here.as_mut() {
+            Some(sleep) => sleep.as_mut().poll(cx),
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+impl Drop for RealSleep {
+    fn drop(&mut self) {
+        if let Some(task) = &self.on_background {
+            task.abort();
         }
     }
 }
@@ -259,6 +314,26 @@ mod tests {
             .expect("settled once the release finished")
             .unwrap();
         assert!(!registry().names.contains_key("inflight-test/a"));
+    }
+
+    /// A caller on a paused test clock still waits for a release running
+    /// on the background runtime's real clock, instead of its idle runtime
+    /// jumping to the bound at once.
+    #[tokio::test(start_paused = true)]
+    async fn settle_on_a_paused_clock_waits_for_a_real_release() {
+        spawn(
+            "inflight-test/paused",
+            false,
+            Duration::from_secs(10),
+            // Made where it runs: on the background runtime's clock.
+            async { tokio::time::sleep(Duration::from_millis(50)).await },
+        );
+        let until = tokio::time::Instant::now() + Duration::from_secs(5);
+        settle("inflight-test/paused", until).await;
+        assert!(
+            !pending("inflight-test/paused"),
+            "gave up before the release landed"
+        );
     }
 
     #[tokio::test]
