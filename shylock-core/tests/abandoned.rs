@@ -6,156 +6,26 @@
 //! clock against the memory backend with slow claims. Also: what
 //! `leave()` answers for a ticket someone else took out of the line.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use shylock_core::backend::{Backend, Deadline, Grant, QueueBackend, RwLockBackend};
-use shylock_core::testkit::unique_name;
-use shylock_core::{
-    AsyncLock, AsyncRwLock, LockInfo, LockOptions, MemoryBackend, QueueInfo, Result, RwLockInfo,
-    SharedBackend,
-};
+use shylock_core::backend::{Deadline, QueueBackend};
+use shylock_core::testkit::{unique_name, CountingBackend};
+use shylock_core::{AsyncLock, AsyncRwLock, LockOptions, MemoryBackend, SharedBackend};
 
 /// How long a slow claim takes to reach the store, and its answer to come
 /// back.
 const LEG: Duration = Duration::from_millis(200);
 
-/// The memory backend whose claims and enqueues, from the `fast`-th on,
-/// take [`LEG`] to reach it and [`LEG`] to answer.
-#[derive(Debug)]
-struct SlowClaims {
-    inner: MemoryBackend,
-    fast: u32,
-    claims: AtomicU32,
-    /// The owner of the last place asked for.
-    enqueued: std::sync::Mutex<String>,
-}
-
-impl SlowClaims {
-    fn shared(fast: u32) -> SharedBackend {
-        Self::new(fast).into()
-    }
-
-    fn new(fast: u32) -> Arc<Self> {
-        Arc::new(SlowClaims {
-            inner: MemoryBackend::new(),
-            fast,
-            claims: AtomicU32::new(0),
-            enqueued: std::sync::Mutex::default(),
-        })
-    }
-
-    async fn slowly<T>(&self, claim: impl std::future::Future<Output = T>) -> T {
-        let slow = self.claims.fetch_add(1, Ordering::SeqCst) >= self.fast;
-        if slow {
-            tokio::time::sleep(LEG).await;
-        }
-        let answer = claim.await;
-        if slow {
-            tokio::time::sleep(LEG).await;
-        }
-        answer
-    }
-}
-
-#[async_trait::async_trait]
-impl Backend for SlowClaims {
-    fn rwlocks(&self) -> Option<&dyn RwLockBackend> {
-        Some(self)
-    }
-    fn queues(&self) -> Option<&dyn QueueBackend> {
-        Some(self)
-    }
-    async fn claim(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<Option<Grant>> {
-        self.slowly(self.inner.claim(n, o, t, d)).await
-    }
-    async fn extend(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        d: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        self.inner.extend(n, o, t, d).await
-    }
-    async fn release(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
-        self.inner.release(n, o, d).await
-    }
-    async fn inspect(&self, n: &str, d: Deadline) -> Result<Option<LockInfo>> {
-        self.inner.inspect(n, d).await
-    }
-    async fn list(&self, p: &str, a: Option<&str>, l: usize, d: Deadline) -> Result<Vec<LockInfo>> {
-        self.inner.list(p, a, l, d).await
-    }
-    async fn force_release(&self, n: &str, d: Deadline) -> Result<bool> {
-        self.inner.force_release(n, d).await
-    }
-}
-
-#[async_trait::async_trait]
-impl RwLockBackend for SlowClaims {
-    async fn claim_read(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        w: bool,
-        d: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.slowly(self.inner.claim_read(n, o, t, w, d)).await
-    }
-    async fn claim_write(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        i: bool,
-        d: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.slowly(self.inner.claim_write(n, o, t, i, d)).await
-    }
-    async fn extend_rw(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        d: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        self.inner.extend_rw(n, o, t, d).await
-    }
-    async fn release_rw(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
-        self.inner.release_rw(n, o, d).await
-    }
-    async fn inspect_rwlock(&self, n: &str, d: Deadline) -> Result<RwLockInfo> {
-        self.inner.inspect_rwlock(n, d).await
-    }
-}
-
-#[async_trait::async_trait]
-impl QueueBackend for SlowClaims {
-    async fn enqueue(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<u64> {
-        *self.enqueued.lock().unwrap() = o.to_owned();
-        self.slowly(self.inner.enqueue(n, o, t, d)).await
-    }
-    async fn claim_fair(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        d: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.slowly(self.inner.claim_fair(n, o, t, d)).await
-    }
-    async fn extend_ticket(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<bool> {
-        self.inner.extend_ticket(n, o, t, d).await
-    }
-    async fn leave_queue(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
-        self.inner.leave_queue(n, o, d).await
-    }
-    async fn list_queues(&self, p: &str, l: usize, d: Deadline) -> Result<Vec<QueueInfo>> {
-        self.inner.list_queues(p, l, d).await
-    }
+/// The memory backend (kept for looking behind the wrapper's back), and
+/// the wrapper whose claims and enqueues from the `fast`-th on take [`LEG`]
+/// to reach it and [`LEG`] to answer.
+fn slow_claims(fast: u64) -> (MemoryBackend, Arc<CountingBackend>, SharedBackend) {
+    let memory = MemoryBackend::new();
+    let counting = CountingBackend::new(memory.clone());
+    counting.slow_claims(fast, LEG);
+    let backend = SharedBackend::from_arc(counting.clone());
+    (memory, counting, backend)
 }
 
 fn options() -> LockOptions {
@@ -172,7 +42,7 @@ fn options() -> LockOptions {
 async fn a_timed_out_writers_late_claim_does_not_hold_readers_back() {
     // The reader's claim and the writer's first are quick; the writer's
     // second (made at once after it subscribed) is slow.
-    let backend = SlowClaims::shared(2);
+    let (_, _, backend) = slow_claims(2);
     let rw = AsyncRwLock::with_backend(unique_name("late-write"), backend).with_options(options());
     let reader = rw.read().await.unwrap();
     let started = tokio::time::Instant::now();
@@ -201,7 +71,7 @@ async fn a_timed_out_writers_late_claim_does_not_hold_readers_back() {
 /// the win was released, and find the lock free.
 #[tokio::test(start_paused = true)]
 async fn a_late_win_of_an_abandoned_acquire_is_released_before_the_next_try() {
-    let backend = SlowClaims::shared(0);
+    let (_, _, backend) = slow_claims(0);
     let lock = AsyncLock::with_backend(unique_name("late-win"), backend).with_options(options());
     let started = tokio::time::Instant::now();
     assert!(lock
@@ -229,7 +99,7 @@ async fn a_late_win_of_an_abandoned_acquire_is_released_before_the_next_try() {
 #[tokio::test(start_paused = true)]
 async fn a_place_given_after_its_caller_left_leaves_the_line() {
     // The holder's claim is quick; every enqueue is slow.
-    let backend = SlowClaims::shared(1);
+    let (_, _, backend) = slow_claims(1);
     let lock = AsyncLock::with_backend(unique_name("late-place"), backend)
         .with_options(options().fair(true));
     let holder = lock.acquire().await.unwrap();
@@ -247,19 +117,14 @@ async fn a_place_given_after_its_caller_left_leaves_the_line() {
 /// someone else took it out first.
 #[tokio::test(start_paused = true)]
 async fn leaving_says_when_the_ticket_was_no_longer_in_line() {
-    let slow = SlowClaims::new(u32::MAX);
-    let backend: SharedBackend = slow.clone().into();
+    let (memory, counting, backend) = slow_claims(u64::MAX);
     let name = unique_name("left-already");
     let lock = AsyncLock::with_backend(&name, backend).with_options(options().fair(true));
     let holder = lock.acquire().await.unwrap();
     let ticket = lock.enqueue().await.unwrap();
-    let owner = slow.enqueued.lock().unwrap().clone();
+    let owner = counting.enqueued_owners().pop().unwrap();
     let deadline = Deadline::after(Duration::from_secs(5));
-    assert!(slow
-        .inner
-        .leave_queue(&name, &owner, deadline)
-        .await
-        .unwrap());
+    assert!(memory.leave_queue(&name, &owner, deadline).await.unwrap());
     assert!(
         !ticket.leave().await.unwrap(),
         "the ticket was still in line"

@@ -4,91 +4,18 @@
 //! before its turn. Runs on tokio's paused clock.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use shylock_core::backend::{Backend, Deadline, Grant, QueueBackend};
 use shylock_core::testkit::{unique_name, CountingBackend};
-use shylock_core::{
-    AsyncLock, LockInfo, LockOptions, MemoryBackend, QueueInfo, Result, SharedBackend,
-};
-
-/// The memory backend, saying that it signals turns and has watched every
-/// release for an hour. Its turn signals are never notified: these tests
-/// end before any turn would come.
-#[derive(Debug)]
-struct Turns {
-    inner: MemoryBackend,
-}
-
-#[async_trait::async_trait]
-impl Backend for Turns {
-    fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
-        Some(std::time::Instant::now() - Duration::from_secs(3600))
-    }
-    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.release_signal(name)
-    }
-    fn queues(&self) -> Option<&dyn QueueBackend> {
-        Some(self)
-    }
-    async fn claim(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<Option<Grant>> {
-        self.inner.claim(n, o, t, d).await
-    }
-    async fn extend(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        d: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        self.inner.extend(n, o, t, d).await
-    }
-    async fn release(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
-        self.inner.release(n, o, d).await
-    }
-    async fn inspect(&self, n: &str, d: Deadline) -> Result<Option<LockInfo>> {
-        self.inner.inspect(n, d).await
-    }
-    async fn list(&self, p: &str, a: Option<&str>, l: usize, d: Deadline) -> Result<Vec<LockInfo>> {
-        self.inner.list(p, a, l, d).await
-    }
-    async fn force_release(&self, n: &str, d: Deadline) -> Result<bool> {
-        self.inner.force_release(n, d).await
-    }
-}
-
-#[async_trait::async_trait]
-impl QueueBackend for Turns {
-    async fn enqueue(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<u64> {
-        self.inner.enqueue(n, o, t, d).await
-    }
-    async fn claim_fair(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        d: Deadline,
-    ) -> Result<Option<Grant>> {
-        self.inner.claim_fair(n, o, t, d).await
-    }
-    async fn extend_ticket(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<bool> {
-        self.inner.extend_ticket(n, o, t, d).await
-    }
-    async fn leave_queue(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
-        self.inner.leave_queue(n, o, d).await
-    }
-    async fn list_queues(&self, p: &str, l: usize, d: Deadline) -> Result<Vec<QueueInfo>> {
-        self.inner.list_queues(p, l, d).await
-    }
-    fn turn_signal(&self, _name: &str, _owner: &str) -> Option<Arc<tokio::sync::Notify>> {
-        Some(Arc::default())
-    }
-}
+use shylock_core::{AsyncLock, LockOptions, MemoryBackend, SharedBackend};
 
 fn fair_lock(name: &str) -> (AsyncLock, Arc<CountingBackend>) {
-    let counting = CountingBackend::new(Turns {
-        inner: MemoryBackend::new(),
-    });
+    // Says that it signals turns and has watched every release for an
+    // hour. Its turn signals are never notified: these tests end before any
+    // turn would come.
+    let counting = CountingBackend::new(MemoryBackend::new());
+    counting.watch_releases();
+    counting.signal_turns();
     let lock = AsyncLock::with_backend(name, SharedBackend::from_arc(counting.clone()))
         .with_options(LockOptions::default().fair(true));
     (lock, counting)

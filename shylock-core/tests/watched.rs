@@ -3,54 +3,10 @@
 //! polling is only for leases that expire without a release. Runs on
 //! tokio's paused clock, so attempts are counted, not timed.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use shylock_core::backend::{Backend, Deadline, Grant};
 use shylock_core::testkit::CountingBackend;
-use shylock_core::{AsyncLock, LockInfo, LockOptions, MemoryBackend, Result, SharedBackend};
-
-/// A memory backend that says whether releases are watched.
-#[derive(Debug)]
-struct Watched {
-    inner: MemoryBackend,
-    watched: bool,
-}
-
-#[async_trait::async_trait]
-impl Backend for Watched {
-    fn releases_watched_since(&self, _name: &str) -> Option<std::time::Instant> {
-        self.watched
-            .then(|| std::time::Instant::now() - Duration::from_secs(3600))
-    }
-    fn release_signal(&self, name: &str) -> Option<Arc<tokio::sync::Notify>> {
-        self.inner.release_signal(name)
-    }
-    async fn claim(&self, n: &str, o: &str, t: Duration, d: Deadline) -> Result<Option<Grant>> {
-        self.inner.claim(n, o, t, d).await
-    }
-    async fn extend(
-        &self,
-        n: &str,
-        o: &str,
-        t: Duration,
-        d: Deadline,
-    ) -> Result<Option<SystemTime>> {
-        self.inner.extend(n, o, t, d).await
-    }
-    async fn release(&self, n: &str, o: &str, d: Deadline) -> Result<bool> {
-        self.inner.release(n, o, d).await
-    }
-    async fn inspect(&self, n: &str, d: Deadline) -> Result<Option<LockInfo>> {
-        self.inner.inspect(n, d).await
-    }
-    async fn list(&self, p: &str, a: Option<&str>, l: usize, d: Deadline) -> Result<Vec<LockInfo>> {
-        self.inner.list(p, a, l, d).await
-    }
-    async fn force_release(&self, n: &str, d: Deadline) -> Result<bool> {
-        self.inner.force_release(n, d).await
-    }
-}
+use shylock_core::{AsyncLock, LockOptions, MemoryBackend, SharedBackend};
 
 /// The claims one waiter makes during `wait` while another holds the lock
 /// (the holder's own claim not counted), with pauses between `min_pause`
@@ -62,10 +18,10 @@ async fn claims_while_held(
     max_pause: Duration,
     wait: Duration,
 ) -> u64 {
-    let counting = CountingBackend::new(Watched {
-        inner: MemoryBackend::new(),
-        watched,
-    });
+    let counting = CountingBackend::new(MemoryBackend::new());
+    if watched {
+        counting.watch_releases();
+    }
     let backend = SharedBackend::from_arc(counting.clone());
     let options = LockOptions::default()
         .ttl(Duration::from_secs(600))

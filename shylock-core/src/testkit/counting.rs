@@ -1,6 +1,8 @@
-//! A wrapper that counts backend calls.
+//! A wrapper that counts backend calls, and can change what the backend
+//! says or how slow its claims are.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +16,12 @@ use crate::target::{queues, rwlocks, semaphores};
 /// Counts calls per operation; wraps a backend for tests that check how many
 /// round trips the core makes. Permit and read/write lock operations count
 /// with their lock counterparts.
+///
+/// Switches, for the core's tests on the memory backend: it can say that
+/// releases are watched ([`watch_releases`](Self::watch_releases)) and
+/// turns signalled ([`signal_turns`](Self::signal_turns)), as MongoDB's
+/// and SQLite's backends do, and make claims slow
+/// ([`slow_claims`](Self::slow_claims)).
 #[derive(Debug)]
 pub struct CountingBackend {
     inner: SharedBackend,
@@ -26,6 +34,17 @@ pub struct CountingBackend {
     /// `claim_fair` calls in the order they were answered: owner, and
     /// whether it won.
     fair_claims: std::sync::Mutex<Vec<(String, bool)>>,
+    /// Owners of the places asked for, in order.
+    enqueued: std::sync::Mutex<Vec<String>>,
+    watched: AtomicBool,
+    turns: AtomicBool,
+    /// Claims and enqueues so far (of every kind).
+    asks: AtomicU64,
+    /// From this ask on (counting from 0), asks are slow.
+    slow_from: AtomicU64,
+    /// How long a slow ask takes to reach the store, and its answer to
+    /// come back, in milliseconds.
+    leg_ms: AtomicU64,
 }
 
 impl CountingBackend {
@@ -37,7 +56,61 @@ impl CountingBackend {
             extends: AtomicU64::new(0),
             releases: AtomicU64::new(0),
             fair_claims: std::sync::Mutex::default(),
+            enqueued: std::sync::Mutex::default(),
+            watched: AtomicBool::new(false),
+            turns: AtomicBool::new(false),
+            asks: AtomicU64::new(0),
+            slow_from: AtomicU64::new(u64::MAX),
+            leg_ms: AtomicU64::new(0),
         })
+    }
+
+    /// From now on, says that every release of every name has been watched
+    /// for an hour (`releases_watched_since`), as a backend with a change
+    /// stream or file watcher does: waiters then pause long between
+    /// attempts.
+    pub fn watch_releases(&self) {
+        self.watched.store(true, Ordering::SeqCst);
+    }
+
+    /// From now on, offers every ticket a turn signal (`turn_signal`),
+    /// which is never notified: a ticket behind others then makes no
+    /// attempt before its turn.
+    pub fn signal_turns(&self) {
+        self.turns.store(true, Ordering::SeqCst);
+    }
+
+    /// Makes every claim and enqueue from the `from`-th on (counting from 0,
+    /// every kind together) take `leg` to reach the store and `leg` for its
+    /// answer to come back: a slow network, for callers that give up while
+    /// their claim is on its way.
+    pub fn slow_claims(&self, from: u64, leg: Duration) {
+        self.leg_ms.store(leg.as_millis() as u64, Ordering::SeqCst);
+        self.slow_from.store(from, Ordering::SeqCst);
+    }
+
+    /// The owners of the places asked for (`enqueue`) so far, in order.
+    pub fn enqueued_owners(&self) -> Vec<String> {
+        self.enqueued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs one claim or enqueue, slowly if [`slow_claims`](Self::slow_claims)
+    /// says so.
+    async fn ask<T>(&self, request: impl Future<Output = T>) -> T {
+        let number = self.asks.fetch_add(1, Ordering::SeqCst);
+        let leg = Duration::from_millis(self.leg_ms.load(Ordering::SeqCst));
+        let slow = number >= self.slow_from.load(Ordering::SeqCst) && !leg.is_zero();
+        if slow {
+            tokio::time::sleep(leg).await;
+        }
+        let answer = request.await;
+        if slow {
+            tokio::time::sleep(leg).await;
+        }
+        answer
     }
 
     /// Calls to `claim` so far.
@@ -59,6 +132,9 @@ impl CountingBackend {
 #[deny(clippy::missing_trait_methods)]
 impl Backend for CountingBackend {
     fn releases_watched_since(&self, name: &str) -> Option<std::time::Instant> {
+        if self.watched.load(Ordering::SeqCst) {
+            return std::time::Instant::now().checked_sub(Duration::from_secs(3600));
+        }
         self.inner.releases_watched_since(name)
     }
 
@@ -74,7 +150,7 @@ impl Backend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        self.inner.claim(name, owner, ttl, deadline).await
+        self.ask(self.inner.claim(name, owner, ttl, deadline)).await
     }
     async fn extend(
         &self,
@@ -134,8 +210,8 @@ impl SemaphoreBackend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        semaphores(&self.inner)?
-            .claim_permit(name, owner, permits, ttl, deadline)
+        let semaphores = semaphores(&self.inner)?;
+        self.ask(semaphores.claim_permit(name, owner, permits, ttl, deadline))
             .await
     }
     async fn extend_permit(
@@ -186,9 +262,12 @@ impl QueueBackend for CountingBackend {
         ttl: Duration,
         deadline: Deadline,
     ) -> Result<u64> {
-        queues(&self.inner)?
-            .enqueue(name, owner, ttl, deadline)
-            .await
+        self.enqueued
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(owner.to_owned());
+        let queues = queues(&self.inner)?;
+        self.ask(queues.enqueue(name, owner, ttl, deadline)).await
     }
 
     async fn claim_fair(
@@ -199,8 +278,9 @@ impl QueueBackend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        let answer = queues(&self.inner)?
-            .claim_fair(name, owner, ttl, deadline)
+        let queues = queues(&self.inner)?;
+        let answer = self
+            .ask(queues.claim_fair(name, owner, ttl, deadline))
             .await;
         if let Ok(grant) = &answer {
             self.fair_claims
@@ -239,6 +319,9 @@ impl QueueBackend for CountingBackend {
             .await
     }
     fn turn_signal(&self, name: &str, owner: &str) -> Option<Arc<tokio::sync::Notify>> {
+        if self.turns.load(Ordering::SeqCst) {
+            return Some(Arc::default());
+        }
         self.inner.queues()?.turn_signal(name, owner)
     }
 }
@@ -255,8 +338,8 @@ impl RwLockBackend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        rwlocks(&self.inner)?
-            .claim_read(name, owner, ttl, writers_first, deadline)
+        let rwlocks = rwlocks(&self.inner)?;
+        self.ask(rwlocks.claim_read(name, owner, ttl, writers_first, deadline))
             .await
     }
     async fn claim_write(
@@ -268,8 +351,8 @@ impl RwLockBackend for CountingBackend {
         deadline: Deadline,
     ) -> Result<Option<Grant>> {
         self.claims.fetch_add(1, Ordering::SeqCst);
-        rwlocks(&self.inner)?
-            .claim_write(name, owner, ttl, intent, deadline)
+        let rwlocks = rwlocks(&self.inner)?;
+        self.ask(rwlocks.claim_write(name, owner, ttl, intent, deadline))
             .await
     }
     async fn extend_rw(
