@@ -135,6 +135,23 @@ where
     }
 }
 
+/// Panics unless readers enter `rw` at once: no writer's intent shows in
+/// `inspect`, and a `try_read` wins (its lease is released again). For
+/// checking that a writer that gave up holds nobody back.
+pub async fn assert_readers_enter(rw: &crate::AsyncRwLock) {
+    assert!(
+        !rw.inspect().await.unwrap().writer_waiting,
+        "a writer that gave up still holds readers back"
+    );
+    rw.try_read()
+        .await
+        .unwrap()
+        .expect("readers enter again once the writer gave up")
+        .release()
+        .await
+        .unwrap();
+}
+
 /// Calls `$callback!($($args)*; case, case, ...)` with the list of
 /// conformance cases of one group: `locks` (the single-lock contract),
 /// `semaphores`, `queues`, `rwlocks`, or `one_permit_locks` (the lock cases that also
