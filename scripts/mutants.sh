@@ -42,12 +42,30 @@ for kind in caught missed timeout unviable; do
     printf '%-9s %s\n' "$kind" "$( [ -f "$file" ] && wc -l <"$file" || echo 0)"
 done
 count() { [ -f "$out/mutants.out/$1.txt" ] && wc -l <"$out/mutants.out/$1.txt" || echo 0; }
-caught=$(count caught); viable=$((caught + $(count missed) + $(count timeout)))
-if [ "$viable" -gt 0 ]; then
-    echo "score     $((100 * caught / viable)) % of $viable viable mutants caught"
+# Mutants that change nothing a caller can observe, each with the reason,
+# in scripts/mutants-equivalent.txt ("file:line:col: mutation  # why").
+# A missed mutant listed there is reported apart and left out of the score.
+listed="scripts/mutants-equivalent.txt"
+patterns() { grep -v -e '^#' -e '^$' "$listed" | sed 's/  #.*//'; }
+equivalent=0
+missed_file="$out/mutants.out/missed.txt"
+if [ -s "$missed_file" ] && [ -f "$listed" ]; then
+    equivalent=$(patterns | grep -Fxc -f - "$missed_file" || true)
 fi
-if [ -s "$out/mutants.out/missed.txt" ]; then
+caught=$(count caught); viable=$((caught + $(count missed) + $(count timeout) - equivalent))
+if [ "$viable" -gt 0 ]; then
+    echo "score     $((100 * caught / viable)) % of $viable viable mutants caught ($equivalent equivalent left out)"
+fi
+if [ -s "$missed_file" ]; then
+    if [ "$equivalent" -gt 0 ]; then
+        echo "missed, equivalent (reasons in $listed):"
+        patterns | grep -Fx -f - "$missed_file" || true
+    fi
     echo "missed mutants:"
-    cat "$out/mutants.out/missed.txt"
+    if [ -f "$listed" ]; then
+        patterns | grep -Fvx -f - "$missed_file" || true
+    else
+        cat "$missed_file"
+    fi
 fi
 exit "$status"

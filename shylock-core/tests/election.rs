@@ -292,8 +292,14 @@ async fn bad_identities_and_options_are_clear_errors() {
         .campaign()
         .unwrap_err();
     assert!(err.to_string().contains("renewal"), "{err}");
-    let err = Election::with_backend("", "a", backend)
+    let err = Election::with_backend("", "a", backend.clone())
         .campaign()
         .unwrap_err();
     assert!(matches!(err, Error::InvalidName { .. }));
+    let election = Election::with_backend("e", "node-a", backend);
+    assert_eq!(
+        (election.name(), election.identity()),
+        ("e", "node-a"),
+        "an election names itself and its candidate"
+    );
 }
