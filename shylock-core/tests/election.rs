@@ -303,3 +303,22 @@ async fn bad_identities_and_options_are_clear_errors() {
         "an election names itself and its candidate"
     );
 }
+
+/// Dropping a campaign stops it: its leadership is released at once, well
+/// before its lease (a minute) could run out, and nobody leads after.
+#[tokio::test]
+async fn a_dropped_campaign_gives_up_leadership() {
+    let backend = MemoryBackend::new();
+    let election = Election::with_backend(unique_name("election-drop"), "a", backend)
+        .with_options(options(60_000));
+    let campaign = election.campaign().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), campaign.wait_until_leader())
+        .await
+        .expect("the only candidate leads");
+    drop(campaign);
+    let freed = wait_for(Duration::from_secs(5), || async {
+        election.leader().await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(freed.is_some(), "a dropped campaign still leads");
+}
