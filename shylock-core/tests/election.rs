@@ -322,3 +322,27 @@ async fn a_dropped_campaign_gives_up_leadership() {
     .await;
     assert!(freed.is_some(), "a dropped campaign still leads");
 }
+
+/// On a paused test clock too, a candidate that stepped down campaigns
+/// again once its pause is over (its pause ends at the paused instant, not
+/// strictly after it). Bounded on the real clock, as a paused clock would
+/// not move while the campaign spun.
+#[tokio::test(start_paused = true)]
+async fn a_lone_candidate_leads_again_after_stepping_down_on_a_paused_clock() {
+    let campaign =
+        Election::with_backend(unique_name("election-paused"), "a", MemoryBackend::new())
+            .with_options(options(60_000))
+            .campaign()
+            .unwrap();
+    let first = campaign.wait_until_leader().await;
+    campaign.step_down().await.unwrap();
+    let (tx, watchdog) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(10));
+        let _ = tx.send(());
+    });
+    tokio::select! {
+        term = campaign.wait_until_leader() => assert!(term > first, "a new term"),
+        _ = watchdog => panic!("the candidate did not lead again within 10 s of real time"),
+    }
+}
