@@ -323,10 +323,11 @@ async fn a_dropped_campaign_gives_up_leadership() {
     assert!(freed.is_some(), "a dropped campaign still leads");
 }
 
-/// On a paused test clock too, a candidate that stepped down campaigns
-/// again once its pause is over (its pause ends at the paused instant, not
-/// strictly after it). Bounded on the real clock, as a paused clock would
-/// not move while the campaign spun.
+/// A candidate that stepped down stays out for twice its longest backoff
+/// and 10 ms (so that others, polling at most that far apart, can take
+/// over), then campaigns again: on a paused test clock too, where its pause
+/// ends at the paused instant, not strictly after it. Bounded on the real
+/// clock, as a paused clock would not move while the campaign spun.
 #[tokio::test(start_paused = true)]
 async fn a_lone_candidate_leads_again_after_stepping_down_on_a_paused_clock() {
     let campaign =
@@ -336,13 +337,19 @@ async fn a_lone_candidate_leads_again_after_stepping_down_on_a_paused_clock() {
             .unwrap();
     let first = campaign.wait_until_leader().await;
     campaign.step_down().await.unwrap();
+    let stepped_down = tokio::time::Instant::now();
     let (tx, watchdog) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(10));
         let _ = tx.send(());
     });
     tokio::select! {
-        term = campaign.wait_until_leader() => assert!(term > first, "a new term"),
+        term = campaign.wait_until_leader() => {
+            assert!(term > first, "a new term");
+            let out = stepped_down.elapsed();
+            // options(): backoff up to 20 ms.
+            assert!(out >= Duration::from_millis(50), "out for only {out:?}");
+        }
         _ = watchdog => panic!("the candidate did not lead again within 10 s of real time"),
     }
 }
