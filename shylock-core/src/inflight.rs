@@ -49,9 +49,9 @@ fn registry() -> MutexGuard<'static, Registry> {
     REGISTRY.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One release (or abandoned attempt) in flight; finished when dropped (done, failed or
-/// cancelled alike). `name` is `None` for a release that acquires need not
-/// wait for.
+/// One release (or abandoned attempt) in flight; finished when dropped
+/// (done, failed or cancelled alike). `name` is `None` for a release that
+/// acquires need not wait for.
 pub(crate) struct Entry {
     name: Option<String>,
 }

@@ -267,9 +267,9 @@ impl AsyncLock {
     /// The current holder's owner token, fencing token and expiry, or `None`
     /// when the lock is free. Bounded by the operation timeout.
     ///
-    /// It looks after this process's own releases of the name that are
-    /// still on their way (a guard dropped a moment ago, an acquire that
-    /// gave up while its claim was in flight) have landed.
+    /// It reads the lock once this process's own releases of the name that
+    /// are still on their way (a guard dropped a moment ago, an acquire
+    /// that gave up while its claim was in flight) have landed.
     ///
     /// # Cancel safety
     ///
